@@ -1,0 +1,224 @@
+//! JetStream adapter: a stream per context (`<PREFIX>_<CONTEXT>`, subjects
+//! `<prefix>.<context>.>`), durable pull consumers with explicit ack, bounded redelivery with
+//! backoff (NAK with delay), then the handler's dead-letter step.
+
+use std::{sync::Arc, time::Duration};
+
+use anyhow::Context as _;
+use async_nats::jetstream::{self, AckKind, consumer::pull, stream};
+use async_trait::async_trait;
+use futures::StreamExt;
+
+use crate::{
+    Delivery, Envelope, EventBus, EventHandler, Subscription, SubscriptionSpec, bus::dead_letter,
+};
+
+const FETCH_BATCH: usize = 64;
+const FETCH_EXPIRES: Duration = Duration::from_millis(500);
+
+pub struct NatsBus {
+    js: jetstream::Context,
+    prefix: String,
+}
+
+impl NatsBus {
+    pub async fn connect(url: &str, prefix: &str) -> anyhow::Result<Self> {
+        let client = async_nats::ConnectOptions::new()
+            .connection_timeout(Duration::from_secs(5))
+            .connect(url)
+            .await
+            .with_context(|| format!("connecting to NATS at {url}"))?;
+        Ok(Self {
+            js: jetstream::new(client),
+            prefix: prefix.to_string(),
+        })
+    }
+
+    /// `<PREFIX>_<CONTEXT>`: stream names may not contain dots.
+    pub fn stream_name(&self, context: &str) -> String {
+        format!("{}_{}", self.prefix, context)
+            .replace(['.', '-'], "_")
+            .to_uppercase()
+    }
+
+    fn subject(&self, env: &Envelope) -> anyhow::Result<String> {
+        // `connectability.directory.v1.X` -> `<prefix>.directory.v1.X`
+        let rest = env
+            .event_type
+            .strip_prefix("connectability.")
+            .context("event type must start with `connectability.`")?;
+        Ok(format!("{}.{}", self.prefix, rest))
+    }
+
+    async fn ensure_stream(&self, context: &str) -> anyhow::Result<stream::Stream> {
+        let config = stream::Config {
+            name: self.stream_name(context),
+            subjects: vec![format!("{}.{}.>", self.prefix, context)],
+            storage: stream::StorageType::File,
+            // JetStream drops a second publish of the same Nats-Msg-Id within this window.
+            duplicate_window: Duration::from_secs(120),
+            max_age: Duration::from_secs(7 * 24 * 3600),
+            ..Default::default()
+        };
+        self.js
+            .get_or_create_stream(config)
+            .await
+            .map_err(|e| anyhow::anyhow!("creating stream for `{context}`: {e}"))
+    }
+}
+
+#[async_trait]
+impl EventBus for NatsBus {
+    fn kind(&self) -> &'static str {
+        "nats"
+    }
+
+    async fn publish(&self, events: &[Envelope]) -> anyhow::Result<()> {
+        let mut contexts: Vec<&str> = events
+            .iter()
+            .map(|e| e.context())
+            .collect::<Result<_, _>>()?;
+        contexts.sort_unstable();
+        contexts.dedup();
+        for ctx in contexts {
+            self.ensure_stream(ctx).await?;
+        }
+        // Send every publish first, then await the acks: one round trip per batch, not per event.
+        let mut acks = Vec::with_capacity(events.len());
+        for env in events {
+            let mut headers = async_nats::HeaderMap::new();
+            for (k, v) in env.headers() {
+                headers.insert(k, v.as_str());
+            }
+            let msg = jetstream::message::PublishMessage::build()
+                .payload(env.data.clone().into())
+                .headers(headers)
+                .message_id(&env.id);
+            let ack = self
+                .js
+                .send_publish(self.subject(env)?, msg)
+                .await
+                .map_err(|e| anyhow::anyhow!("publishing {}: {e}", env.id))?;
+            acks.push(ack);
+        }
+        for ack in acks {
+            ack.await.map_err(|e| anyhow::anyhow!("publish ack: {e}"))?;
+        }
+        Ok(())
+    }
+
+    async fn subscribe(
+        &self,
+        spec: SubscriptionSpec,
+        handler: Arc<dyn EventHandler>,
+    ) -> anyhow::Result<Subscription> {
+        let stream = self.ensure_stream(&spec.context).await?;
+        let consumer: jetstream::consumer::Consumer<pull::Config> = stream
+            .get_or_create_consumer(
+                &spec.durable,
+                pull::Config {
+                    durable_name: Some(spec.durable.clone()),
+                    ack_policy: jetstream::consumer::AckPolicy::Explicit,
+                    ack_wait: spec.retry.ack_wait,
+                    // Unlimited at the server: the client counts attempts and dead-letters.
+                    max_deliver: -1,
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!("creating consumer `{}`: {e}", spec.durable))?;
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let task = tokio::spawn(consume(consumer, spec, handler, stop_rx));
+        Ok(Subscription {
+            stop: stop_tx,
+            task,
+        })
+    }
+}
+
+async fn consume(
+    consumer: jetstream::consumer::Consumer<pull::Config>,
+    spec: SubscriptionSpec,
+    handler: Arc<dyn EventHandler>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    while !*stop.borrow() {
+        let batch = consumer
+            .fetch()
+            .max_messages(FETCH_BATCH)
+            .expires(FETCH_EXPIRES)
+            .messages()
+            .await;
+        let mut batch = match batch {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::warn!(durable = %spec.durable, error = %e, "fetch failed; retrying");
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    _ = stop.changed() => {}
+                }
+                continue;
+            }
+        };
+        while let Some(next) = batch.next().await {
+            let msg = match next {
+                Ok(m) => m,
+                Err(e) => {
+                    tracing::warn!(durable = %spec.durable, error = %e, "bad message in batch");
+                    continue;
+                }
+            };
+            if *stop.borrow() {
+                // Hand back what we fetched so the next consumer instance gets it at once.
+                let _ = msg.ack_with(AckKind::Nak(None)).await;
+                continue;
+            }
+            handle_message(&spec, handler.as_ref(), msg).await;
+        }
+    }
+}
+
+async fn handle_message(
+    spec: &SubscriptionSpec,
+    handler: &dyn EventHandler,
+    msg: jetstream::Message,
+) {
+    let attempt = msg.info().map(|i| i.delivered.max(1) as u32).unwrap_or(1);
+    let envelope = match msg.headers.as_ref() {
+        Some(h) => Envelope::from_headers(|k| h.get(k).map(|v| v.as_str()), msg.payload.to_vec()),
+        None => Err(crate::EnvelopeError::MissingHeader("ce-id")),
+    };
+    let envelope = match envelope {
+        Ok(e) => e,
+        Err(e) => {
+            // Not ours to understand; retrying cannot help.
+            tracing::error!(durable = %spec.durable, subject = %msg.subject, error = %e, "malformed event terminated");
+            let _ = msg.ack_with(AckKind::Term).await;
+            return;
+        }
+    };
+    let delivery = Delivery { envelope, attempt };
+    let ack = match handler.handle(&delivery).await {
+        Ok(()) => AckKind::Ack,
+        Err(error) if attempt >= spec.retry.max_attempts => {
+            if dead_letter(handler, &delivery, &error).await {
+                AckKind::Ack
+            } else {
+                AckKind::Nak(Some(spec.retry.max_backoff))
+            }
+        }
+        Err(error) => {
+            tracing::info!(durable = %spec.durable, event_id = %delivery.envelope.id, attempt, error = %error, "handler failed; will redeliver");
+            AckKind::Nak(Some(spec.retry.backoff(attempt)))
+        }
+    };
+    let result = if matches!(ack, AckKind::Ack) {
+        msg.double_ack().await
+    } else {
+        msg.ack_with(ack).await
+    };
+    if let Err(e) = result {
+        // The event comes back after ack_wait; the inbox makes the repeat harmless.
+        tracing::warn!(durable = %spec.durable, error = %e, "ack failed");
+    }
+}

@@ -1,0 +1,133 @@
+//! Settings shared by every service, read from flags or environment variables. Each is
+//! listed by `--help` and in the README.
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use anyhow::Context as _;
+use connectability_auth::{Issuer, Verifier};
+
+/// DEV ONLY. The HS256 secret `connectability dev` and the tests use when none is set.
+/// Anyone who knows it can mint any token: never run a reachable deployment with it.
+pub const DEV_ONLY_HS256_SECRET: &str = "connectability-DEV-ONLY-secret-do-not-use-in-production";
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct CommonConfig {
+    /// Address the gRPC server listens on.
+    #[arg(long, env = "GRPC_ADDR", default_value = "127.0.0.1:50051")]
+    pub grpc_addr: SocketAddr,
+
+    /// Address of the Prometheus `/metrics` endpoint; `off` disables it.
+    #[arg(long, env = "METRICS_ADDR", default_value = "127.0.0.1:9464")]
+    pub metrics_addr: String,
+
+    /// Event bus: `inproc:` (one process) or `nats://host:4222` (JetStream).
+    #[arg(long, env = "EVENTS_URL", default_value = "inproc:")]
+    pub events_url: String,
+
+    /// First token of every NATS subject and stream name.
+    #[arg(long, env = "EVENTS_PREFIX", default_value = "connectability")]
+    pub events_prefix: String,
+
+    #[command(flatten)]
+    pub auth: AuthConfig,
+
+    /// Logs as `pretty` text or `json` lines. Levels come from `RUST_LOG` (default `info`).
+    #[arg(long, env = "LOG_FORMAT", default_value = "pretty")]
+    pub log_format: crate::telemetry::LogFormat,
+
+    /// Largest gRPC message accepted or sent, in bytes.
+    #[arg(long, env = "MAX_MESSAGE_BYTES", default_value_t = 4 * 1024 * 1024)]
+    pub max_message_bytes: usize,
+
+    /// Seconds between reporting NOT_SERVING and closing the listener on shutdown, so load
+    /// balancers stop sending new calls before in-flight calls drain.
+    #[arg(long, env = "SHUTDOWN_GRACE_SECS", default_value_t = 2)]
+    pub shutdown_grace_secs: u64,
+}
+
+impl CommonConfig {
+    pub fn metrics_addr(&self) -> anyhow::Result<Option<SocketAddr>> {
+        if self.metrics_addr == "off" || self.metrics_addr.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(self.metrics_addr.parse().context("METRICS_ADDR")?))
+    }
+
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_secs(self.shutdown_grace_secs)
+    }
+}
+
+/// How tokens are checked. Exactly one source: an HS256 secret, an RS256 public key, or a
+/// JWKS file.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct AuthConfig {
+    /// Shared HS256 secret (development). Also lets services mint their own service tokens.
+    #[arg(long, env = "AUTH_HS256_SECRET", hide_env_values = true)]
+    pub hs256_secret: Option<String>,
+
+    /// PEM file with the RS256 public key of your identity provider.
+    #[arg(long, env = "AUTH_RS256_PUBLIC_KEY_FILE")]
+    pub rs256_public_key_file: Option<PathBuf>,
+
+    /// JWKS JSON file (e.g. your provider's keys mounted from a Secret); `kid` picks the key.
+    #[arg(long, env = "AUTH_JWKS_FILE")]
+    pub jwks_file: Option<PathBuf>,
+
+    /// Bearer token this service presents to other services (role `service`). Optional with
+    /// an HS256 secret, from which one is minted.
+    #[arg(long, env = "SERVICE_TOKEN", hide_env_values = true)]
+    pub service_token: Option<String>,
+}
+
+impl AuthConfig {
+    /// The dev-only setup `connectability dev` and tests use when nothing is configured.
+    pub fn dev_only() -> Self {
+        Self {
+            hs256_secret: Some(DEV_ONLY_HS256_SECRET.to_string()),
+            ..Default::default()
+        }
+    }
+
+    pub fn verifier(&self) -> anyhow::Result<Verifier> {
+        match (
+            &self.hs256_secret,
+            &self.rs256_public_key_file,
+            &self.jwks_file,
+        ) {
+            (Some(secret), None, None) => {
+                if secret == DEV_ONLY_HS256_SECRET {
+                    tracing::warn!(
+                        "using the DEV-ONLY auth secret: anyone can mint tokens; set AUTH_HS256_SECRET, AUTH_RS256_PUBLIC_KEY_FILE or AUTH_JWKS_FILE"
+                    );
+                }
+                Ok(Verifier::hs256(secret.as_bytes()))
+            }
+            (None, Some(pem), None) => {
+                let pem =
+                    std::fs::read(pem).with_context(|| format!("reading {}", pem.display()))?;
+                Ok(Verifier::rs256_pem(&pem)?)
+            }
+            (None, None, Some(jwks)) => {
+                let json = std::fs::read_to_string(jwks)
+                    .with_context(|| format!("reading {}", jwks.display()))?;
+                Ok(Verifier::rs256_jwks(&json)?)
+            }
+            (None, None, None) => anyhow::bail!(
+                "no token verification configured: set AUTH_HS256_SECRET, AUTH_RS256_PUBLIC_KEY_FILE or AUTH_JWKS_FILE"
+            ),
+            _ => anyhow::bail!(
+                "set only one of AUTH_HS256_SECRET, AUTH_RS256_PUBLIC_KEY_FILE, AUTH_JWKS_FILE"
+            ),
+        }
+    }
+
+    /// The token this service sends to other services, if it has one.
+    pub fn service_token(&self, service_name: &str) -> Option<String> {
+        self.service_token.clone().or_else(|| {
+            self.hs256_secret
+                .as_ref()
+                .map(|s| Issuer::hs256(s.as_bytes()).service(service_name))
+        })
+    }
+}

@@ -1,0 +1,56 @@
+//! gRPC statuses with machine-readable details, the same way in every service.
+
+use std::fmt::Display;
+
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt};
+
+/// `ErrorInfo.domain` of every Connectability error.
+pub const ERROR_DOMAIN: &str = "connectability";
+
+/// INVALID_ARGUMENT naming the field, with a `BadRequest` field violation.
+pub fn invalid_argument(field: &str, description: impl Display) -> Status {
+    let description = description.to_string();
+    Status::with_error_details(
+        Code::InvalidArgument,
+        format!("{field}: {description}"),
+        ErrorDetails::with_bad_request_violation(field, description),
+    )
+}
+
+/// FAILED_PRECONDITION with an `ErrorInfo` whose `reason` clients can match on.
+pub fn failed_precondition(reason: &str, message: impl Display) -> Status {
+    Status::with_error_details(
+        Code::FailedPrecondition,
+        message.to_string(),
+        ErrorDetails::with_error_info(reason, ERROR_DOMAIN, std::collections::HashMap::new()),
+    )
+}
+
+/// NOT_FOUND that says nothing about whether the thing exists for someone else.
+pub fn not_found(what: &str, id: &str) -> Status {
+    Status::not_found(format!("{what} `{id}` not found"))
+}
+
+pub fn permission_denied(message: impl Display) -> Status {
+    Status::permission_denied(message.to_string())
+}
+
+/// INTERNAL for failures the caller cannot fix; the cause goes to the log, not the wire.
+pub fn internal(error: impl Display) -> Status {
+    tracing::error!(error = %error, "internal error");
+    Status::internal("internal error")
+}
+
+/// Reads the `ErrorInfo.reason` of a status, if it has one (clients and tests).
+pub fn reason(status: &Status) -> Option<String> {
+    status.get_details_error_info().map(|i| i.reason)
+}
+
+/// Reads the first `BadRequest` field violation of a status, if any.
+pub fn bad_field(status: &Status) -> Option<String> {
+    status
+        .get_details_bad_request()
+        .and_then(|b| b.field_violations.into_iter().next())
+        .map(|v| v.field)
+}

@@ -1,0 +1,126 @@
+//! The gRPC server every service runs: server reflection (v1 and v1alpha, which grpcurl
+//! 1.8 speaks), `grpc.health.v1`, the auth interceptor on every business service, metrics,
+//! tracing, and graceful shutdown (health goes NOT_SERVING, then in-flight calls drain).
+
+use std::{convert::Infallible, time::Duration};
+
+use connectability_auth::{AuthInterceptor, Verifier};
+use tokio::net::TcpListener;
+use tonic::{
+    body::Body,
+    server::NamedService,
+    service::{RoutesBuilder, interceptor::InterceptedService},
+    transport::{Server, server::TcpIncoming},
+};
+use tonic_health::{ServingStatus, server::HealthReporter};
+
+use crate::metrics::{Metrics, MetricsLayer};
+
+pub struct GrpcServer {
+    routes: RoutesBuilder,
+    auth: AuthInterceptor,
+    health: HealthReporter,
+    service_names: Vec<&'static str>,
+    metrics: Metrics,
+}
+
+impl GrpcServer {
+    pub fn new(verifier: Verifier, metrics: Metrics) -> Self {
+        let (health, health_service) = tonic_health::server::health_reporter();
+        let reflection_v1 = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(connectability_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1()
+            .expect("the embedded descriptor sets are valid");
+        let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(connectability_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1alpha()
+            .expect("the embedded descriptor sets are valid");
+        let mut routes = RoutesBuilder::default();
+        routes
+            .add_service(health_service)
+            .add_service(reflection_v1)
+            .add_service(reflection_v1alpha);
+        Self {
+            routes,
+            auth: AuthInterceptor::new(verifier),
+            health,
+            service_names: Vec::new(),
+            metrics,
+        }
+    }
+
+    /// Adds a business service behind the auth interceptor; health reports it by name.
+    pub fn add_service<S>(&mut self, service: S) -> &mut Self
+    where
+        S: tower::Service<http::Request<Body>, Response = http::Response<Body>, Error = Infallible>
+            + NamedService
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        S::Future: Send + 'static,
+    {
+        self.service_names.push(S::NAME);
+        self.routes
+            .add_service(InterceptedService::new(service, self.auth.clone()));
+        self
+    }
+
+    pub fn health(&self) -> HealthReporter {
+        self.health.clone()
+    }
+
+    /// Serves on `listener` until `shutdown` resolves. Then every service reports
+    /// NOT_SERVING, `grace` passes so balancers notice, the listener closes, and in-flight
+    /// calls finish before this returns.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl std::future::Future<Output = ()> + Send,
+        grace: Duration,
+    ) -> anyhow::Result<()> {
+        let health = self.health.clone();
+        for name in &self.service_names {
+            health
+                .set_service_status(*name, ServingStatus::Serving)
+                .await;
+        }
+        tracing::info!(addr = %listener.local_addr()?, services = ?self.service_names, "gRPC server listening");
+        let names = self.service_names.clone();
+        let drain = async move {
+            shutdown.await;
+            for name in names.iter().copied().chain([""]) {
+                health
+                    .set_service_status(name, ServingStatus::NotServing)
+                    .await;
+            }
+            tracing::info!(
+                grace_secs = grace.as_secs_f32(),
+                "health NOT_SERVING; draining"
+            );
+            tokio::time::sleep(grace).await;
+        };
+        Server::builder()
+            .trace_fn(|req| {
+                let span = tracing::info_span!("grpc", method = %req.uri().path());
+                crate::telemetry::set_parent_from(
+                    &span,
+                    req.headers()
+                        .get("traceparent")
+                        .and_then(|v| v.to_str().ok()),
+                );
+                span
+            })
+            .layer(MetricsLayer(self.metrics.clone()))
+            .serve_with_incoming_shutdown(
+                self.routes.routes(),
+                TcpIncoming::from(listener).with_nodelay(Some(true)),
+                drain,
+            )
+            .await?;
+        tracing::info!("gRPC server stopped");
+        Ok(())
+    }
+}

@@ -1,0 +1,30 @@
+//! Generated types for every Connectability context (`connectability.<context>.v1`).
+
+/// The encoded descriptor set of every proto, served by gRPC reflection.
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    tonic::include_file_descriptor_set!("connectability_descriptor");
+
+/// An event payload: a protobuf message whose full name is its CloudEvents `type`.
+pub trait EventMessage: prost::Message + Default {
+    /// Full protobuf name, e.g. `connectability.directory.v1.ProjectCreated`.
+    const EVENT_TYPE: &'static str;
+}
+
+macro_rules! event_messages {
+    ($package:literal => $($name:ident),+ $(,)?) => {
+        $(impl $crate::EventMessage for $name {
+            const EVENT_TYPE: &'static str = concat!($package, ".", stringify!($name));
+        })+
+    };
+}
+
+pub mod directory {
+    pub mod v1 {
+        tonic::include_proto!("connectability.directory.v1");
+
+        event_messages!("connectability.directory.v1" =>
+            CompanyCreated, CompanyAdminChanged, ProjectCreated, ProjectUpdated, UserCreated,
+            ProjectMemberAdded, ProjectMemberUpdated, ProjectMemberRemoved,
+        );
+    }
+}

@@ -1,0 +1,196 @@
+use std::{str::FromStr, time::Duration};
+
+use anyhow::Context as _;
+use sqlx::{AnyPool, Executor, any::AnyPoolOptions, migrate::Migrator};
+
+pub type Tx = sqlx::Transaction<'static, sqlx::Any>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Postgres,
+    Sqlite,
+}
+
+impl Backend {
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Postgres => "postgres",
+            Backend::Sqlite => "sqlite",
+        }
+    }
+}
+
+/// A service's migrations, one folder per backend where DDL differs:
+/// `ServiceMigrations { postgres: sqlx::migrate!("migrations/postgres"), sqlite: sqlx::migrate!("migrations/sqlite") }`.
+pub struct ServiceMigrations {
+    pub postgres: Migrator,
+    pub sqlite: Migrator,
+}
+
+/// A connection pool to one service's database.
+#[derive(Clone, Debug)]
+pub struct Db {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+impl Db {
+    /// Connects to `sqlite://path` (the file and its folder are created) or `postgres://…`.
+    pub async fn connect(url: &str) -> anyhow::Result<Db> {
+        sqlx::any::install_default_drivers();
+        let backend = if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Backend::Postgres
+        } else {
+            anyhow::bail!(
+                "DATABASE_URL must start with sqlite:// or postgres://, got `{}`",
+                redact(url)
+            );
+        };
+        let url = match backend {
+            Backend::Sqlite => sqlite_url(url)?,
+            Backend::Postgres => url.to_string(),
+        };
+        let options = AnyPoolOptions::new()
+            .acquire_timeout(Duration::from_secs(10))
+            .max_connections(match backend {
+                Backend::Sqlite => 4,
+                Backend::Postgres => 10,
+            });
+        let options = if backend == Backend::Sqlite {
+            options.after_connect(|conn, _meta| {
+                Box::pin(async move {
+                    // WAL lets readers run beside the one writer; writers queue on busy_timeout.
+                    conn.execute("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 10000;")
+                        .await?;
+                    Ok(())
+                })
+            })
+        } else {
+            options
+        };
+        let pool = options
+            .connect(&url)
+            .await
+            .with_context(|| format!("connecting to {}", redact(&url)))?;
+        Ok(Db { pool, backend })
+    }
+
+    /// Applies the platform tables (outbox, inbox, dead letters, request ids) and then the
+    /// service's own migrations. Running it again is a no-op.
+    pub async fn migrate(&self, service: &ServiceMigrations) -> anyhow::Result<()> {
+        let mut platform = match self.backend {
+            Backend::Postgres => sqlx::migrate!("migrations/postgres"),
+            Backend::Sqlite => sqlx::migrate!("migrations/sqlite"),
+        };
+        // The platform's history lives in its own table so it never collides with a service's.
+        platform.dangerous_set_table_name("_platform_migrations");
+        platform
+            .run(&self.pool)
+            .await
+            .context("platform migrations")?;
+        let service = match self.backend {
+            Backend::Postgres => &service.postgres,
+            Backend::Sqlite => &service.sqlite,
+        };
+        service
+            .run(&self.pool)
+            .await
+            .context("service migrations")?;
+        Ok(())
+    }
+
+    /// Starts a transaction. On SQLite it takes the write lock up front (`BEGIN IMMEDIATE`),
+    /// so two writers queue instead of failing to upgrade a read lock.
+    pub async fn begin(&self) -> Result<Tx, sqlx::Error> {
+        match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
+            Backend::Postgres => self.pool.begin().await,
+        }
+    }
+
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+fn sqlite_url(url: &str) -> anyhow::Result<String> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .unwrap_or(url);
+    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+    if path.is_empty() || path == ":memory:" {
+        anyhow::bail!(
+            "DATABASE_URL: use a file (sqlite://data/directory.db); in-memory SQLite is per connection"
+        );
+    }
+    if let Some(parent) = std::path::Path::new(path)
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+    {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("creating {}", parent.display()))?;
+    }
+    let query = if query.is_empty() {
+        "mode=rwc".to_string()
+    } else {
+        query.to_string()
+    };
+    Ok(format!("sqlite://{path}?{query}"))
+}
+
+/// The URL without its password, for logs and errors.
+pub(crate) fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let creds = &url[scheme + 3..at];
+            match creds.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+impl FromStr for Backend {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> anyhow::Result<Self> {
+        match s {
+            "postgres" => Ok(Backend::Postgres),
+            "sqlite" => Ok(Backend::Sqlite),
+            other => anyhow::bail!("unknown backend `{other}`"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(redact("postgres://u:secret@h/db"), "postgres://u:***@h/db");
+        assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
+    }
+
+    #[test]
+    fn sqlite_urls_create_files() {
+        assert!(sqlite_url("sqlite::memory:").is_err());
+        assert!(
+            sqlite_url("sqlite://x.db")
+                .unwrap()
+                .ends_with("x.db?mode=rwc")
+        );
+    }
+}

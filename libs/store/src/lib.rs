@@ -1,0 +1,31 @@
+//! Storage for every service: one pool from `DATABASE_URL` (`sqlite://…` embedded default or
+//! `postgres://…`) through sqlx `Any`, so SQL is written once; per-service migrations; the
+//! transactional [`outbox`] and its relay; [`inbox`] consumers with dead letters; and
+//! [`request_ids`] for safe retries (AIP-155).
+//!
+//! Portable schema rules (see STACK.md): ids TEXT, times BIGINT Unix ms, flags SMALLINT,
+//! bytes BYTEA/BLOB; no BOOLEAN, timestamp, UUID or JSONB columns.
+
+mod db;
+pub mod inbox;
+pub mod outbox;
+pub mod request_ids;
+
+pub use connectability_events::Envelope;
+pub use db::{Backend, Db, ServiceMigrations, Tx};
+
+/// Unix time in milliseconds, the unit of every stored time.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// `$first, $first+1, …` placeholders for a batch statement.
+pub fn placeholders(first: usize, count: usize) -> String {
+    (first..first + count)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}

@@ -1,0 +1,187 @@
+//! Transactional outbox: events are written in the same transaction as the state change
+//! ([`enqueue`]); the [`Relay`] publishes them in order and marks them sent.
+//!
+//! A relay that dies after publishing but before marking publishes again on restart; the
+//! repeat is harmless (JetStream drops the duplicate `Nats-Msg-Id`, inboxes ignore it).
+
+use std::{sync::Arc, time::Duration};
+
+use connectability_events::{Envelope, EventBus};
+use sqlx::{AssertSqlSafe, Row};
+use tokio::sync::Notify;
+
+use crate::{Db, Tx, now_ms, placeholders};
+
+const COLUMNS: usize = 7;
+
+/// Writes events in the caller's transaction: they exist if and only if it commits.
+pub async fn enqueue(tx: &mut Tx, events: &[Envelope]) -> Result<(), sqlx::Error> {
+    // Many rows per statement, within SQLite's and Postgres' bind limits.
+    for chunk in events.chunks(500) {
+        let values = (0..chunk.len())
+            .map(|i| format!("({})", placeholders(i * COLUMNS + 1, COLUMNS)))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "INSERT INTO outbox (event_id, event_type, source, subject, time_ms, traceparent, data) VALUES {values}"
+        );
+        let mut query = sqlx::query(AssertSqlSafe(sql));
+        for e in chunk {
+            query = query
+                .bind(e.id.clone())
+                .bind(e.event_type.clone())
+                .bind(e.source.clone())
+                .bind(e.subject.clone())
+                .bind(e.time_ms)
+                .bind(e.traceparent.clone())
+                .bind(e.data.clone());
+        }
+        query.execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
+/// An unsent outbox row.
+#[derive(Debug, Clone)]
+pub struct Pending {
+    pub seq: i64,
+    pub envelope: Envelope,
+}
+
+/// The oldest unsent events, in commit order.
+pub async fn fetch_unsent(db: &Db, limit: i64) -> Result<Vec<Pending>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT seq, event_id, event_type, source, subject, time_ms, traceparent, data
+         FROM outbox WHERE sent_ms IS NULL ORDER BY seq LIMIT $1",
+    )
+    .bind(limit)
+    .fetch_all(db.pool())
+    .await?;
+    rows.into_iter()
+        .map(|r| {
+            Ok(Pending {
+                seq: r.try_get("seq")?,
+                envelope: Envelope {
+                    id: r.try_get("event_id")?,
+                    event_type: r.try_get("event_type")?,
+                    source: r.try_get("source")?,
+                    subject: r.try_get("subject")?,
+                    time_ms: r.try_get("time_ms")?,
+                    traceparent: r.try_get("traceparent")?,
+                    data: r.try_get("data")?,
+                },
+            })
+        })
+        .collect()
+}
+
+/// Marks a published batch sent, in one statement.
+pub async fn mark_sent(db: &Db, seqs: &[i64]) -> Result<(), sqlx::Error> {
+    if seqs.is_empty() {
+        return Ok(());
+    }
+    let sql = format!(
+        "UPDATE outbox SET sent_ms = $1 WHERE seq IN ({})",
+        placeholders(2, seqs.len())
+    );
+    let mut query = sqlx::query(AssertSqlSafe(sql)).bind(now_ms());
+    for s in seqs {
+        query = query.bind(*s);
+    }
+    query.execute(db.pool()).await?;
+    Ok(())
+}
+
+/// Counts events not yet sent (for tests and metrics).
+pub async fn unsent_count(db: &Db) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar("SELECT COUNT(*) FROM outbox WHERE sent_ms IS NULL")
+        .fetch_one(db.pool())
+        .await
+}
+
+/// Wakes the relay right after a commit, instead of at its next poll.
+#[derive(Clone, Default)]
+pub struct RelayWaker(Arc<Notify>);
+
+impl RelayWaker {
+    pub fn wake(&self) {
+        self.0.notify_one();
+    }
+}
+
+/// Moves events from one service's outbox to the bus.
+pub struct Relay {
+    db: Db,
+    bus: Arc<dyn EventBus>,
+    waker: RelayWaker,
+    batch_size: i64,
+    poll_interval: Duration,
+    /// Sent rows older than this are deleted; the inbox, not the outbox, prevents repeats.
+    retention: Duration,
+}
+
+impl Relay {
+    pub fn new(db: Db, bus: Arc<dyn EventBus>) -> Self {
+        Self {
+            db,
+            bus,
+            waker: RelayWaker::default(),
+            batch_size: 256,
+            poll_interval: Duration::from_millis(500),
+            retention: Duration::from_secs(7 * 24 * 3600),
+        }
+    }
+
+    pub fn waker(&self) -> RelayWaker {
+        self.waker.clone()
+    }
+
+    /// Publishes one batch and marks it sent; returns how many events it moved.
+    pub async fn run_once(&self) -> anyhow::Result<usize> {
+        let pending = fetch_unsent(&self.db, self.batch_size).await?;
+        if pending.is_empty() {
+            return Ok(0);
+        }
+        let envelopes: Vec<Envelope> = pending.iter().map(|p| p.envelope.clone()).collect();
+        self.bus.publish(&envelopes).await?;
+        let seqs: Vec<i64> = pending.iter().map(|p| p.seq).collect();
+        mark_sent(&self.db, &seqs).await?;
+        Ok(pending.len())
+    }
+
+    /// Runs until `shutdown` resolves: drains the outbox, then waits for a wake-up or the
+    /// next poll (other replicas of the service may have written events too).
+    pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        let mut last_prune = 0i64;
+        loop {
+            let moved = match self.run_once().await {
+                Ok(n) => n,
+                Err(e) => {
+                    tracing::warn!(error = %e, "outbox relay failed; retrying");
+                    0
+                }
+            };
+            if moved > 0 {
+                continue;
+            }
+            if now_ms() - last_prune > 3_600_000 {
+                last_prune = now_ms();
+                let cutoff = now_ms() - self.retention.as_millis() as i64;
+                if let Err(e) =
+                    sqlx::query("DELETE FROM outbox WHERE sent_ms IS NOT NULL AND sent_ms < $1")
+                        .bind(cutoff)
+                        .execute(self.db.pool())
+                        .await
+                {
+                    tracing::warn!(error = %e, "outbox prune failed");
+                }
+            }
+            tokio::select! {
+                _ = &mut shutdown => return,
+                _ = self.waker.0.notified() => {}
+                _ = tokio::time::sleep(self.poll_interval) => {}
+            }
+        }
+    }
+}

@@ -1,0 +1,259 @@
+//! `connectability`: the umbrella binary.
+//!
+//! - `dev`: every service in one process on one gRPC address, embedded SQLite in a data
+//!   folder and `inproc:` events; loads demo data on first start and prints grpcurl commands.
+//! - `serve <service>`: one service, configured from the environment (production).
+//! - `token --user <id>`: a dev token (HS256).
+//! - `migrate <service>`: applies a service's migrations to `DATABASE_URL`.
+//! - `dead-letters <service>`: lists events a service's consumers gave up on.
+
+use std::{net::SocketAddr, path::PathBuf};
+
+use clap::{Parser, Subcommand};
+use connectability_auth::{Issuer, ROLE_OPERATOR, ROLE_SERVICE};
+use connectability_platform::{
+    AuthConfig, DEV_ONLY_HS256_SECRET, GrpcServer, metrics::Metrics, telemetry::LogFormat,
+};
+use connectability_store::{Db, inbox};
+
+#[derive(Parser)]
+#[command(
+    name = "connectability",
+    version,
+    about = "Connectability: connect construction projects across company accounts"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run every service in one process on embedded storage, with demo data.
+    Dev(DevArgs),
+    /// Run one service, configured from the environment.
+    Serve {
+        #[command(subcommand)]
+        service: ServeService,
+    },
+    /// Print a dev token (HS256, signed with AUTH_HS256_SECRET or the dev-only secret).
+    Token(TokenArgs),
+    /// Apply a service's migrations to DATABASE_URL and exit.
+    Migrate {
+        service: ServiceName,
+        #[arg(long, env = "DATABASE_URL")]
+        database_url: String,
+    },
+    /// List the dead letters of a service's database (events its consumers gave up on).
+    DeadLetters {
+        #[arg(long, env = "DATABASE_URL")]
+        database_url: String,
+        /// Only this consumer's.
+        #[arg(long)]
+        consumer: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum ServeService {
+    /// Companies, projects, users, project directories.
+    Directory(directory::Config),
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ServiceName {
+    Directory,
+}
+
+#[derive(clap::Args)]
+struct DevArgs {
+    /// Address of the gRPC server that hosts every service.
+    #[arg(long, env = "GRPC_ADDR", default_value = "127.0.0.1:50051")]
+    grpc_addr: SocketAddr,
+    /// Prometheus `/metrics` address; `off` disables it.
+    #[arg(long, env = "METRICS_ADDR", default_value = "127.0.0.1:9464")]
+    metrics_addr: String,
+    /// Folder for the embedded databases (one SQLite file per service).
+    #[arg(long, env = "DATA_DIR", default_value = ".data")]
+    data_dir: PathBuf,
+    #[arg(long, env = "LOG_FORMAT", default_value = "pretty")]
+    log_format: LogFormat,
+}
+
+#[derive(clap::Args)]
+struct TokenArgs {
+    /// The user id the token names (e.g. usr_raj).
+    #[arg(long, conflicts_with_all = ["operator", "service"])]
+    user: Option<String>,
+    /// An operator token (creates companies, sees everything).
+    #[arg(long)]
+    operator: bool,
+    /// A service token with this service name.
+    #[arg(long)]
+    service: Option<String>,
+    /// Lifetime in seconds.
+    #[arg(long, default_value_t = connectability_auth::DEFAULT_TTL_SECS)]
+    ttl_secs: u64,
+    #[arg(long, env = "AUTH_HS256_SECRET", hide_env_values = true)]
+    hs256_secret: Option<String>,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    // object_store's S3 client brings aws-lc-rs beside ring; pick one provider for rustls.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    match Cli::parse().command {
+        Command::Dev(args) => dev(args).await,
+        Command::Serve {
+            service: ServeService::Directory(config),
+        } => {
+            let _t =
+                connectability_platform::telemetry::init(directory::NAME, config.common.log_format);
+            directory::serve(config).await
+        }
+        Command::Token(args) => {
+            let secret = args.hs256_secret.unwrap_or_else(|| {
+                eprintln!(
+                    "warning: AUTH_HS256_SECRET is not set; signing with the DEV-ONLY secret"
+                );
+                DEV_ONLY_HS256_SECRET.to_string()
+            });
+            let issuer = Issuer::hs256(secret.as_bytes());
+            let token = match (args.user, args.operator, args.service) {
+                (Some(user), _, _) => issuer.mint(&user, &[], args.ttl_secs),
+                (None, true, _) => issuer.mint("operator", &[ROLE_OPERATOR], args.ttl_secs),
+                (None, false, Some(svc)) => issuer.mint(&svc, &[ROLE_SERVICE], args.ttl_secs),
+                (None, false, None) => {
+                    anyhow::bail!("say --user <id>, --operator or --service <name>")
+                }
+            };
+            println!("{token}");
+            Ok(())
+        }
+        Command::Migrate {
+            service,
+            database_url,
+        } => {
+            let db = Db::connect(&database_url).await?;
+            let migrations = match service {
+                ServiceName::Directory => directory::migrations(),
+            };
+            db.migrate(&migrations).await?;
+            println!("migrations applied");
+            Ok(())
+        }
+        Command::DeadLetters {
+            database_url,
+            consumer,
+        } => {
+            let db = Db::connect(&database_url).await?;
+            let letters = inbox::list_dead_letters(&db, consumer.as_deref()).await?;
+            if letters.is_empty() {
+                println!("no dead letters");
+            }
+            for d in letters {
+                println!(
+                    "{}  consumer={} event={} type={} attempts={} error={}",
+                    d.id, d.consumer, d.envelope.id, d.envelope.event_type, d.attempts, d.error
+                );
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Every service in one process, on SQLite files in `data_dir` and in-process events.
+async fn dev(args: DevArgs) -> anyhow::Result<()> {
+    let _telemetry = connectability_platform::telemetry::init("connectability", args.log_format);
+    let auth = match std::env::var("AUTH_HS256_SECRET") {
+        Ok(secret) if !secret.is_empty() => AuthConfig {
+            hs256_secret: Some(secret),
+            ..Default::default()
+        },
+        _ => AuthConfig::dev_only(),
+    };
+    let secret = auth.hs256_secret.clone().expect("dev uses an HS256 secret");
+    let bus = connectability_events::connect("inproc:", "connectability").await?;
+    let sqlite = |name: &str| format!("sqlite://{}/{name}.db", args.data_dir.display());
+
+    let directory_db = Db::connect(&sqlite(directory::NAME)).await?;
+    directory_db.migrate(&directory::migrations()).await?;
+    let loaded = directory::demo::load(&directory_db).await?;
+    let directory = directory::Directory::new(directory_db, bus.clone());
+
+    let metrics = Metrics::new();
+    let _metrics_task = match args.metrics_addr.as_str() {
+        "off" | "" => None,
+        addr => Some(metrics.clone().serve(addr.parse()?).await?),
+    };
+    let mut server = GrpcServer::new(auth.verifier()?, metrics);
+    let max_message_bytes = 4 * 1024 * 1024;
+    directory.mount(&mut server, max_message_bytes);
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let relays = vec![tokio::spawn(
+        directory.relay.run(directory::wait_for(stop_rx.clone())),
+    )];
+
+    let listener = tokio::net::TcpListener::bind(args.grpc_addr).await?;
+    print_welcome(
+        &listener.local_addr()?,
+        &Issuer::hs256(secret.as_bytes()),
+        loaded,
+        &args.data_dir,
+    );
+    server
+        .serve(
+            listener,
+            connectability_platform::shutdown_signal(),
+            std::time::Duration::from_millis(200),
+        )
+        .await?;
+    let _ = stop_tx.send(true);
+    for relay in relays {
+        let _ = relay.await;
+    }
+    Ok(())
+}
+
+fn print_welcome(addr: &SocketAddr, issuer: &Issuer, loaded: bool, data_dir: &std::path::Path) {
+    let raj = issuer.user("usr_raj");
+    let gina = issuer.user("usr_gina");
+    let operator = issuer.operator();
+    println!();
+    println!(
+        "Connectability dev is up on {addr} (embedded SQLite in {}, in-process events).",
+        data_dir.display()
+    );
+    println!(
+        "{}",
+        if loaded {
+            "Demo data loaded."
+        } else {
+            "Demo data already present."
+        }
+    );
+    println!("DEV-ONLY tokens (30 days) for the demo people:");
+    for (id, _, name, _, admin) in directory::demo::USERS {
+        let role = if *admin { "company admin" } else { "member" };
+        println!(
+            "  export TOKEN_{}={}   # {name}, {role}",
+            id.trim_start_matches("usr_").to_uppercase(),
+            issuer.user(id)
+        );
+    }
+    println!("  export TOKEN_OPERATOR={operator}");
+    println!();
+    println!("Try (paste as is):");
+    println!("  grpcurl -plaintext {addr} list");
+    println!(
+        "  grpcurl -plaintext -H 'authorization: Bearer {raj}' {addr} connectability.directory.v1.DirectoryService/ListProjects"
+    );
+    println!(
+        "  grpcurl -plaintext -H 'authorization: Bearer {gina}' -d '{{\"project_id\":\"prj_harbor_tower\"}}' {addr} connectability.directory.v1.DirectoryService/ListProjectMembers"
+    );
+    println!(
+        "  grpcurl -plaintext -H 'authorization: Bearer {operator}' {addr} connectability.directory.v1.DirectoryService/ListCompanies"
+    );
+    println!();
+}

@@ -1,0 +1,111 @@
+//! The `directory` service: companies (file storage location, GovCloud), projects (active or
+//! not), users, project directories with a level per tool, and company admins (Y1-Y3).
+//!
+//! Layout, the same in every service: `api` (thin gRPC layer), `domain` (rules as plain
+//! functions and parsed input types), `db` (all SQL), `events` (what it publishes and
+//! consumes).
+
+mod api;
+mod db;
+pub mod demo;
+pub mod domain;
+mod events;
+
+use std::sync::Arc;
+
+use connectability_events::EventBus;
+use connectability_platform::{CommonConfig, GrpcServer};
+use connectability_proto::directory::v1::directory_service_server::DirectoryServiceServer;
+use connectability_store::{Db, ServiceMigrations, outbox::Relay};
+
+pub use api::DirectoryApi;
+
+pub const NAME: &str = "directory";
+
+pub fn migrations() -> ServiceMigrations {
+    ServiceMigrations {
+        postgres: sqlx::migrate!("migrations/postgres"),
+        sqlite: sqlx::migrate!("migrations/sqlite"),
+    }
+}
+
+/// The service's parts, ready to mount on a server and run.
+pub struct Directory {
+    pub api: DirectoryApi,
+    /// Publishes the outbox; run it beside the server.
+    pub relay: Relay,
+}
+
+impl Directory {
+    /// Wires the service to its (migrated) database and the bus.
+    pub fn new(db: Db, bus: Arc<dyn EventBus>) -> Self {
+        let relay = Relay::new(db.clone(), bus);
+        Self {
+            api: DirectoryApi::new(db, relay.waker()),
+            relay,
+        }
+    }
+
+    /// Mounts the gRPC service with the configured message-size limits.
+    pub fn mount(&self, server: &mut GrpcServer, max_message_bytes: usize) {
+        server.add_service(
+            DirectoryServiceServer::new(self.api.clone())
+                .max_decoding_message_size(max_message_bytes)
+                .max_encoding_message_size(max_message_bytes),
+        );
+    }
+}
+
+/// Settings of the standalone `directory` binary (and `connectability serve directory`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct Config {
+    /// The directory's own database: `sqlite://data/directory.db` or `postgres://…`.
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "sqlite://data/directory.db"
+    )]
+    pub database_url: String,
+    #[command(flatten)]
+    pub common: CommonConfig,
+}
+
+/// Runs the directory alone until SIGTERM or Ctrl-C.
+pub async fn serve(config: Config) -> anyhow::Result<()> {
+    let verifier = config.common.auth.verifier()?;
+    let db = Db::connect(&config.database_url).await?;
+    db.migrate(&migrations()).await?;
+    let bus =
+        connectability_events::connect(&config.common.events_url, &config.common.events_prefix)
+            .await?;
+    let directory = Directory::new(db, bus);
+    let metrics = connectability_platform::metrics::Metrics::new();
+    let _metrics_task = match config.common.metrics_addr()? {
+        Some(addr) => Some(metrics.clone().serve(addr).await?),
+        None => None,
+    };
+    let mut server = GrpcServer::new(verifier, metrics);
+    directory.mount(&mut server, config.common.max_message_bytes);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let relay = tokio::spawn(directory.relay.run(wait_for(stop_rx)));
+    let listener = tokio::net::TcpListener::bind(config.common.grpc_addr).await?;
+    server
+        .serve(
+            listener,
+            connectability_platform::shutdown_signal(),
+            config.common.shutdown_grace(),
+        )
+        .await?;
+    let _ = stop_tx.send(true);
+    let _ = relay.await;
+    Ok(())
+}
+
+/// Resolves once the watch flips to true (or its sender is gone).
+pub async fn wait_for(mut rx: tokio::sync::watch::Receiver<bool>) {
+    while !*rx.borrow() {
+        if rx.changed().await.is_err() {
+            return;
+        }
+    }
+}
