@@ -15,6 +15,7 @@ use tonic::{
 use tonic_health::{ServingStatus, server::HealthReporter};
 
 use crate::metrics::{Metrics, MetricsLayer};
+use connectability_store::outbox::Relay;
 
 pub struct GrpcServer {
     routes: RoutesBuilder,
@@ -22,6 +23,7 @@ pub struct GrpcServer {
     health: HealthReporter,
     service_names: Vec<&'static str>,
     metrics: Metrics,
+    relays: Vec<Relay>,
 }
 
 impl GrpcServer {
@@ -48,6 +50,7 @@ impl GrpcServer {
             health,
             service_names: Vec::new(),
             metrics,
+            relays: Vec::new(),
         }
     }
 
@@ -65,6 +68,12 @@ impl GrpcServer {
         self.service_names.push(S::NAME);
         self.routes
             .add_service(InterceptedService::new(service, self.auth.clone()));
+        self
+    }
+
+    /// Runs an outbox relay for as long as the server runs.
+    pub fn add_relay(&mut self, relay: Relay) -> &mut Self {
+        self.relays.push(relay);
         self
     }
 
@@ -88,6 +97,12 @@ impl GrpcServer {
                 .await;
         }
         tracing::info!(addr = %listener.local_addr()?, services = ?self.service_names, "gRPC server listening");
+        let (stop_relays, relays_stopped) = tokio::sync::watch::channel(false);
+        let relays: Vec<_> = self
+            .relays
+            .into_iter()
+            .map(|r| tokio::spawn(r.run(wait_for(relays_stopped.clone()))))
+            .collect();
         let names = self.service_names.clone();
         let drain = async move {
             shutdown.await;
@@ -120,7 +135,21 @@ impl GrpcServer {
                 drain,
             )
             .await?;
+        // In-flight calls are done; let the relays publish what they committed, then stop.
+        let _ = stop_relays.send(true);
+        for relay in relays {
+            let _ = relay.await;
+        }
         tracing::info!("gRPC server stopped");
         Ok(())
+    }
+}
+
+/// Resolves once the watch holds true (or its sender is gone).
+pub async fn wait_for(mut rx: tokio::sync::watch::Receiver<bool>) {
+    while !*rx.borrow() {
+        if rx.changed().await.is_err() {
+            return;
+        }
     }
 }

@@ -1,1 +1,368 @@
+//! `spawn_app()` for gRPC: start any set of services on port 0 against fresh databases (a
+//! temp SQLite file, or a new uniquely named Postgres database) and a unique event prefix,
+//! and get ready clients back.
+//!
+//! Backends: [`Backend::Embedded`] (SQLite + in-process events) always runs.
+//! [`Backend::production`] gives Postgres + NATS JetStream when both answer; when they do
+//! not, it fails the test under `CI=true` and otherwise reports the skip on stderr.
+//! `TEST_DATABASE_URL` (default `postgres://postgres@127.0.0.1:5432/postgres`) and
+//! `TEST_NATS_URL` (default `nats://127.0.0.1:4222`) say where they are.
 
+use std::{future::Future, net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
+
+use connectability_auth::{BearerToken, Issuer};
+use connectability_events::EventBus;
+use connectability_platform::{DEV_ONLY_HS256_SECRET, GrpcServer, metrics::Metrics};
+use connectability_proto::directory::v1::directory_service_client::DirectoryServiceClient;
+use connectability_store::Db;
+use sqlx::AssertSqlSafe;
+use tonic::{
+    service::interceptor::InterceptedService,
+    transport::{Channel, Endpoint},
+};
+
+pub use connectability_auth::Claims;
+
+/// Where a test's state lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Backend {
+    /// SQLite files in a temp folder + in-process events.
+    Embedded,
+    /// Postgres + NATS JetStream.
+    Production {
+        database_url: String,
+        nats_url: String,
+    },
+}
+
+/// How long test resources (databases, streams) of earlier runs are kept before cleanup.
+const STALE_AFTER_SECS: u64 = 2 * 3600;
+
+impl Backend {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Backend::Embedded => "sqlite+inproc",
+            Backend::Production { .. } => "postgres+nats",
+        }
+    }
+
+    /// Postgres + NATS if both answer. Under `CI=true` an unreachable one fails the test;
+    /// elsewhere the skip is reported on stderr and `None` returned.
+    pub async fn production() -> Option<Backend> {
+        let database_url = std::env::var("TEST_DATABASE_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+        let nats_url =
+            std::env::var("TEST_NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into());
+        let problem = match Db::connect(&database_url).await {
+            Err(e) => Some(format!("Postgres at {database_url}: {e:#}")),
+            Ok(db) => {
+                db.close().await;
+                match async_nats::connect(&nats_url).await {
+                    Err(e) => Some(format!("NATS at {nats_url}: {e}")),
+                    Ok(_) => None,
+                }
+            }
+        };
+        match problem {
+            None => Some(Backend::Production {
+                database_url,
+                nats_url,
+            }),
+            Some(p) if std::env::var("CI").is_ok_and(|v| v == "true") => {
+                panic!("CI=true requires the postgres+nats backend, but it is unreachable: {p}")
+            }
+            Some(p) => {
+                eprintln!("SKIPPED on postgres+nats (unreachable: {p})");
+                None
+            }
+        }
+    }
+}
+
+/// Fresh storage and a private event namespace for one test.
+pub struct TestEnv {
+    pub backend: Backend,
+    /// Unique subject/stream prefix of this test.
+    pub prefix: String,
+    pub bus: Arc<dyn EventBus>,
+    dir: PathBuf,
+}
+
+impl TestEnv {
+    pub async fn new(backend: Backend) -> TestEnv {
+        let prefix = format!(
+            "ct{}x{}",
+            unix_secs(),
+            &uuid::Uuid::now_v7().simple().to_string()[20..]
+        );
+        let dir = std::env::temp_dir()
+            .join("connectability-tests")
+            .join(&prefix);
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let bus = match &backend {
+            Backend::Embedded => connectability_events::connect("inproc:", &prefix).await,
+            Backend::Production { nats_url, .. } => {
+                cleanup_stale_streams(nats_url).await;
+                connectability_events::connect(nats_url, &prefix).await
+            }
+        }
+        .expect("event bus");
+        TestEnv {
+            backend,
+            prefix,
+            bus,
+            dir,
+        }
+    }
+
+    /// A new, empty database named after `name` (not yet migrated).
+    pub async fn fresh_db(&self, name: &str) -> Db {
+        match &self.backend {
+            Backend::Embedded => Db::connect(&format!("sqlite://{}/{name}.db", self.dir.display()))
+                .await
+                .expect("sqlite"),
+            Backend::Production { database_url, .. } => {
+                let admin = Db::connect(database_url)
+                    .await
+                    .expect("postgres admin connection");
+                cleanup_stale_databases(&admin).await;
+                let db_name = format!("{}_{name}", self.prefix).replace('-', "_");
+                sqlx::raw_sql(AssertSqlSafe(format!("CREATE DATABASE \"{db_name}\"")))
+                    .execute(admin.pool())
+                    .await
+                    .expect("create test database");
+                admin.close().await;
+                Db::connect(&replace_db_name(database_url, &db_name))
+                    .await
+                    .expect("test database")
+            }
+        }
+    }
+
+    /// A new database with `migrations` applied.
+    pub async fn migrated_db(
+        &self,
+        name: &str,
+        migrations: &connectability_store::ServiceMigrations,
+    ) -> Db {
+        let db = self.fresh_db(name).await;
+        db.migrate(migrations).await.expect("migrations");
+        db
+    }
+}
+
+fn replace_db_name(url: &str, db_name: &str) -> String {
+    let (base, query) = url
+        .split_once('?')
+        .map(|(b, q)| (b, Some(q)))
+        .unwrap_or((url, None));
+    let base = match base.rfind('/') {
+        Some(i) if i > base.find("://").map(|j| j + 2).unwrap_or(0) => &base[..i],
+        _ => base,
+    };
+    match query {
+        Some(q) => format!("{base}/{db_name}?{q}"),
+        None => format!("{base}/{db_name}"),
+    }
+}
+
+fn unix_secs() -> u64 {
+    connectability_auth::unix_now()
+}
+
+/// The creation time encoded in a test prefix (`ct<secs>x…`), if it is one.
+fn prefix_age_secs(name: &str) -> Option<u64> {
+    let rest = name.to_ascii_lowercase();
+    let rest = rest.strip_prefix("ct")?;
+    let secs: u64 = rest.split('x').next()?.parse().ok()?;
+    Some(unix_secs().saturating_sub(secs))
+}
+
+async fn cleanup_stale_databases(admin: &Db) {
+    static ONCE: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
+    ONCE.get_or_init(|| async {
+        let names: Vec<String> =
+            sqlx::query_scalar("SELECT datname FROM pg_database WHERE datname LIKE 'ct%'")
+                .fetch_all(admin.pool())
+                .await
+                .unwrap_or_default();
+        for name in names
+            .into_iter()
+            .filter(|n| prefix_age_secs(n).is_some_and(|a| a > STALE_AFTER_SECS))
+        {
+            let _ = sqlx::raw_sql(AssertSqlSafe(format!(
+                "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
+            )))
+            .execute(admin.pool())
+            .await;
+        }
+    })
+    .await;
+}
+
+async fn cleanup_stale_streams(nats_url: &str) {
+    use futures_lite::StreamExt as _;
+    static ONCE: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
+    ONCE.get_or_init(|| async {
+        let Ok(client) = async_nats::connect(nats_url).await else {
+            return;
+        };
+        let js = async_nats::jetstream::new(client);
+        let mut names = js.stream_names();
+        let mut stale = Vec::new();
+        while let Some(Ok(name)) = names.next().await {
+            if prefix_age_secs(&name).is_some_and(|a| a > STALE_AFTER_SECS) {
+                stale.push(name);
+            }
+        }
+        for name in stale {
+            let _ = js.delete_stream(&name).await;
+        }
+    })
+    .await;
+}
+
+/// A service the test app can run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Service {
+    Directory,
+}
+
+/// Services running on port 0 with fresh storage, and clients for them.
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub env: TestEnv,
+    pub issuer: Issuer,
+    /// Each running service's database, for assertions on stored state.
+    pub dbs: Vec<(Service, Db)>,
+    channel: Channel,
+    stop: tokio::sync::watch::Sender<bool>,
+    server: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+pub type AuthedChannel = InterceptedService<Channel, BearerToken>;
+
+impl TestApp {
+    /// Starts `services` in one server on 127.0.0.1:0 (HS256 dev secret) on `backend`.
+    pub async fn spawn(backend: Backend, services: &[Service]) -> TestApp {
+        let env = TestEnv::new(backend).await;
+        let verifier = connectability_auth::Verifier::hs256(DEV_ONLY_HS256_SECRET.as_bytes());
+        let mut server = GrpcServer::new(verifier, Metrics::new());
+        let mut dbs = Vec::new();
+        for service in services {
+            match service {
+                Service::Directory => {
+                    let db = env.migrated_db("directory", &directory::migrations()).await;
+                    directory::Directory::new(db.clone(), env.bus.clone())
+                        .mount(&mut server, 4 * 1024 * 1024);
+                    dbs.push((*service, db));
+                }
+            }
+        }
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind port 0");
+        let addr = listener.local_addr().expect("local addr");
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let server = tokio::spawn(server.serve(
+            listener,
+            connectability_platform::server::wait_for(stopped),
+            Duration::ZERO,
+        ));
+        let channel = Endpoint::from_shared(format!("http://{addr}"))
+            .expect("endpoint")
+            .connect_timeout(Duration::from_secs(5))
+            .connect_lazy();
+        TestApp {
+            addr,
+            env,
+            issuer: Issuer::hs256(DEV_ONLY_HS256_SECRET.as_bytes()),
+            dbs,
+            channel,
+            stop,
+            server,
+        }
+    }
+
+    pub fn db(&self, service: Service) -> &Db {
+        &self
+            .dbs
+            .iter()
+            .find(|(s, _)| *s == service)
+            .expect("service is running")
+            .1
+    }
+
+    pub fn channel(&self) -> Channel {
+        self.channel.clone()
+    }
+
+    /// A channel that sends `token` on every call.
+    pub fn authed(&self, token: &str) -> AuthedChannel {
+        InterceptedService::new(self.channel.clone(), BearerToken::new(token))
+    }
+
+    pub fn operator_token(&self) -> String {
+        self.issuer.operator()
+    }
+
+    pub fn user_token(&self, user_id: &str) -> String {
+        self.issuer.user(user_id)
+    }
+
+    pub fn directory(&self, token: &str) -> DirectoryServiceClient<AuthedChannel> {
+        DirectoryServiceClient::new(self.authed(token))
+    }
+
+    pub fn directory_as_operator(&self) -> DirectoryServiceClient<AuthedChannel> {
+        self.directory(&self.operator_token())
+    }
+
+    /// Graceful stop: health NOT_SERVING, in-flight calls drain, relays stop.
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        let _ = self.server.await;
+    }
+}
+
+/// Polls `probe` until it returns `Some`, or panics after `timeout` naming `what`.
+pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(v) = probe().await {
+            return v;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_names_are_swapped() {
+        assert_eq!(
+            replace_db_name("postgres://u@h:5432/postgres", "x"),
+            "postgres://u@h:5432/x"
+        );
+        assert_eq!(
+            replace_db_name("postgres://u@h/postgres?sslmode=disable", "x"),
+            "postgres://u@h/x?sslmode=disable"
+        );
+    }
+
+    #[test]
+    fn prefixes_carry_their_age() {
+        assert!(prefix_age_secs(&format!("ct{}xabc_directory", unix_secs() - 10)).unwrap() >= 10);
+        assert!(prefix_age_secs("postgres").is_none());
+        assert!(prefix_age_secs("CT1XABC_DIRECTORY").is_some());
+    }
+}

@@ -190,11 +190,6 @@ async fn dev(args: DevArgs) -> anyhow::Result<()> {
     let max_message_bytes = 4 * 1024 * 1024;
     directory.mount(&mut server, max_message_bytes);
 
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let relays = vec![tokio::spawn(
-        directory.relay.run(directory::wait_for(stop_rx.clone())),
-    )];
-
     let listener = tokio::net::TcpListener::bind(args.grpc_addr).await?;
     print_welcome(
         &listener.local_addr()?,
@@ -208,12 +203,7 @@ async fn dev(args: DevArgs) -> anyhow::Result<()> {
             connectability_platform::shutdown_signal(),
             std::time::Duration::from_millis(200),
         )
-        .await?;
-    let _ = stop_tx.send(true);
-    for relay in relays {
-        let _ = relay.await;
-    }
-    Ok(())
+        .await
 }
 
 fn print_welcome(addr: &SocketAddr, issuer: &Issuer, loaded: bool, data_dir: &std::path::Path) {

@@ -46,8 +46,9 @@ impl Directory {
         }
     }
 
-    /// Mounts the gRPC service with the configured message-size limits.
-    pub fn mount(&self, server: &mut GrpcServer, max_message_bytes: usize) {
+    /// Mounts the gRPC service (with the configured message-size limits) and its relay.
+    pub fn mount(self, server: &mut GrpcServer, max_message_bytes: usize) {
+        server.add_relay(self.relay);
         server.add_service(
             DirectoryServiceServer::new(self.api.clone())
                 .max_decoding_message_size(max_message_bytes)
@@ -86,8 +87,6 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     };
     let mut server = GrpcServer::new(verifier, metrics);
     directory.mount(&mut server, config.common.max_message_bytes);
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let relay = tokio::spawn(directory.relay.run(wait_for(stop_rx)));
     let listener = tokio::net::TcpListener::bind(config.common.grpc_addr).await?;
     server
         .serve(
@@ -95,17 +94,5 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             connectability_platform::shutdown_signal(),
             config.common.shutdown_grace(),
         )
-        .await?;
-    let _ = stop_tx.send(true);
-    let _ = relay.await;
-    Ok(())
-}
-
-/// Resolves once the watch flips to true (or its sender is gone).
-pub async fn wait_for(mut rx: tokio::sync::watch::Receiver<bool>) {
-    while !*rx.borrow() {
-        if rx.changed().await.is_err() {
-            return;
-        }
-    }
+        .await
 }

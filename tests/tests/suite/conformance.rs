@@ -1,0 +1,404 @@
+//! Store + events conformance: the same guarantees on SQLite/inproc and Postgres/NATS.
+
+use std::{
+    collections::HashMap,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
+
+use async_trait::async_trait;
+use connectability_events::{Envelope, RetryPolicy, SubscriptionSpec};
+use connectability_platform::server::wait_for;
+use connectability_store::{
+    Db, ServiceMigrations, Tx,
+    inbox::{self, Applied, InboxConsumer, InboxHandler},
+    outbox::{self, Relay},
+};
+use connectability_testkit::{Backend, TestEnv, eventually};
+
+const CONTEXT: &str = "conformance";
+const WAIT: Duration = Duration::from_secs(20);
+
+fn migrations() -> ServiceMigrations {
+    ServiceMigrations {
+        postgres: sqlx::migrate!("migrations/postgres"),
+        sqlite: sqlx::migrate!("migrations/sqlite"),
+    }
+}
+
+fn event(n: usize) -> Envelope {
+    Envelope::new(
+        "connectability/conformance",
+        "connectability.conformance.v1.Ping",
+        format!("pings/{n}"),
+        format!("ping {n}").into_bytes(),
+    )
+}
+
+fn fast_retry(max_attempts: u32) -> RetryPolicy {
+    RetryPolicy {
+        max_attempts,
+        initial_backoff: Duration::from_millis(50),
+        max_backoff: Duration::from_millis(200),
+        ack_wait: Duration::from_secs(5),
+    }
+}
+
+/// Records each applied event as a row in `effects`; can be told to fail.
+#[derive(Default)]
+struct Recorder {
+    consumer: String,
+    /// Fail this many deliveries of each event before succeeding.
+    failures_before_success: u32,
+    always_fail: AtomicBool,
+    delay: Duration,
+    attempts: Mutex<HashMap<String, u32>>,
+}
+
+impl Recorder {
+    fn new(consumer: &str) -> Self {
+        Self {
+            consumer: consumer.into(),
+            ..Default::default()
+        }
+    }
+
+    fn attempts(&self, event_id: &str) -> u32 {
+        self.attempts
+            .lock()
+            .unwrap()
+            .get(event_id)
+            .copied()
+            .unwrap_or(0)
+    }
+}
+
+#[async_trait]
+impl InboxHandler for Recorder {
+    async fn handle(&self, tx: &mut Tx, event: &Envelope) -> anyhow::Result<()> {
+        let attempt = {
+            let mut map = self.attempts.lock().unwrap();
+            let n = map.entry(event.id.clone()).or_default();
+            *n += 1;
+            *n
+        };
+        if !self.delay.is_zero() {
+            tokio::time::sleep(self.delay).await;
+        }
+        anyhow::ensure!(!self.always_fail.load(Ordering::SeqCst), "told to fail");
+        anyhow::ensure!(
+            attempt > self.failures_before_success,
+            "failing attempt {attempt}"
+        );
+        sqlx::query("INSERT INTO effects (consumer, event_id) VALUES ($1, $2)")
+            .bind(&self.consumer)
+            .bind(&event.id)
+            .execute(&mut **tx)
+            .await?;
+        Ok(())
+    }
+}
+
+async fn effects(db: &Db, event_id: &str) -> i64 {
+    sqlx::query_scalar("SELECT COUNT(*) FROM effects WHERE event_id = $1")
+        .bind(event_id)
+        .fetch_one(db.pool())
+        .await
+        .unwrap()
+}
+
+async fn total_effects(db: &Db) -> i64 {
+    sqlx::query_scalar("SELECT COUNT(*) FROM effects")
+        .fetch_one(db.pool())
+        .await
+        .unwrap()
+}
+
+async fn commit_events(db: &Db, events: &[Envelope]) {
+    let mut tx = db.begin().await.unwrap();
+    outbox::enqueue(&mut tx, events).await.unwrap();
+    tx.commit().await.unwrap();
+}
+
+fn spec(durable: &str, retry: RetryPolicy) -> SubscriptionSpec {
+    SubscriptionSpec {
+        durable: durable.into(),
+        context: CONTEXT.into(),
+        retry,
+    }
+}
+
+async fn committed_event_reaches_every_durable_subscriber(backend: Backend) {
+    let env = TestEnv::new(backend).await;
+    let producer = env.migrated_db("producer", &migrations()).await;
+    let mut consumers = Vec::new();
+    for name in ["billing", "audit"] {
+        let db = env.migrated_db(name, &migrations()).await;
+        let sub = inbox::subscribe(
+            env.bus.as_ref(),
+            db.clone(),
+            spec(name, fast_retry(5)),
+            Arc::new(Recorder::new(name)),
+        )
+        .await
+        .unwrap();
+        consumers.push((db, sub));
+    }
+    let e = event(1);
+    commit_events(&producer, std::slice::from_ref(&e)).await;
+    let relay = Relay::new(producer.clone(), env.bus.clone());
+    assert_eq!(relay.run_once().await.unwrap(), 1);
+    assert_eq!(outbox::unsent_count(&producer).await.unwrap(), 0);
+    for (db, _) in &consumers {
+        eventually("the event at each subscriber", WAIT, || async {
+            (effects(db, &e.id).await == 1).then_some(())
+        })
+        .await;
+    }
+    for (_, sub) in consumers {
+        sub.stop().await;
+    }
+}
+
+async fn rolled_back_event_is_never_delivered(backend: Backend) {
+    let env = TestEnv::new(backend).await;
+    let producer = env.migrated_db("producer", &migrations()).await;
+    let consumer = env.migrated_db("consumer", &migrations()).await;
+    let sub = inbox::subscribe(
+        env.bus.as_ref(),
+        consumer.clone(),
+        spec("c", fast_retry(5)),
+        Arc::new(Recorder::new("c")),
+    )
+    .await
+    .unwrap();
+    let rolled_back = event(1);
+    let mut tx = producer.begin().await.unwrap();
+    outbox::enqueue(&mut tx, std::slice::from_ref(&rolled_back))
+        .await
+        .unwrap();
+    tx.rollback().await.unwrap();
+    // A committed marker after it: once the marker arrives, anything before it would have too.
+    let marker = event(2);
+    commit_events(&producer, std::slice::from_ref(&marker)).await;
+    let relay = Relay::new(producer.clone(), env.bus.clone());
+    assert_eq!(
+        relay.run_once().await.unwrap(),
+        1,
+        "only the committed event is in the outbox"
+    );
+    eventually("the marker", WAIT, || async {
+        (effects(&consumer, &marker.id).await == 1).then_some(())
+    })
+    .await;
+    assert_eq!(effects(&consumer, &rolled_back.id).await, 0);
+    assert_eq!(total_effects(&consumer).await, 1);
+    sub.stop().await;
+}
+
+async fn relay_dying_after_publish_causes_no_second_effect(backend: Backend) {
+    let env = TestEnv::new(backend).await;
+    let producer = env.migrated_db("producer", &migrations()).await;
+    let consumer = env.migrated_db("consumer", &migrations()).await;
+    let recorder = Arc::new(Recorder::new("c"));
+    let sub = inbox::subscribe(
+        env.bus.as_ref(),
+        consumer.clone(),
+        spec("c", fast_retry(5)),
+        recorder.clone(),
+    )
+    .await
+    .unwrap();
+    let e = event(1);
+    commit_events(&producer, std::slice::from_ref(&e)).await;
+    // The relay publishes and dies before marking the batch sent.
+    let pending = outbox::fetch_unsent(&producer, 10).await.unwrap();
+    let batch: Vec<Envelope> = pending.iter().map(|p| p.envelope.clone()).collect();
+    env.bus.publish(&batch).await.unwrap();
+    assert_eq!(
+        outbox::unsent_count(&producer).await.unwrap(),
+        1,
+        "still unsent after the crash"
+    );
+    // A new relay starts and publishes it again.
+    let relay = Relay::new(producer.clone(), env.bus.clone());
+    assert_eq!(relay.run_once().await.unwrap(), 1);
+    assert_eq!(outbox::unsent_count(&producer).await.unwrap(), 0);
+    let marker = event(2);
+    commit_events(&producer, std::slice::from_ref(&marker)).await;
+    relay.run_once().await.unwrap();
+    eventually("the marker", WAIT, || async {
+        (effects(&consumer, &marker.id).await == 1).then_some(())
+    })
+    .await;
+    assert_eq!(
+        effects(&consumer, &e.id).await,
+        1,
+        "one effect despite two publishes"
+    );
+    // However the repeat arrives, the inbox refuses a second effect.
+    let direct = InboxConsumer::new(consumer.clone(), "c", recorder);
+    assert_eq!(direct.apply(&e).await.unwrap(), Applied::AlreadyHandled);
+    assert_eq!(effects(&consumer, &e.id).await, 1);
+    sub.stop().await;
+}
+
+async fn handler_error_is_redelivered_then_succeeds(backend: Backend) {
+    let env = TestEnv::new(backend).await;
+    let producer = env.migrated_db("producer", &migrations()).await;
+    let consumer = env.migrated_db("consumer", &migrations()).await;
+    let recorder = Arc::new(Recorder {
+        failures_before_success: 2,
+        ..Recorder::new("c")
+    });
+    let sub = inbox::subscribe(
+        env.bus.as_ref(),
+        consumer.clone(),
+        spec("c", fast_retry(5)),
+        recorder.clone(),
+    )
+    .await
+    .unwrap();
+    let e = event(1);
+    commit_events(&producer, std::slice::from_ref(&e)).await;
+    let relay = Relay::new(producer.clone(), env.bus.clone());
+    let relaying = tokio::spawn(async move { relay.run_once().await });
+    eventually("success after two failures", WAIT, || async {
+        (effects(&consumer, &e.id).await == 1).then_some(())
+    })
+    .await;
+    relaying.await.unwrap().unwrap();
+    assert_eq!(recorder.attempts(&e.id), 3);
+    assert!(
+        inbox::list_dead_letters(&consumer, None)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    sub.stop().await;
+}
+
+async fn failing_event_is_dead_lettered_then_replayed(backend: Backend) {
+    let env = TestEnv::new(backend).await;
+    let producer = env.migrated_db("producer", &migrations()).await;
+    let consumer = env.migrated_db("consumer", &migrations()).await;
+    let recorder = Arc::new(Recorder::new("c"));
+    recorder.always_fail.store(true, Ordering::SeqCst);
+    let sub = inbox::subscribe(
+        env.bus.as_ref(),
+        consumer.clone(),
+        spec("c", fast_retry(3)),
+        recorder.clone(),
+    )
+    .await
+    .unwrap();
+    let e = event(1);
+    commit_events(&producer, std::slice::from_ref(&e)).await;
+    let relay = Relay::new(producer.clone(), env.bus.clone());
+    let relaying = tokio::spawn(async move { relay.run_once().await });
+    let letters = eventually("a dead letter", WAIT, || async {
+        let letters = inbox::list_dead_letters(&consumer, Some("c"))
+            .await
+            .unwrap();
+        (!letters.is_empty()).then_some(letters)
+    })
+    .await;
+    relaying.await.unwrap().unwrap();
+    assert_eq!(letters.len(), 1);
+    assert_eq!(letters[0].envelope, e);
+    assert_eq!(letters[0].attempts, 3);
+    assert_eq!(
+        recorder.attempts(&e.id),
+        3,
+        "no delivery after the last attempt"
+    );
+    assert!(letters[0].error.contains("told to fail"));
+    assert_eq!(effects(&consumer, &e.id).await, 0);
+
+    // The operator fixes the cause and replays it.
+    recorder.always_fail.store(false, Ordering::SeqCst);
+    let applied = inbox::replay_dead_letter(&consumer, &letters[0].id, recorder.clone())
+        .await
+        .unwrap();
+    assert_eq!(applied, Applied::Now);
+    assert_eq!(effects(&consumer, &e.id).await, 1);
+    assert!(
+        inbox::list_dead_letters(&consumer, None)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    sub.stop().await;
+}
+
+async fn consumer_restarted_mid_stream_loses_nothing(backend: Backend) {
+    const EVENTS: usize = 30;
+    let env = TestEnv::new(backend).await;
+    let producer = env.migrated_db("producer", &migrations()).await;
+    let consumer = env.migrated_db("consumer", &migrations()).await;
+    let recorder = Arc::new(Recorder {
+        delay: Duration::from_millis(20),
+        ..Recorder::new("c")
+    });
+    let first = inbox::subscribe(
+        env.bus.as_ref(),
+        consumer.clone(),
+        spec("c", fast_retry(5)),
+        recorder.clone(),
+    )
+    .await
+    .unwrap();
+    let events: Vec<Envelope> = (0..EVENTS).map(event).collect();
+    commit_events(&producer, &events).await;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let relay = tokio::spawn(Relay::new(producer.clone(), env.bus.clone()).run(wait_for(stopped)));
+    eventually("some events handled", WAIT, || async {
+        (total_effects(&consumer).await >= 5).then_some(())
+    })
+    .await;
+    first.stop().await;
+    let at_stop = total_effects(&consumer).await;
+    assert!(
+        at_stop < EVENTS as i64,
+        "stopped mid-stream ({at_stop} of {EVENTS})"
+    );
+    let second = inbox::subscribe(
+        env.bus.as_ref(),
+        consumer.clone(),
+        spec("c", fast_retry(5)),
+        recorder.clone(),
+    )
+    .await
+    .unwrap();
+    eventually("every event after the restart", WAIT, || async {
+        (total_effects(&consumer).await >= EVENTS as i64).then_some(())
+    })
+    .await;
+    for e in &events {
+        assert_eq!(
+            effects(&consumer, &e.id).await,
+            1,
+            "event {} exactly once",
+            e.subject
+        );
+    }
+    eventually("outbox drained", WAIT, || async {
+        (outbox::unsent_count(&producer).await.unwrap() == 0).then_some(())
+    })
+    .await;
+    let _ = stop.send(true);
+    relay.await.unwrap();
+    second.stop().await;
+}
+
+on_both_backends!(
+    committed_event_reaches_every_durable_subscriber,
+    rolled_back_event_is_never_delivered,
+    relay_dying_after_publish_causes_no_second_effect,
+    handler_error_is_redelivered_then_succeeds,
+    failing_event_is_dead_lettered_then_replayed,
+    consumer_restarted_mid_stream_loses_nothing,
+);
