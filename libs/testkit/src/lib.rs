@@ -235,6 +235,8 @@ pub struct TestApp {
     pub issuer: Issuer,
     /// Each running service's database, for assertions on stored state.
     pub dbs: Vec<(Service, Db)>,
+    /// The server's metrics registry.
+    pub metrics: Metrics,
     channel: Channel,
     stop: tokio::sync::watch::Sender<bool>,
     server: tokio::task::JoinHandle<anyhow::Result<()>>,
@@ -245,9 +247,19 @@ pub type AuthedChannel = InterceptedService<Channel, BearerToken>;
 impl TestApp {
     /// Starts `services` in one server on 127.0.0.1:0 (HS256 dev secret) on `backend`.
     pub async fn spawn(backend: Backend, services: &[Service]) -> TestApp {
+        Self::spawn_with_grace(backend, services, Duration::ZERO).await
+    }
+
+    /// Like [`TestApp::spawn`], with a shutdown grace period (NOT_SERVING before closing).
+    pub async fn spawn_with_grace(
+        backend: Backend,
+        services: &[Service],
+        grace: Duration,
+    ) -> TestApp {
         let env = TestEnv::new(backend).await;
         let verifier = connectability_auth::Verifier::hs256(DEV_ONLY_HS256_SECRET.as_bytes());
-        let mut server = GrpcServer::new(verifier, Metrics::new());
+        let metrics = Metrics::new();
+        let mut server = GrpcServer::new(verifier, metrics.clone());
         let mut dbs = Vec::new();
         for service in services {
             match service {
@@ -267,7 +279,7 @@ impl TestApp {
         let server = tokio::spawn(server.serve(
             listener,
             connectability_platform::server::wait_for(stopped),
-            Duration::ZERO,
+            grace,
         ));
         let channel = Endpoint::from_shared(format!("http://{addr}"))
             .expect("endpoint")
@@ -278,6 +290,7 @@ impl TestApp {
             env,
             issuer: Issuer::hs256(DEV_ONLY_HS256_SECRET.as_bytes()),
             dbs,
+            metrics,
             channel,
             stop,
             server,
@@ -320,8 +333,20 @@ impl TestApp {
 
     /// Graceful stop: health NOT_SERVING, in-flight calls drain, relays stop.
     pub async fn stop(self) {
+        self.begin_stop();
+        if let Err(e) = self.wait_stopped().await {
+            panic!("server failed: {e:#}");
+        }
+    }
+
+    /// Sends the shutdown signal (as SIGTERM would) without waiting.
+    pub fn begin_stop(&self) {
         let _ = self.stop.send(true);
-        let _ = self.server.await;
+    }
+
+    /// Waits until the server has stopped; returns its result.
+    pub async fn wait_stopped(self) -> anyhow::Result<()> {
+        self.server.await?
     }
 }
 

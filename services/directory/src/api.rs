@@ -185,15 +185,14 @@ impl DirectoryApi {
         events: &[Envelope],
     ) -> Result<(), Status> {
         outbox::enqueue(&mut tx, events).await.map_err(db_err)?;
-        if let Some((scope, rid)) = request {
-            if !request_ids::record(&mut tx, scope, rid, response.encode_to_vec())
+        if let Some((scope, rid)) = request
+            && !request_ids::record(&mut tx, scope, rid, response.encode_to_vec())
                 .await
                 .map_err(db_err)?
-            {
-                return Err(Status::aborted(
-                    "a concurrent call with the same request_id won; retry to get its result",
-                ));
-            }
+        {
+            return Err(Status::aborted(
+                "a concurrent call with the same request_id won; retry to get its result",
+            ));
         }
         tx.commit().await.map_err(db_err)?;
         self.relay.wake();

@@ -29,3 +29,4 @@ macro_rules! on_both_backends {
 
 mod conformance;
 mod directory;
+mod platform;

@@ -1,0 +1,50 @@
+# Connectability: `make run` starts everything, `make test` runs every test.
+# Needs only the Rust toolchain (protoc is vendored). `make lint` also needs buf
+# (pip install buf-bin); the README lists the optional tools.
+
+CARGO ?= cargo
+export CARGO_TARGET_DIR ?= $(HOME)/.cache/connectability/target
+
+.PHONY: run test test-embedded lint fmt clippy buf-lint bench proto clean-data
+
+## Build and start every service in one process on 127.0.0.1:50051 (SQLite in .data/, in-process events).
+run:
+	$(CARGO) run -p connectability -- dev
+
+## Run every test: unit tests, and the suites on sqlite+inproc and postgres+nats.
+test:
+	@scripts/backends.sh
+	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
+		$(CARGO) nextest run --workspace --no-fail-fast; \
+	else \
+		echo "cargo-nextest not found (cargo install cargo-nextest); using cargo test"; \
+		$(CARGO) test --workspace --no-fail-fast; \
+	fi
+
+## Only the embedded backend (no Postgres or NATS needed).
+test-embedded:
+	$(CARGO) nextest run --workspace -E 'not test(/postgres_nats/)'
+
+## fmt, clippy (warnings are errors) and buf lint.
+lint: fmt clippy buf-lint
+
+fmt:
+	$(CARGO) fmt --all -- --check
+
+clippy:
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+buf-lint:
+	buf lint
+
+## Benchmarks: outbox throughput on both backends.
+bench:
+	$(CARGO) bench -p connectability-tests --bench outbox
+
+## Regenerate code from proto/ (cargo does it on every build; this just forces it).
+proto:
+	touch libs/proto/build.rs && $(CARGO) build -p connectability-proto
+
+## Forget the dev data (demo data loads again on the next `make run`).
+clean-data:
+	rm -rf .data
