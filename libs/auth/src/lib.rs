@@ -305,4 +305,69 @@ mod tests {
             Err(AuthError::Missing)
         ));
     }
+
+    /// An RSA key pair made for this test run only.
+    fn rsa_keys() -> (EncodingKey, rsa::RsaPublicKey) {
+        use rsa::pkcs1::EncodeRsaPrivateKey;
+        let private = rsa::RsaPrivateKey::new(&mut rand::rngs::OsRng, 2048).unwrap();
+        let pem = private.to_pkcs1_pem(rsa::pkcs8::LineEnding::LF).unwrap();
+        (
+            EncodingKey::from_rsa_pem(pem.as_bytes()).unwrap(),
+            private.to_public_key(),
+        )
+    }
+
+    fn rs256_token(key: &EncodingKey, kid: Option<&str>, sub: &str) -> String {
+        let mut header = Header::new(Algorithm::RS256);
+        header.kid = kid.map(str::to_string);
+        let claims = Claims {
+            sub: sub.into(),
+            iat: unix_now(),
+            exp: unix_now() + 60,
+            roles: vec![],
+        };
+        jsonwebtoken::encode(&header, &claims, key).unwrap()
+    }
+
+    #[test]
+    fn rs256_public_key_and_jwks_verify_tokens() {
+        use base64::Engine as _;
+        use rsa::{pkcs1::EncodeRsaPublicKey, traits::PublicKeyParts};
+        let (signing, public) = rsa_keys();
+        let pem = public.to_pkcs1_pem(rsa::pkcs8::LineEnding::LF).unwrap();
+        let by_pem = Verifier::rs256_pem(pem.as_bytes()).unwrap();
+        assert_eq!(
+            by_pem
+                .verify(&rs256_token(&signing, None, "usr_a"))
+                .unwrap(),
+            Caller::User {
+                user_id: "usr_a".into()
+            }
+        );
+
+        let b64 = |bytes: Vec<u8>| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+        let jwks = serde_json::json!({"keys": [{
+            "kty": "RSA", "kid": "key-1", "use": "sig", "alg": "RS256",
+            "n": b64(public.n().to_bytes_be()), "e": b64(public.e().to_bytes_be()),
+        }]});
+        let by_jwks = Verifier::rs256_jwks(&jwks.to_string()).unwrap();
+        assert!(
+            by_jwks
+                .verify(&rs256_token(&signing, Some("key-1"), "usr_b"))
+                .is_ok()
+        );
+        // A token signed by another key, or an HS256 token, is refused.
+        let (other, _) = rsa_keys();
+        assert!(
+            by_jwks
+                .verify(&rs256_token(&other, Some("key-1"), "usr_b"))
+                .is_err()
+        );
+        assert!(
+            by_jwks
+                .verify(&Issuer::hs256(b"secret").user("usr_b"))
+                .is_err()
+        );
+        assert!(Verifier::rs256_jwks(r#"{"keys":[]}"#).is_err());
+    }
 }

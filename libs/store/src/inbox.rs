@@ -2,7 +2,7 @@
 //! redelivered event has no second effect. Events that keep failing become dead letters,
 //! which an operator can list and replay.
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
 use async_trait::async_trait;
 use connectability_events::{
@@ -96,15 +96,96 @@ impl EventHandler for InboxConsumer {
     }
 }
 
-/// Starts a durable inbox consumer: `spec.durable` is also the inbox's consumer name.
+/// How often a consumer looks for dead letters an operator asked to replay.
+const REPLAY_POLL: Duration = Duration::from_secs(1);
+
+/// A running inbox consumer: the bus subscription and its dead-letter replayer.
+pub struct InboxSubscription {
+    subscription: Subscription,
+    stop_replayer: tokio::sync::watch::Sender<bool>,
+    replayer: tokio::task::JoinHandle<()>,
+}
+
+impl InboxSubscription {
+    /// Lets the event in hand finish, then stops; the durable keeps its place.
+    pub async fn stop(self) {
+        let _ = self.stop_replayer.send(true);
+        let _ = self.replayer.await;
+        self.subscription.stop().await;
+    }
+}
+
+/// Starts a durable inbox consumer: `spec.durable` is also the inbox's consumer name. It
+/// also re-applies the dead letters an operator asked to replay ([`request_replay`]).
 pub async fn subscribe(
     bus: &dyn EventBus,
     db: Db,
     spec: SubscriptionSpec,
     handler: Arc<dyn InboxHandler>,
-) -> anyhow::Result<Subscription> {
-    let consumer = Arc::new(InboxConsumer::new(db, spec.durable.clone(), handler));
-    bus.subscribe(spec, consumer).await
+) -> anyhow::Result<InboxSubscription> {
+    let consumer_name = spec.durable.clone();
+    let consumer = Arc::new(InboxConsumer::new(
+        db.clone(),
+        consumer_name.clone(),
+        handler.clone(),
+    ));
+    let subscription = bus.subscribe(spec, consumer).await?;
+    let (stop_replayer, mut stopped) = tokio::sync::watch::channel(false);
+    let replayer = tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = stopped.changed() => return,
+                _ = tokio::time::sleep(REPLAY_POLL) => {}
+            }
+            if let Err(e) = replay_requested(&db, &consumer_name, handler.clone()).await {
+                tracing::warn!(consumer = %consumer_name, error = %e, "dead-letter replay failed");
+            }
+        }
+    });
+    Ok(InboxSubscription {
+        subscription,
+        stop_replayer,
+        replayer,
+    })
+}
+
+/// Asks the running consumer to re-apply a dead letter. Returns false if there is none
+/// with this id.
+pub async fn request_replay(db: &Db, dead_letter_id: &str) -> Result<bool, sqlx::Error> {
+    let n = sqlx::query("UPDATE dead_letters SET replay_requested_ms = $2 WHERE id = $1")
+        .bind(dead_letter_id)
+        .bind(now_ms())
+        .execute(db.pool())
+        .await?
+        .rows_affected();
+    Ok(n == 1)
+}
+
+/// Replays this consumer's requested dead letters. One that fails again keeps its record,
+/// with the new error, and waits for another request.
+async fn replay_requested(
+    db: &Db,
+    consumer: &str,
+    handler: Arc<dyn InboxHandler>,
+) -> anyhow::Result<()> {
+    let ids: Vec<String> = sqlx::query_scalar(
+        "SELECT id FROM dead_letters WHERE consumer = $1 AND replay_requested_ms IS NOT NULL ORDER BY created_ms",
+    )
+    .bind(consumer)
+    .fetch_all(db.pool())
+    .await?;
+    for id in ids {
+        if let Err(e) = replay_dead_letter(db, &id, handler.clone()).await {
+            sqlx::query(
+                "UPDATE dead_letters SET replay_requested_ms = NULL, error = $2, attempts = attempts + 1 WHERE id = $1",
+            )
+            .bind(&id)
+            .bind(format!("replay: {e:#}"))
+            .execute(db.pool())
+            .await?;
+        }
+    }
+    Ok(())
 }
 
 /// An event a consumer gave up on.

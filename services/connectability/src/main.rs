@@ -44,14 +44,25 @@ enum Command {
         #[arg(long, env = "DATABASE_URL")]
         database_url: String,
     },
-    /// List the dead letters of a service's database (events its consumers gave up on).
+    /// List or replay the dead letters in a service's database (events its consumers gave up on).
     DeadLetters {
         #[arg(long, env = "DATABASE_URL")]
         database_url: String,
+        #[command(subcommand)]
+        action: DeadLetterAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum DeadLetterAction {
+    /// Print them, oldest first.
+    List {
         /// Only this consumer's.
         #[arg(long)]
         consumer: Option<String>,
     },
+    /// Ask the running consumer to apply one again (after fixing the cause).
+    Replay { id: String },
 }
 
 #[derive(Subcommand)]
@@ -144,18 +155,36 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::DeadLetters {
             database_url,
-            consumer,
+            action,
         } => {
             let db = Db::connect(&database_url).await?;
-            let letters = inbox::list_dead_letters(&db, consumer.as_deref()).await?;
-            if letters.is_empty() {
-                println!("no dead letters");
-            }
-            for d in letters {
-                println!(
-                    "{}  consumer={} event={} type={} attempts={} error={}",
-                    d.id, d.consumer, d.envelope.id, d.envelope.event_type, d.attempts, d.error
-                );
+            match action {
+                DeadLetterAction::List { consumer } => {
+                    let letters = inbox::list_dead_letters(&db, consumer.as_deref()).await?;
+                    if letters.is_empty() {
+                        println!("no dead letters");
+                    }
+                    for d in letters {
+                        println!(
+                            "{}  consumer={} event={} type={} attempts={} error={}",
+                            d.id,
+                            d.consumer,
+                            d.envelope.id,
+                            d.envelope.event_type,
+                            d.attempts,
+                            d.error
+                        );
+                    }
+                }
+                DeadLetterAction::Replay { id } => {
+                    anyhow::ensure!(
+                        inbox::request_replay(&db, &id).await?,
+                        "no dead letter `{id}`"
+                    );
+                    println!(
+                        "replay requested: the running consumer applies it within a second or two"
+                    );
+                }
             }
             Ok(())
         }

@@ -318,19 +318,34 @@ async fn failing_event_is_dead_lettered_then_replayed(backend: Backend) {
     assert!(letters[0].error.contains("told to fail"));
     assert_eq!(effects(&consumer, &e.id).await, 0);
 
-    // The operator fixes the cause and replays it.
+    // The operator fixes the cause and asks for a replay; the running consumer applies it.
     recorder.always_fail.store(false, Ordering::SeqCst);
-    let applied = inbox::replay_dead_letter(&consumer, &letters[0].id, recorder.clone())
-        .await
-        .unwrap();
-    assert_eq!(applied, Applied::Now);
-    assert_eq!(effects(&consumer, &e.id).await, 1);
     assert!(
+        !inbox::request_replay(&consumer, "no-such-letter")
+            .await
+            .unwrap()
+    );
+    assert!(
+        inbox::request_replay(&consumer, &letters[0].id)
+            .await
+            .unwrap()
+    );
+    eventually("the replayed effect", WAIT, || async {
+        (effects(&consumer, &e.id).await == 1).then_some(())
+    })
+    .await;
+    eventually("the dead letter gone", WAIT, || async {
         inbox::list_dead_letters(&consumer, None)
             .await
             .unwrap()
             .is_empty()
-    );
+            .then_some(())
+    })
+    .await;
+    // Replaying again changes nothing: the inbox has the event.
+    let again = InboxConsumer::new(consumer.clone(), "c", recorder.clone());
+    assert_eq!(again.apply(&e).await.unwrap(), Applied::AlreadyHandled);
+    assert_eq!(effects(&consumer, &e.id).await, 1);
     sub.stop().await;
 }
 

@@ -32,6 +32,9 @@ CREATE TABLE dead_letters (
     error       TEXT NOT NULL,
     attempts    BIGINT NOT NULL,
     created_ms  BIGINT NOT NULL,
+    -- Set by an operator (`connectability dead-letters replay`); the running consumer
+    -- re-applies the event and deletes the row.
+    replay_requested_ms BIGINT,
     UNIQUE (consumer, event_id)
 );
 
