@@ -91,6 +91,19 @@ pub struct Subscription {
 }
 
 impl Subscription {
+    /// Runs `consume` with a stop signal on its own task.
+    pub(crate) fn spawn<F, Fut>(consume: F) -> Self
+    where
+        F: FnOnce(tokio::sync::watch::Receiver<bool>) -> Fut,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        Self {
+            stop,
+            task: tokio::spawn(consume(stopped)),
+        }
+    }
+
     pub async fn stop(self) {
         let _ = self.stop.send(true);
         let _ = self.task.await;

@@ -92,12 +92,9 @@ impl EventBus for InprocBus {
                 })
                 .clone()
         };
-        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let task = tokio::spawn(consume(durable, spec, handler, stop_rx));
-        Ok(Subscription {
-            stop: stop_tx,
-            task,
-        })
+        Ok(Subscription::spawn(|stop| {
+            consume(durable, spec, handler, stop)
+        }))
     }
 }
 

@@ -127,12 +127,9 @@ impl EventBus for NatsBus {
             )
             .await
             .map_err(|e| anyhow::anyhow!("creating consumer `{}`: {e}", spec.durable))?;
-        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let task = tokio::spawn(consume(consumer, spec, handler, stop_rx));
-        Ok(Subscription {
-            stop: stop_tx,
-            task,
-        })
+        Ok(Subscription::spawn(|stop| {
+            consume(consumer, spec, handler, stop)
+        }))
     }
 }
 

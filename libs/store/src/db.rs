@@ -20,8 +20,8 @@ impl Backend {
     }
 }
 
-/// A service's migrations, one folder per backend where DDL differs:
-/// `ServiceMigrations { postgres: sqlx::migrate!("migrations/postgres"), sqlite: sqlx::migrate!("migrations/sqlite") }`.
+/// A service's migrations: one folder for both backends when its DDL is portable
+/// (`sqlx::migrate!("./migrations")` twice), or one folder per backend where it differs.
 pub struct ServiceMigrations {
     pub postgres: Migrator,
     pub sqlite: Migrator,

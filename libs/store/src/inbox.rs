@@ -217,15 +217,7 @@ pub async fn list_dead_letters(
             Ok(DeadLetter {
                 id: r.try_get("id")?,
                 consumer: r.try_get("consumer")?,
-                envelope: Envelope {
-                    id: r.try_get("event_id")?,
-                    event_type: r.try_get("event_type")?,
-                    source: r.try_get("source")?,
-                    subject: r.try_get("subject")?,
-                    time_ms: r.try_get("time_ms")?,
-                    traceparent: r.try_get("traceparent")?,
-                    data: r.try_get("data")?,
-                },
+                envelope: crate::envelope_from_row(&r)?,
                 error: r.try_get("error")?,
                 attempts: r.try_get("attempts")?,
                 created_ms: r.try_get("created_ms")?,

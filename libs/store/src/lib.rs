@@ -29,3 +29,18 @@ pub fn placeholders(first: usize, count: usize) -> String {
         .collect::<Vec<_>>()
         .join(", ")
 }
+
+/// Reads an [`Envelope`] from a row with the outbox's event columns (`event_id`,
+/// `event_type`, `source`, `subject`, `time_ms`, `traceparent`, `data`).
+pub(crate) fn envelope_from_row(r: &sqlx::any::AnyRow) -> Result<Envelope, sqlx::Error> {
+    use sqlx::Row;
+    Ok(Envelope {
+        id: r.try_get("event_id")?,
+        event_type: r.try_get("event_type")?,
+        source: r.try_get("source")?,
+        subject: r.try_get("subject")?,
+        time_ms: r.try_get("time_ms")?,
+        traceparent: r.try_get("traceparent")?,
+        data: r.try_get("data")?,
+    })
+}

@@ -57,19 +57,11 @@ pub async fn fetch_unsent(db: &Db, limit: i64) -> Result<Vec<Pending>, sqlx::Err
     .bind(limit)
     .fetch_all(db.pool())
     .await?;
-    rows.into_iter()
+    rows.iter()
         .map(|r| {
             Ok(Pending {
                 seq: r.try_get("seq")?,
-                envelope: Envelope {
-                    id: r.try_get("event_id")?,
-                    event_type: r.try_get("event_type")?,
-                    source: r.try_get("source")?,
-                    subject: r.try_get("subject")?,
-                    time_ms: r.try_get("time_ms")?,
-                    traceparent: r.try_get("traceparent")?,
-                    data: r.try_get("data")?,
-                },
+                envelope: crate::envelope_from_row(r)?,
             })
         })
         .collect()

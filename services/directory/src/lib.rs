@@ -22,10 +22,11 @@ pub use api::DirectoryApi;
 
 pub const NAME: &str = "directory";
 
+/// The directory's DDL is portable, so both backends share one folder.
 pub fn migrations() -> ServiceMigrations {
     ServiceMigrations {
-        postgres: sqlx::migrate!("migrations/postgres"),
-        sqlite: sqlx::migrate!("migrations/sqlite"),
+        postgres: sqlx::migrate!("./migrations"),
+        sqlite: sqlx::migrate!("./migrations"),
     }
 }
 
