@@ -3,7 +3,9 @@
 use std::{env, path::PathBuf};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../proto");
+    // Relative to this package: cargo resolves it in whichever checkout is building, so two
+    // clones sharing one target directory never reuse each other's generated code.
+    let root = PathBuf::from("../../proto");
     let mut protos = Vec::new();
     collect_protos(&root, &mut protos)?;
     protos.sort();

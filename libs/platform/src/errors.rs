@@ -27,6 +27,40 @@ pub fn failed_precondition(reason: &str, message: impl Display) -> Status {
     )
 }
 
+/// FAILED_PRECONDITION for several broken rules at once: `ErrorInfo.reason` is the first,
+/// `ErrorInfo.metadata["reasons"]` lists all (comma-separated), the message explains each.
+pub fn failed_preconditions(violations: &[(&str, String)]) -> Status {
+    let Some((first, _)) = violations.first() else {
+        return internal("failed_preconditions called without a violation");
+    };
+    let reasons: Vec<&str> = violations.iter().map(|(r, _)| *r).collect();
+    let message = violations
+        .iter()
+        .map(|(r, m)| format!("{r}: {m}"))
+        .collect::<Vec<_>>()
+        .join("; ");
+    Status::with_error_details(
+        Code::FailedPrecondition,
+        message,
+        ErrorDetails::with_error_info(
+            *first,
+            ERROR_DOMAIN,
+            std::collections::HashMap::from([("reasons".to_string(), reasons.join(","))]),
+        ),
+    )
+}
+
+/// All reasons of a status from [`failed_preconditions`] (or its single reason).
+pub fn reasons(status: &Status) -> Vec<String> {
+    match status.get_details_error_info() {
+        Some(info) => match info.metadata.get("reasons") {
+            Some(all) => all.split(',').map(str::to_string).collect(),
+            None => vec![info.reason],
+        },
+        None => Vec::new(),
+    }
+}
+
 /// NOT_FOUND that says nothing about whether the thing exists for someone else.
 pub fn not_found(what: &str, id: &str) -> Status {
     Status::not_found(format!("{what} `{id}` not found"))

@@ -3,9 +3,11 @@
 //! auth, limits and graceful shutdown ([`server`]), Prometheus [`metrics`], gRPC error
 //! helpers ([`errors`]) and page tokens ([`paging`]).
 
+pub mod clock;
 pub mod config;
 pub mod errors;
 pub mod events;
+pub mod input;
 pub mod metrics;
 pub mod paging;
 pub mod server;

@@ -18,6 +18,17 @@ macro_rules! event_messages {
     };
 }
 
+pub mod connections {
+    pub mod v1 {
+        tonic::include_proto!("connectability.connections.v1");
+
+        event_messages!("connectability.connections.v1" =>
+            ConnectionRequested, ConnectionApproved, ConnectionRejected, ConnectionActivated,
+            ConnectionUndone, ConnectionFeaturesAdded, ConnectionDisconnected,
+        );
+    }
+}
+
 pub mod directory {
     pub mod v1 {
         tonic::include_proto!("connectability.directory.v1");

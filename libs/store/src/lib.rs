@@ -22,6 +22,27 @@ pub fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
+/// Ends a mutation: writes its events to the outbox and, for a call with a request id, its
+/// response, commits, and wakes the relay. Returns false (and rolls back) when a concurrent
+/// call with the same request id committed first.
+pub async fn commit(
+    mut tx: Tx,
+    events: &[Envelope],
+    request: Option<(&str, &str, Vec<u8>)>,
+    relay: &outbox::RelayWaker,
+) -> Result<bool, sqlx::Error> {
+    outbox::enqueue(&mut tx, events).await?;
+    if let Some((scope, request_id, response)) = request
+        && !request_ids::record(&mut tx, scope, request_id, response).await?
+    {
+        tx.rollback().await?;
+        return Ok(false);
+    }
+    tx.commit().await?;
+    relay.wake();
+    Ok(true)
+}
+
 /// `$first, $first+1, …` placeholders for a batch statement.
 pub fn placeholders(first: usize, count: usize) -> String {
     (first..first + count)

@@ -3,18 +3,20 @@
 
 use sqlx::Row;
 
+use sqlx::AnyConnection;
+
 use crate::{Tx, now_ms};
 
 /// The stored response of an earlier call with this request id, if any.
 pub async fn find(
-    tx: &mut Tx,
+    conn: &mut AnyConnection,
     scope: &str,
     request_id: &str,
 ) -> Result<Option<Vec<u8>>, sqlx::Error> {
     let row = sqlx::query("SELECT response FROM request_ids WHERE scope = $1 AND request_id = $2")
         .bind(scope)
         .bind(request_id)
-        .fetch_optional(&mut **tx)
+        .fetch_optional(conn)
         .await?;
     row.map(|r| r.try_get("response")).transpose()
 }

@@ -12,8 +12,13 @@ use std::{future::Future, net::SocketAddr, path::PathBuf, sync::Arc, time::Durat
 
 use connectability_auth::{BearerToken, Issuer};
 use connectability_events::EventBus;
-use connectability_platform::{DEV_ONLY_HS256_SECRET, GrpcServer, metrics::Metrics};
-use connectability_proto::directory::v1::directory_service_client::DirectoryServiceClient;
+use connectability_platform::{
+    DEV_ONLY_HS256_SECRET, GrpcServer, clock::ManualClock, metrics::Metrics,
+};
+use connectability_proto::{
+    connections::v1::connection_service_client::ConnectionServiceClient,
+    directory::v1::directory_service_client::DirectoryServiceClient,
+};
 use connectability_store::Db;
 use sqlx::AssertSqlSafe;
 use tonic::{
@@ -226,6 +231,8 @@ async fn cleanup_stale_streams(nats_url: &str) {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Service {
     Directory,
+    /// Needs the directory in the same app (it calls it over gRPC).
+    ConnectionManager,
 }
 
 /// Services running on port 0 with fresh storage, and clients for them.
@@ -237,6 +244,8 @@ pub struct TestApp {
     pub dbs: Vec<(Service, Db)>,
     /// The server's metrics registry.
     pub metrics: Metrics,
+    /// The services' clock: `app.clock.advance(…)` moves time for them.
+    pub clock: ManualClock,
     channel: Channel,
     stop: tokio::sync::watch::Sender<bool>,
     server: tokio::task::JoinHandle<anyhow::Result<()>>,
@@ -258,39 +267,48 @@ impl TestApp {
     ) -> TestApp {
         let env = TestEnv::new(backend).await;
         let verifier = connectability_auth::Verifier::hs256(DEV_ONLY_HS256_SECRET.as_bytes());
+        let issuer = Issuer::hs256(DEV_ONLY_HS256_SECRET.as_bytes());
         let metrics = Metrics::new();
+        let clock = ManualClock::new();
         let mut server = GrpcServer::new(verifier, metrics.clone());
+        // Bound first: services call each other through this address.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind port 0");
+        let addr = listener.local_addr().expect("local addr");
         let mut dbs = Vec::new();
         for service in services {
             match service {
                 Service::Directory => {
                     let db = env.migrated_db("directory", &directory::migrations()).await;
                     directory::Directory::new(db.clone(), env.bus.clone())
-                        .mount(&mut server, 4 * 1024 * 1024);
+                        .mount(&mut server, MAX_MESSAGE_BYTES);
+                    dbs.push((*service, db));
+                }
+                Service::ConnectionManager => {
+                    let db = env
+                        .migrated_db("connections", &connection_manager::migrations())
+                        .await;
+                    connection_manager_parts(db.clone(), &env, addr, &issuer, &clock)
+                        .mount(&mut server, MAX_MESSAGE_BYTES);
                     dbs.push((*service, db));
                 }
             }
         }
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind port 0");
-        let addr = listener.local_addr().expect("local addr");
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let server = tokio::spawn(server.serve(
             listener,
             connectability_platform::server::wait_for(stopped),
             grace,
         ));
-        let channel = Endpoint::from_shared(format!("http://{addr}"))
-            .expect("endpoint")
-            .connect_timeout(Duration::from_secs(5))
-            .connect_lazy();
+        let channel = lazy_channel(addr);
         TestApp {
             addr,
             env,
-            issuer: Issuer::hs256(DEV_ONLY_HS256_SECRET.as_bytes()),
+            issuer,
             dbs,
             metrics,
+            clock,
             channel,
             stop,
             server,
@@ -331,6 +349,34 @@ impl TestApp {
         self.directory(&self.operator_token())
     }
 
+    pub fn connections(&self, token: &str) -> ConnectionServiceClient<AuthedChannel> {
+        ConnectionServiceClient::new(self.authed(token))
+    }
+
+    /// A second connection-manager server (another replica) on the same database and bus.
+    pub async fn connection_manager_replica(&self) -> Replica {
+        let db = self.db(Service::ConnectionManager).clone();
+        let verifier = connectability_auth::Verifier::hs256(DEV_ONLY_HS256_SECRET.as_bytes());
+        let mut server = GrpcServer::new(verifier, Metrics::new());
+        connection_manager_parts(db, &self.env, self.addr, &self.issuer, &self.clock)
+            .mount(&mut server, MAX_MESSAGE_BYTES);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind port 0");
+        let addr = listener.local_addr().expect("local addr");
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let server = tokio::spawn(server.serve(
+            listener,
+            connectability_platform::server::wait_for(stopped),
+            Duration::ZERO,
+        ));
+        Replica {
+            channel: lazy_channel(addr),
+            stop,
+            server,
+        }
+    }
+
     /// Graceful stop: health NOT_SERVING, in-flight calls drain, relays stop.
     pub async fn stop(self) {
         self.begin_stop();
@@ -347,6 +393,58 @@ impl TestApp {
     /// Waits until the server has stopped; returns its result.
     pub async fn wait_stopped(self) -> anyhow::Result<()> {
         self.server.await?
+    }
+}
+
+const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
+
+fn lazy_channel(addr: SocketAddr) -> Channel {
+    Endpoint::from_shared(format!("http://{addr}"))
+        .expect("endpoint")
+        .connect_timeout(Duration::from_secs(5))
+        .connect_lazy()
+}
+
+/// The connection manager wired to `db`, the app's bus and clock, and the directory at
+/// `directory_addr` (no permission cache: tests change levels and look at once).
+fn connection_manager_parts(
+    db: Db,
+    env: &TestEnv,
+    directory_addr: SocketAddr,
+    issuer: &Issuer,
+    clock: &ManualClock,
+) -> connection_manager::ConnectionManager {
+    let gateway = connection_manager::DirectoryGateway::new(
+        lazy_channel(directory_addr),
+        &issuer.service(connection_manager::NAME),
+        Duration::ZERO,
+    );
+    connection_manager::ConnectionManager::new(
+        db,
+        env.bus.clone(),
+        gateway,
+        Arc::new(clock.clone()),
+    )
+}
+
+/// Another server instance of a service, sharing the app's storage.
+pub struct Replica {
+    channel: Channel,
+    stop: tokio::sync::watch::Sender<bool>,
+    server: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl Replica {
+    pub fn connections(&self, token: &str) -> ConnectionServiceClient<AuthedChannel> {
+        ConnectionServiceClient::new(InterceptedService::new(
+            self.channel.clone(),
+            BearerToken::new(token),
+        ))
+    }
+
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        let _ = self.server.await;
     }
 }
 

@@ -69,11 +69,14 @@ enum DeadLetterAction {
 enum ServeService {
     /// Companies, projects, users, project directories.
     Directory(directory::Config),
+    /// Connections between projects.
+    ConnectionManager(connection_manager::Config),
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
 enum ServiceName {
     Directory,
+    ConnectionManager,
 }
 
 #[derive(clap::Args)]
@@ -122,6 +125,15 @@ async fn main() -> anyhow::Result<()> {
                 connectability_platform::telemetry::init(directory::NAME, config.common.log_format);
             directory::serve(config).await
         }
+        Command::Serve {
+            service: ServeService::ConnectionManager(config),
+        } => {
+            let _t = connectability_platform::telemetry::init(
+                connection_manager::NAME,
+                config.common.log_format,
+            );
+            connection_manager::serve(config).await
+        }
         Command::Token(args) => {
             let secret = args.hs256_secret.unwrap_or_else(|| {
                 eprintln!(
@@ -148,6 +160,7 @@ async fn main() -> anyhow::Result<()> {
             let db = Db::connect(&database_url).await?;
             let migrations = match service {
                 ServiceName::Directory => directory::migrations(),
+                ServiceName::ConnectionManager => connection_manager::migrations(),
             };
             db.migrate(&migrations).await?;
             println!("migrations applied");
@@ -205,11 +218,9 @@ async fn dev(args: DevArgs) -> anyhow::Result<()> {
     let bus = connectability_events::connect("inproc:", "connectability").await?;
     let sqlite = |name: &str| format!("sqlite://{}/{name}.db", args.data_dir.display());
 
-    let directory_db = Db::connect(&sqlite(directory::NAME)).await?;
-    directory_db.migrate(&directory::migrations()).await?;
-    let loaded = directory::demo::load(&directory_db).await?;
-    let directory = directory::Directory::new(directory_db, bus.clone());
-
+    // Bound first: in-process services call each other through this very address.
+    let listener = tokio::net::TcpListener::bind(args.grpc_addr).await?;
+    let addr = listener.local_addr()?;
     let metrics = Metrics::new();
     let _metrics_task = match args.metrics_addr.as_str() {
         "off" | "" => None,
@@ -217,11 +228,32 @@ async fn dev(args: DevArgs) -> anyhow::Result<()> {
     };
     let mut server = GrpcServer::new(auth.verifier()?, metrics);
     let max_message_bytes = 4 * 1024 * 1024;
-    directory.mount(&mut server, max_message_bytes);
 
-    let listener = tokio::net::TcpListener::bind(args.grpc_addr).await?;
+    let directory_db = Db::connect(&sqlite(directory::NAME)).await?;
+    directory_db.migrate(&directory::migrations()).await?;
+    let loaded = directory::demo::load(&directory_db).await?;
+    directory::Directory::new(directory_db, bus.clone()).mount(&mut server, max_message_bytes);
+
+    let connections_db = Db::connect(&sqlite(connection_manager::NAME)).await?;
+    connections_db
+        .migrate(&connection_manager::migrations())
+        .await?;
+    connection_manager::demo::load(&connections_db).await?;
+    let directory_client = connection_manager::DirectoryGateway::new(
+        connection_manager::channel(&format!("http://{addr}"))?,
+        &Issuer::hs256(secret.as_bytes()).service(connection_manager::NAME),
+        std::time::Duration::from_secs(2),
+    );
+    connection_manager::ConnectionManager::new(
+        connections_db,
+        bus.clone(),
+        directory_client,
+        std::sync::Arc::new(connectability_platform::clock::SystemClock),
+    )
+    .mount(&mut server, max_message_bytes);
+
     print_welcome(
-        &listener.local_addr()?,
+        &addr,
         &Issuer::hs256(secret.as_bytes()),
         loaded,
         &args.data_dir,

@@ -179,24 +179,22 @@ impl DirectoryApi {
     /// Writes the events and the request id beside the change, commits, wakes the relay.
     async fn commit<M: prost::Message>(
         &self,
-        mut tx: Tx,
+        tx: Tx,
         request: Option<(&str, &str)>,
         response: &M,
         events: &[Envelope],
     ) -> Result<(), Status> {
-        outbox::enqueue(&mut tx, events).await.map_err(db_err)?;
-        if let Some((scope, rid)) = request
-            && !request_ids::record(&mut tx, scope, rid, response.encode_to_vec())
-                .await
-                .map_err(db_err)?
+        let request = request.map(|(scope, rid)| (scope, rid, response.encode_to_vec()));
+        if connectability_store::commit(tx, events, request, &self.relay)
+            .await
+            .map_err(db_err)?
         {
-            return Err(Status::aborted(
+            Ok(())
+        } else {
+            Err(Status::aborted(
                 "a concurrent call with the same request_id won; retry to get its result",
-            ));
+            ))
         }
-        tx.commit().await.map_err(db_err)?;
-        self.relay.wake();
-        Ok(())
     }
 }
 
@@ -391,7 +389,7 @@ impl DirectoryService for DirectoryApi {
                 company_admin,
             } => ProjectScope::VisibleTo {
                 user_id: id,
-                admin_of: company_admin.then_some(company_id.as_str()),
+                admin_of: (*company_admin && !r.member_only).then_some(company_id.as_str()),
             },
             _ => unreachable!("operators and services see everything"),
         };
@@ -705,6 +703,37 @@ impl DirectoryService for DirectoryApi {
                     .and_then(|m| m.permissions)
                     .unwrap_or_else(|| ToolLevels::NONE.to_proto()),
             ),
+            company_admin,
+        }))
+    }
+
+    async fn get_company_access(
+        &self,
+        req: Request<pb::GetCompanyAccessRequest>,
+    ) -> Result<Response<pb::CompanyAccess>, Status> {
+        let caller = connectability_auth::caller(&req)?;
+        let r = req.into_inner();
+        let company_id = Id::parse(COMPANY, "company_id", &r.company_id)?;
+        let user_id = Id::parse(USER, "user_id", &r.user_id)?;
+        let mut conn = self.read().await?;
+        let who = self.principal(&mut conn, &caller).await?;
+        if !who.may_query_access_of(user_id.as_str()) {
+            return Err(permission_denied(
+                "only services, operators and the user themselves may ask this",
+            ));
+        }
+        let user = db::get_user(&mut conn, user_id.as_str())
+            .await
+            .map_err(db_err)?
+            .ok_or_else(|| not_found("user", user_id.as_str()))?;
+        let company = self.visible_company(&mut conn, &who, &company_id).await?;
+        let company_admin = db::is_company_admin(&mut conn, &company.id, &user.id)
+            .await
+            .map_err(db_err)?;
+        Ok(Response::new(pb::CompanyAccess {
+            company_id: company.id,
+            user_id: user.id,
+            user_company_id: user.company_id,
             company_admin,
         }))
     }

@@ -17,6 +17,8 @@ pub const COMPANIES: &[(&str, &str, &str, bool)] = &[
     ("co_ridgeline", "Ridgeline Electric", "us-east", false),
     ("co_federal", "Federal Works (GovCloud)", "us-east", true),
     ("co_alpine", "Alpine Mechanical", "eu-central", false),
+    // Reviews every connection request (the connection manager's demo data says so).
+    ("co_keystone", "Keystone Builders", "us-east", false),
 ];
 
 /// (id, company, display name, email, company admin)
@@ -63,6 +65,13 @@ pub const USERS: &[(&str, &str, &str, &str, bool)] = &[
         "anton@alpine.example",
         true,
     ),
+    (
+        "usr_kim",
+        "co_keystone",
+        "Kim Novak",
+        "kim@keystone.example",
+        true,
+    ),
 ];
 
 /// (id, company, name, active)
@@ -82,6 +91,13 @@ pub const PROJECTS: &[(&str, &str, &str, bool)] = &[
     ),
     ("prj_federal_annex", "co_federal", "Federal Annex", true),
     ("prj_alpine_plant", "co_alpine", "Alpine Plant", true),
+    ("prj_keystone_hq", "co_keystone", "Keystone HQ", true),
+    (
+        "prj_keystone_electrical",
+        "co_ridgeline",
+        "Keystone HQ - Electrical",
+        true,
+    ),
 ];
 
 const fn levels(cm: L, drawings: L, rfis: L, submittals: L) -> ToolLevels {
@@ -118,6 +134,13 @@ pub const MEMBERS: &[(&str, &str, ToolLevels)] = &[
     ),
     ("prj_federal_annex", "usr_fay", ADMIN),
     ("prj_alpine_plant", "usr_anton", ADMIN),
+    ("prj_keystone_hq", "usr_kim", ADMIN),
+    (
+        "prj_keystone_hq",
+        "usr_raj",
+        levels(L::None, L::ReadOnly, L::ReadOnly, L::ReadOnly),
+    ),
+    ("prj_keystone_electrical", "usr_raj", ADMIN),
 ];
 
 /// Loads the demo data unless it is already there. Returns whether it loaded.

@@ -3,76 +3,13 @@
 
 use connectability_auth::Caller;
 use connectability_platform::errors::invalid_argument;
+pub use connectability_platform::input::{Id, parse_name, parse_request_id};
 use connectability_proto::directory::v1 as pb;
 use tonic::Status;
-
-/// A validated resource id: `<prefix>_` then 1-64 lower-case letters, digits or `_`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Id(String);
-
-impl Id {
-    pub fn parse(prefix: &str, field: &str, raw: &str) -> Result<Id, Status> {
-        let suffix = raw
-            .strip_prefix(prefix)
-            .and_then(|s| s.strip_prefix('_'))
-            .ok_or_else(|| {
-                if raw.is_empty() {
-                    invalid_argument(field, "is required")
-                } else {
-                    invalid_argument(field, format!("`{raw}` is not a `{prefix}_…` id"))
-                }
-            })?;
-        let ok = !suffix.is_empty()
-            && suffix.len() <= 64
-            && suffix
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
-        if !ok {
-            return Err(invalid_argument(
-                field,
-                format!("`{raw}` is not a `{prefix}_…` id (lower-case letters, digits, `_`)"),
-            ));
-        }
-        Ok(Id(raw.to_string()))
-    }
-
-    /// A fresh, time-ordered id.
-    pub fn generate(prefix: &str) -> Id {
-        Id(format!("{prefix}_{}", uuid::Uuid::now_v7().simple()))
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Display for Id {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
 
 pub const COMPANY: &str = "co";
 pub const PROJECT: &str = "prj";
 pub const USER: &str = "usr";
-
-/// A required, trimmed, single-line name of at most 200 characters.
-pub fn parse_name(field: &str, raw: &str) -> Result<String, Status> {
-    let name = raw.trim();
-    if name.is_empty() {
-        return Err(invalid_argument(field, "must not be empty"));
-    }
-    if name.chars().count() > 200 {
-        return Err(invalid_argument(field, "must be at most 200 characters"));
-    }
-    if name.chars().any(char::is_control) {
-        return Err(invalid_argument(
-            field,
-            "must not contain control characters",
-        ));
-    }
-    Ok(name.to_string())
-}
 
 /// A file storage location such as `us-east`: 2-32 lower-case letters, digits and `-`.
 pub fn parse_storage_location(raw: &str) -> Result<String, Status> {
@@ -106,20 +43,6 @@ pub fn parse_email(raw: &str) -> Result<String, Status> {
             format!("`{raw}` is not an email address"),
         )),
     }
-}
-
-/// An optional request id (AIP-155): at most 128 printable ASCII characters.
-pub fn parse_request_id(raw: &str) -> Result<Option<String>, Status> {
-    if raw.is_empty() {
-        return Ok(None);
-    }
-    if raw.len() > 128 || !raw.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err(invalid_argument(
-            "request_id",
-            "must be at most 128 printable ASCII characters",
-        ));
-    }
-    Ok(Some(raw.to_string()))
 }
 
 /// One level per tool, all set (UNSPECIFIED resolved).
@@ -250,17 +173,6 @@ pub fn caller_kind(caller: &Caller) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn ids_are_checked() {
-        assert!(Id::parse(PROJECT, "id", "prj_tower1").is_ok());
-        assert!(Id::parse(PROJECT, "id", "co_tower").is_err());
-        assert!(Id::parse(PROJECT, "id", "prj_").is_err());
-        assert!(Id::parse(PROJECT, "id", "prj_Tower").is_err());
-        assert!(Id::parse(PROJECT, "id", "").is_err());
-        let generated = Id::generate(USER);
-        assert!(Id::parse(USER, "id", generated.as_str()).is_ok());
-    }
 
     #[test]
     fn levels_apply_over_base() {

@@ -28,5 +28,6 @@ macro_rules! on_both_backends {
 }
 
 mod conformance;
+mod connections;
 mod directory;
 mod platform;

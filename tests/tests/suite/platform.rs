@@ -99,7 +99,15 @@ async fn demo_data_loads_once_and_shows_each_user_their_projects(backend: Backen
         .map(|p| p.id)
         .collect();
     ids.sort();
-    assert_eq!(ids, vec!["prj_harbor_electrical", "prj_harbor_tower"]);
+    assert_eq!(
+        ids,
+        vec![
+            "prj_harbor_electrical",
+            "prj_harbor_tower",
+            "prj_keystone_electrical",
+            "prj_keystone_hq"
+        ]
+    );
     let mut op = app.directory_as_operator();
     let companies = op
         .list_companies(pb::ListCompaniesRequest::default())
@@ -107,7 +115,7 @@ async fn demo_data_loads_once_and_shows_each_user_their_projects(backend: Backen
         .unwrap()
         .into_inner()
         .companies;
-    assert_eq!(companies.len(), 4);
+    assert_eq!(companies.len(), 5);
     assert!(companies.iter().any(|c| c.govcloud));
     assert!(companies.iter().any(|c| c.storage_location != "us-east"));
     let projects = op

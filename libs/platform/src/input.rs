@@ -1,0 +1,120 @@
+//! Parsed request input shared by every service: resource ids, names, request ids.
+//! Each parser answers INVALID_ARGUMENT naming the field.
+
+use tonic::Status;
+
+use crate::errors::invalid_argument;
+
+/// A validated resource id: `<prefix>_` then 1-64 lower-case letters, digits or `_`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Id(String);
+
+impl Id {
+    pub fn parse(prefix: &str, field: &str, raw: &str) -> Result<Id, Status> {
+        let suffix = raw
+            .strip_prefix(prefix)
+            .and_then(|s| s.strip_prefix('_'))
+            .ok_or_else(|| {
+                if raw.is_empty() {
+                    invalid_argument(field, "is required")
+                } else {
+                    invalid_argument(field, format!("`{raw}` is not a `{prefix}_…` id"))
+                }
+            })?;
+        let ok = !suffix.is_empty()
+            && suffix.len() <= 64
+            && suffix
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+        if !ok {
+            return Err(invalid_argument(
+                field,
+                format!("`{raw}` is not a `{prefix}_…` id (lower-case letters, digits, `_`)"),
+            ));
+        }
+        Ok(Id(raw.to_string()))
+    }
+
+    /// A fresh, time-ordered id.
+    pub fn generate(prefix: &str) -> Id {
+        Id(format!("{prefix}_{}", uuid::Uuid::now_v7().simple()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for Id {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A required, trimmed, single-line name of at most 200 characters.
+pub fn parse_name(field: &str, raw: &str) -> Result<String, Status> {
+    let name = raw.trim();
+    if name.is_empty() {
+        return Err(invalid_argument(field, "must not be empty"));
+    }
+    if name.chars().count() > 200 {
+        return Err(invalid_argument(field, "must be at most 200 characters"));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(invalid_argument(
+            field,
+            "must not contain control characters",
+        ));
+    }
+    Ok(name.to_string())
+}
+
+/// An optional request id (AIP-155): at most 128 printable ASCII characters.
+pub fn parse_request_id(raw: &str) -> Result<Option<String>, Status> {
+    if raw.is_empty() {
+        return Ok(None);
+    }
+    if raw.len() > 128 || !raw.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(invalid_argument(
+            "request_id",
+            "must be at most 128 printable ASCII characters",
+        ));
+    }
+    Ok(Some(raw.to_string()))
+}
+
+/// Optional free text (a reason, a message) of at most `max` characters, trimmed.
+pub fn parse_text(field: &str, raw: &str, max: usize) -> Result<String, Status> {
+    let text = raw.trim();
+    if text.chars().count() > max {
+        return Err(invalid_argument(
+            field,
+            format!("must be at most {max} characters"),
+        ));
+    }
+    Ok(text.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_checked() {
+        assert!(Id::parse("prj", "id", "prj_tower1").is_ok());
+        assert!(Id::parse("prj", "id", "co_tower").is_err());
+        assert!(Id::parse("prj", "id", "prj_").is_err());
+        assert!(Id::parse("prj", "id", "prj_Tower").is_err());
+        assert!(Id::parse("prj", "id", "").is_err());
+        let generated = Id::generate("usr");
+        assert!(Id::parse("usr", "id", generated.as_str()).is_ok());
+    }
+
+    #[test]
+    fn names_and_texts_are_checked() {
+        assert_eq!(parse_name("name", "  Tower ").unwrap(), "Tower");
+        assert!(parse_name("name", " ").is_err());
+        assert!(parse_text("reason", &"x".repeat(11), 10).is_err());
+        assert!(parse_request_id("a b").is_err());
+    }
+}

@@ -1,0 +1,162 @@
+//! What the connection manager asks the directory, over gRPC with its service identity
+//! (never the directory's tables), with a short cache.
+
+use std::time::Duration;
+
+use connectability_auth::BearerToken;
+use connectability_proto::directory::v1::{
+    self as pb, directory_service_client::DirectoryServiceClient,
+};
+use tonic::{Code, Request, Status, service::interceptor::InterceptedService, transport::Channel};
+
+type Client = DirectoryServiceClient<InterceptedService<Channel, BearerToken>>;
+
+#[derive(Clone)]
+pub struct DirectoryGateway {
+    client: Client,
+    /// Plain channel for calls made with the caller's own token.
+    channel: Channel,
+    access: Option<moka::future::Cache<(String, String), Option<pb::ProjectAccess>>>,
+    companies: Option<moka::future::Cache<String, Option<pb::Company>>>,
+}
+
+/// NOT_FOUND becomes `None`; anything else the directory says is its own failure.
+fn found<T>(result: Result<tonic::Response<T>, Status>) -> Result<Option<T>, Status> {
+    match result {
+        Ok(r) => Ok(Some(r.into_inner())),
+        Err(s) if s.code() == Code::NotFound => Ok(None),
+        Err(s) if s.code() == Code::InvalidArgument => Err(s),
+        Err(s) => {
+            tracing::warn!(code = ?s.code(), message = s.message(), "directory call failed");
+            Err(Status::unavailable(format!(
+                "directory service: {}",
+                s.message()
+            )))
+        }
+    }
+}
+
+impl DirectoryGateway {
+    /// `cache_ttl` zero disables caching (tests change permissions and look at once).
+    pub fn new(channel: Channel, service_token: &str, cache_ttl: Duration) -> Self {
+        let client = DirectoryServiceClient::new(InterceptedService::new(
+            channel.clone(),
+            BearerToken::new(service_token),
+        ));
+        let cache = |_: ()| !cache_ttl.is_zero();
+        Self {
+            client,
+            channel,
+            access: cache(()).then(|| {
+                moka::future::Cache::builder()
+                    .time_to_live(cache_ttl)
+                    .max_capacity(100_000)
+                    .build()
+            }),
+            companies: cache(()).then(|| {
+                moka::future::Cache::builder()
+                    .time_to_live(cache_ttl)
+                    .max_capacity(10_000)
+                    .build()
+            }),
+        }
+    }
+
+    /// What `user_id` may do in `project_id`; `None` if the project or user does not exist.
+    pub async fn project_access(
+        &self,
+        project_id: &str,
+        user_id: &str,
+    ) -> Result<Option<pb::ProjectAccess>, Status> {
+        let key = (project_id.to_string(), user_id.to_string());
+        if let Some(hit) = match &self.access {
+            Some(c) => c.get(&key).await,
+            None => None,
+        } {
+            return Ok(hit);
+        }
+        let answer = found(
+            self.client
+                .clone()
+                .get_project_access(pb::GetProjectAccessRequest {
+                    project_id: project_id.to_string(),
+                    user_id: user_id.to_string(),
+                })
+                .await,
+        )?;
+        if let Some(c) = &self.access {
+            c.insert(key, answer.clone()).await;
+        }
+        Ok(answer)
+    }
+
+    pub async fn company(&self, id: &str) -> Result<Option<pb::Company>, Status> {
+        if let Some(hit) = match &self.companies {
+            Some(c) => c.get(id).await,
+            None => None,
+        } {
+            return Ok(hit);
+        }
+        let answer = found(
+            self.client
+                .clone()
+                .get_company(pb::GetCompanyRequest { id: id.to_string() })
+                .await,
+        )?;
+        if let Some(c) = &self.companies {
+            c.insert(id.to_string(), answer.clone()).await;
+        }
+        Ok(answer)
+    }
+
+    pub async fn company_access(
+        &self,
+        company_id: &str,
+        user_id: &str,
+    ) -> Result<Option<pb::CompanyAccess>, Status> {
+        found(
+            self.client
+                .clone()
+                .get_company_access(pb::GetCompanyAccessRequest {
+                    company_id: company_id.to_string(),
+                    user_id: user_id.to_string(),
+                })
+                .await,
+        )
+    }
+
+    pub async fn user(&self, id: &str) -> Result<Option<pb::User>, Status> {
+        found(
+            self.client
+                .clone()
+                .get_user(pb::GetUserRequest { id: id.to_string() })
+                .await,
+        )
+    }
+
+    /// The projects whose directory lists the caller, asked with the caller's own token.
+    pub async fn member_projects(
+        &self,
+        authorization: &tonic::metadata::MetadataValue<tonic::metadata::Ascii>,
+    ) -> Result<Vec<pb::Project>, Status> {
+        let mut client = DirectoryServiceClient::new(self.channel.clone());
+        let mut projects = Vec::new();
+        let mut page_token = String::new();
+        loop {
+            let mut req = Request::new(pb::ListProjectsRequest {
+                page_size: 1000,
+                page_token: page_token.clone(),
+                member_only: true,
+                ..Default::default()
+            });
+            req.metadata_mut()
+                .insert("authorization", authorization.clone());
+            let page = found(client.list_projects(req).await)?.unwrap_or_default();
+            projects.extend(page.projects);
+            if page.next_page_token.is_empty() {
+                return Ok(projects);
+            }
+            page_token = page.next_page_token;
+        }
+    }
+}

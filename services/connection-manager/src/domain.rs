@@ -1,0 +1,473 @@
+//! Connection rules (C1-C18) as plain functions over facts gathered beforehand: no network,
+//! no database.
+
+use connectability_platform::errors::invalid_argument;
+use connectability_proto::{
+    connections::v1::{ConnectionStatus, Feature},
+    directory::v1::{Company, PermissionLevel, ProjectAccess, ToolPermissions},
+};
+use tonic::Status;
+
+pub const CONNECTION: &str = "con";
+pub const PROJECT: &str = "prj";
+pub const COMPANY: &str = "co";
+
+/// C12: how long a request, auto-approval or approval can be undone.
+pub const UNDO_WINDOW_MS: i64 = 5 * 60 * 1000;
+
+/// The ErrorInfo reasons clients match on.
+pub mod reason {
+    pub const NO_FEATURES_SELECTED: &str = "NO_FEATURES_SELECTED";
+    pub const NOT_DOWNSTREAM_ADMIN: &str = "NOT_DOWNSTREAM_ADMIN";
+    pub const NOT_UPSTREAM_MEMBER: &str = "NOT_UPSTREAM_MEMBER";
+    pub const FEATURE_ACCESS_REQUIRED: &str = "FEATURE_ACCESS_REQUIRED";
+    pub const PROJECT_INACTIVE: &str = "PROJECT_INACTIVE";
+    pub const STORAGE_LOCATION_MISMATCH: &str = "STORAGE_LOCATION_MISMATCH";
+    pub const GOVCLOUD_NOT_SUPPORTED: &str = "GOVCLOUD_NOT_SUPPORTED";
+    pub const SAME_PROJECT: &str = "SAME_PROJECT";
+    pub const DOWNSTREAM_ALREADY_CONNECTED: &str = "DOWNSTREAM_ALREADY_CONNECTED";
+    pub const DOWNSTREAM_PREVIOUSLY_DISCONNECTED: &str = "DOWNSTREAM_PREVIOUSLY_DISCONNECTED";
+    pub const PROJECT_IS_DOWNSTREAM: &str = "PROJECT_IS_DOWNSTREAM";
+    pub const PROJECT_IS_UPSTREAM: &str = "PROJECT_IS_UPSTREAM";
+    pub const UNDO_WINDOW_EXPIRED: &str = "UNDO_WINDOW_EXPIRED";
+    pub const INVALID_STATE: &str = "INVALID_STATE";
+}
+
+/// A broken rule: its reason code and an explanation for people.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Violation {
+    pub reason: &'static str,
+    pub message: String,
+}
+
+fn violation(reason: &'static str, message: impl Into<String>) -> Violation {
+    Violation {
+        reason,
+        message: message.into(),
+    }
+}
+
+/// Parses requested features: unknown or UNSPECIFIED values are INVALID_ARGUMENT; repeats
+/// collapse; the result is sorted. Empty is allowed here (it is C1's NO_FEATURES_SELECTED).
+pub fn parse_features(raw: &[i32]) -> Result<Vec<Feature>, Status> {
+    let mut features = Vec::with_capacity(raw.len());
+    for &value in raw {
+        match Feature::try_from(value) {
+            Ok(Feature::Unspecified) | Err(_) => {
+                return Err(invalid_argument(
+                    "features",
+                    format!("{value} is not a Feature (DRAWINGS, RFIS, SUBMITTALS)"),
+                ));
+            }
+            Ok(f) => features.push(f),
+        }
+    }
+    features.sort_by_key(|f| *f as i32);
+    features.dedup();
+    Ok(features)
+}
+
+pub fn features_to_text(features: &[Feature]) -> String {
+    features
+        .iter()
+        .map(|f| (*f as i32).to_string())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+pub fn features_from_text(text: &str) -> Vec<Feature> {
+    text.split(',')
+        .filter_map(|s| s.parse::<i32>().ok())
+        .filter_map(|n| Feature::try_from(n).ok())
+        .collect()
+}
+
+fn level(perms: &Option<ToolPermissions>, pick: fn(&ToolPermissions) -> i32) -> PermissionLevel {
+    perms
+        .as_ref()
+        .and_then(|p| PermissionLevel::try_from(pick(p)).ok())
+        .unwrap_or(PermissionLevel::None)
+}
+
+/// The caller's level on a tool in a project (NONE unless a directory member).
+pub fn tool_level(access: &ProjectAccess, tool: Tool) -> PermissionLevel {
+    if !access.member {
+        return PermissionLevel::None;
+    }
+    let pick: fn(&ToolPermissions) -> i32 = match tool {
+        Tool::ConnectionManager => |p| p.connection_manager,
+        Tool::Drawings => |p| p.drawings,
+        Tool::Rfis => |p| p.rfis,
+        Tool::Submittals => |p| p.submittals,
+    };
+    level(&access.permissions, pick)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tool {
+    ConnectionManager,
+    Drawings,
+    Rfis,
+    Submittals,
+}
+
+impl From<Feature> for Tool {
+    fn from(f: Feature) -> Tool {
+        match f {
+            Feature::Drawings | Feature::Unspecified => Tool::Drawings,
+            Feature::Rfis => Tool::Rfis,
+            Feature::Submittals => Tool::Submittals,
+        }
+    }
+}
+
+/// At least `min` (levels are ordered NONE < READ_ONLY < STANDARD < ADMIN).
+pub fn at_least(level: PermissionLevel, min: PermissionLevel) -> bool {
+    level as i32 >= min as i32
+}
+
+/// May see a project at all (Y3): a directory member, or a company admin of its company.
+pub fn sees_project(access: &ProjectAccess) -> bool {
+    access.member || access.company_admin
+}
+
+/// C18: may see a project's connections and their history.
+pub fn sees_connections(access: &ProjectAccess) -> bool {
+    at_least(
+        tool_level(access, Tool::ConnectionManager),
+        PermissionLevel::ReadOnly,
+    )
+}
+
+/// May approve, reject or disconnect on the project's side.
+pub fn is_connection_admin(access: &ProjectAccess) -> bool {
+    tool_level(access, Tool::ConnectionManager) == PermissionLevel::Admin
+}
+
+/// C2 and C3: what the caller needs to request (or extend, C16) a connection.
+pub fn permission_violations(
+    features: &[Feature],
+    down: &ProjectAccess,
+    up: &ProjectAccess,
+) -> Vec<Violation> {
+    let mut out = Vec::new();
+    if !is_connection_admin(down) {
+        out.push(violation(
+            reason::NOT_DOWNSTREAM_ADMIN,
+            format!(
+                "you need ADMIN on Connection Manager in the downstream project `{}`",
+                down.project_id
+            ),
+        ));
+    }
+    if !up.member {
+        out.push(violation(
+            reason::NOT_UPSTREAM_MEMBER,
+            format!(
+                "you must be in the directory of the upstream project `{}`",
+                up.project_id
+            ),
+        ));
+    }
+    let missing: Vec<&str> = features
+        .iter()
+        .filter(|f| {
+            let tool = Tool::from(**f);
+            !at_least(tool_level(down, tool), PermissionLevel::ReadOnly)
+                || !at_least(tool_level(up, tool), PermissionLevel::ReadOnly)
+        })
+        .map(|f| f.as_str_name())
+        .collect();
+    if !missing.is_empty() {
+        out.push(violation(
+            reason::FEATURE_ACCESS_REQUIRED,
+            format!(
+                "you need at least READ_ONLY in both projects on: {}",
+                missing.join(", ")
+            ),
+        ));
+    }
+    out
+}
+
+/// What the store knows about the two projects' connections.
+#[derive(Debug, Clone, Default)]
+pub struct ExistingConnections {
+    /// The downstream project has a PENDING or ACTIVE connection (C8).
+    pub downstream_open: bool,
+    /// The downstream project was disconnected before (C14).
+    pub downstream_disconnected: bool,
+    /// The would-be upstream is downstream somewhere (C10).
+    pub upstream_is_downstream: bool,
+    /// The would-be downstream is upstream somewhere (C10).
+    pub downstream_is_upstream: bool,
+}
+
+/// Every rule a request breaks, in rule order (C1-C10; C11 decides only the outcome).
+pub fn eligibility(
+    features: &[Feature],
+    down: &ProjectAccess,
+    up: &ProjectAccess,
+    down_company: &Company,
+    up_company: &Company,
+    existing: &ExistingConnections,
+) -> Vec<Violation> {
+    let mut out = Vec::new();
+    if features.is_empty() {
+        out.push(violation(
+            reason::NO_FEATURES_SELECTED,
+            "select at least one feature: DRAWINGS, RFIS or SUBMITTALS",
+        ));
+    }
+    out.extend(permission_violations(features, down, up));
+    for access in [down, up] {
+        if !access.project_active {
+            out.push(violation(
+                reason::PROJECT_INACTIVE,
+                format!("project `{}` is inactive", access.project_id),
+            ));
+        }
+    }
+    if down_company.storage_location != up_company.storage_location {
+        out.push(violation(
+            reason::STORAGE_LOCATION_MISMATCH,
+            format!(
+                "`{}` stores files in {}, `{}` in {}",
+                down_company.name,
+                down_company.storage_location,
+                up_company.name,
+                up_company.storage_location
+            ),
+        ));
+    }
+    if down_company.govcloud || up_company.govcloud {
+        out.push(violation(
+            reason::GOVCLOUD_NOT_SUPPORTED,
+            "GovCloud companies cannot take part in connections",
+        ));
+    }
+    if down.project_id == up.project_id {
+        out.push(violation(
+            reason::SAME_PROJECT,
+            "a project cannot connect to itself",
+        ));
+    }
+    if existing.downstream_disconnected {
+        out.push(violation(
+            reason::DOWNSTREAM_PREVIOUSLY_DISCONNECTED,
+            format!(
+                "`{}` was disconnected and can never connect again",
+                down.project_id
+            ),
+        ));
+    } else if existing.downstream_open {
+        out.push(violation(
+            reason::DOWNSTREAM_ALREADY_CONNECTED,
+            format!(
+                "`{}` already has a pending or active upstream connection",
+                down.project_id
+            ),
+        ));
+    }
+    if existing.upstream_is_downstream {
+        out.push(violation(
+            reason::PROJECT_IS_DOWNSTREAM,
+            format!(
+                "`{}` is downstream in a connection, so it cannot be upstream",
+                up.project_id
+            ),
+        ));
+    }
+    if existing.downstream_is_upstream {
+        out.push(violation(
+            reason::PROJECT_IS_UPSTREAM,
+            format!(
+                "`{}` is upstream in a connection, so it cannot be downstream",
+                down.project_id
+            ),
+        ));
+    }
+    out
+}
+
+/// What an undo does (C12).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Undo {
+    /// The initiator withdraws a request or an auto-approved connection: -> UNDONE.
+    Withdraw,
+    /// The approver takes the approval back: -> PENDING.
+    Unapprove,
+}
+
+/// The facts of a connection that decide an undo.
+pub struct UndoFacts<'a> {
+    pub status: ConnectionStatus,
+    pub requested_by: &'a str,
+    pub request_ms: i64,
+    pub approved_by: &'a str,
+    pub approve_ms: Option<i64>,
+}
+
+/// Which undo `caller` may do now, or the reason they may not. `Err(None)`: the caller is
+/// neither initiator nor approver (PERMISSION_DENIED).
+pub fn undo(facts: &UndoFacts<'_>, caller: &str, now_ms: i64) -> Result<Undo, Option<Violation>> {
+    let within = |since: i64| now_ms - since <= UNDO_WINDOW_MS;
+    let expired = || {
+        Some(violation(
+            reason::UNDO_WINDOW_EXPIRED,
+            "undo is possible for 5 minutes only",
+        ))
+    };
+    let auto_approved = facts.approved_by.is_empty() && facts.approve_ms.is_some();
+    if !facts.approved_by.is_empty() && caller == facts.approved_by {
+        return match facts.status {
+            ConnectionStatus::Active if within(facts.approve_ms.unwrap_or(0)) => {
+                Ok(Undo::Unapprove)
+            }
+            ConnectionStatus::Active => Err(expired()),
+            _ => Err(Some(violation(
+                reason::INVALID_STATE,
+                "only an active approval can be undone",
+            ))),
+        };
+    }
+    if caller == facts.requested_by {
+        return match facts.status {
+            ConnectionStatus::Pending => {
+                if within(facts.request_ms) {
+                    Ok(Undo::Withdraw)
+                } else {
+                    Err(expired())
+                }
+            }
+            ConnectionStatus::Active if auto_approved => {
+                if within(facts.request_ms) {
+                    Ok(Undo::Withdraw)
+                } else {
+                    Err(expired())
+                }
+            }
+            ConnectionStatus::Active => Err(Some(violation(
+                reason::INVALID_STATE,
+                "the upstream company approved this connection; only its approver can undo that",
+            ))),
+            _ => Err(Some(violation(
+                reason::INVALID_STATE,
+                "only a pending or active connection can be undone",
+            ))),
+        };
+    }
+    Err(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use connectability_proto::directory::v1::PermissionLevel as L;
+
+    fn access(project: &str, member: bool, cm: L, drawings: L) -> ProjectAccess {
+        ProjectAccess {
+            project_id: project.into(),
+            member,
+            project_active: true,
+            permissions: Some(ToolPermissions {
+                connection_manager: cm as i32,
+                drawings: drawings as i32,
+                rfis: L::None as i32,
+                submittals: L::None as i32,
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn company(fsl: &str, govcloud: bool) -> Company {
+        Company {
+            storage_location: fsl.into(),
+            govcloud,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn every_broken_rule_is_reported_at_once() {
+        let down = access("prj_a", true, L::ReadOnly, L::None);
+        let up = access("prj_a", false, L::None, L::None);
+        let reasons: Vec<_> = eligibility(
+            &[],
+            &down,
+            &up,
+            &company("us-east", true),
+            &company("eu-central", false),
+            &ExistingConnections::default(),
+        )
+        .into_iter()
+        .map(|v| v.reason)
+        .collect();
+        assert_eq!(
+            reasons,
+            vec![
+                reason::NO_FEATURES_SELECTED,
+                reason::NOT_DOWNSTREAM_ADMIN,
+                reason::NOT_UPSTREAM_MEMBER,
+                reason::STORAGE_LOCATION_MISMATCH,
+                reason::GOVCLOUD_NOT_SUPPORTED,
+                reason::SAME_PROJECT,
+            ]
+        );
+    }
+
+    #[test]
+    fn feature_access_needs_read_only_on_both_sides() {
+        let down = access("prj_d", true, L::Admin, L::ReadOnly);
+        let up = access("prj_u", true, L::None, L::None);
+        let v = permission_violations(&[Feature::Drawings], &down, &up);
+        assert_eq!(v.len(), 1);
+        assert_eq!(v[0].reason, reason::FEATURE_ACCESS_REQUIRED);
+        let up = access("prj_u", true, L::None, L::ReadOnly);
+        assert!(permission_violations(&[Feature::Drawings], &down, &up).is_empty());
+    }
+
+    #[test]
+    fn undo_window_and_who() {
+        let facts = UndoFacts {
+            status: ConnectionStatus::Active,
+            requested_by: "usr_d",
+            request_ms: 0,
+            approved_by: "",
+            approve_ms: Some(0),
+        };
+        assert_eq!(undo(&facts, "usr_d", UNDO_WINDOW_MS), Ok(Undo::Withdraw));
+        assert_eq!(
+            undo(&facts, "usr_d", UNDO_WINDOW_MS + 1)
+                .unwrap_err()
+                .unwrap()
+                .reason,
+            reason::UNDO_WINDOW_EXPIRED
+        );
+        assert_eq!(undo(&facts, "usr_x", 1), Err(None));
+        let approved = UndoFacts {
+            approved_by: "usr_u",
+            approve_ms: Some(100),
+            ..facts
+        };
+        assert_eq!(undo(&approved, "usr_u", 200), Ok(Undo::Unapprove));
+        assert_eq!(
+            undo(&approved, "usr_d", 200).unwrap_err().unwrap().reason,
+            reason::INVALID_STATE
+        );
+    }
+
+    #[test]
+    fn features_parse_dedupe_and_refuse_unknown() {
+        assert_eq!(
+            parse_features(&[3, 1, 3]).unwrap(),
+            vec![Feature::Drawings, Feature::Submittals]
+        );
+        assert!(parse_features(&[0]).is_err());
+        assert!(parse_features(&[9]).is_err());
+        assert_eq!(
+            features_from_text(&features_to_text(&[Feature::Rfis, Feature::Submittals])),
+            vec![Feature::Rfis, Feature::Submittals]
+        );
+    }
+}

@@ -1,0 +1,134 @@
+//! The `connection-manager` service: connections between an upstream and a downstream
+//! project, their full history, and each company's approval setting (rules C1-C18).
+//!
+//! Layout as in every service: `api` (thin gRPC layer), `domain` (rules as plain
+//! functions), `db` (all SQL), `events` (what it publishes), plus `directory` (the gRPC
+//! client for permission facts: it never reads the directory's tables).
+
+mod api;
+mod db;
+pub mod demo;
+mod directory;
+pub mod domain;
+mod events;
+
+use std::{sync::Arc, time::Duration};
+
+use connectability_events::EventBus;
+use connectability_platform::{CommonConfig, GrpcServer, clock::Clock};
+use connectability_proto::connections::v1::connection_service_server::ConnectionServiceServer;
+use connectability_store::{Db, ServiceMigrations, outbox::Relay};
+use tonic::transport::{Channel, Endpoint};
+
+pub use api::ConnectionApi;
+pub use directory::DirectoryGateway;
+
+pub const NAME: &str = "connection-manager";
+
+/// The DDL is portable, so both backends share one folder.
+pub fn migrations() -> ServiceMigrations {
+    ServiceMigrations {
+        postgres: sqlx::migrate!("./migrations"),
+        sqlite: sqlx::migrate!("./migrations"),
+    }
+}
+
+/// The service's parts, ready to mount on a server and run.
+pub struct ConnectionManager {
+    pub api: ConnectionApi,
+    pub relay: Relay,
+}
+
+impl ConnectionManager {
+    pub fn new(
+        db: Db,
+        bus: Arc<dyn EventBus>,
+        directory: DirectoryGateway,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        let relay = Relay::new(db.clone(), bus);
+        Self {
+            api: ConnectionApi::new(db, relay.waker(), directory, clock),
+            relay,
+        }
+    }
+
+    /// Mounts the gRPC service (with the configured message-size limits) and its relay.
+    pub fn mount(self, server: &mut GrpcServer, max_message_bytes: usize) {
+        server.add_relay(self.relay);
+        server.add_service(
+            ConnectionServiceServer::new(self.api)
+                .max_decoding_message_size(max_message_bytes)
+                .max_encoding_message_size(max_message_bytes),
+        );
+    }
+}
+
+/// A lazily connecting channel to a service URL such as `http://127.0.0.1:50051`.
+pub fn channel(url: &str) -> anyhow::Result<Channel> {
+    Ok(Endpoint::from_shared(url.to_string())?
+        .connect_timeout(Duration::from_secs(5))
+        .timeout(Duration::from_secs(10))
+        .connect_lazy())
+}
+
+/// Settings of the standalone binary (and `connectability serve connection-manager`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct Config {
+    /// This service's own database: `sqlite://data/connection-manager.db` or `postgres://…`.
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "sqlite://data/connection-manager.db"
+    )]
+    pub database_url: String,
+    /// Where the directory service answers.
+    #[arg(long, env = "DIRECTORY_URL", default_value = "http://127.0.0.1:50051")]
+    pub directory_url: String,
+    /// How long directory answers (permissions, companies) are cached, in milliseconds.
+    #[arg(long, env = "DIRECTORY_CACHE_TTL_MS", default_value_t = 2000)]
+    pub directory_cache_ttl_ms: u64,
+    #[command(flatten)]
+    pub common: CommonConfig,
+}
+
+/// Runs the connection manager alone until SIGTERM or Ctrl-C.
+pub async fn serve(config: Config) -> anyhow::Result<()> {
+    let verifier = config.common.auth.verifier()?;
+    let token = config.common.auth.service_token(NAME).ok_or_else(|| {
+        anyhow::anyhow!(
+            "set SERVICE_TOKEN (or AUTH_HS256_SECRET) so this service can call the directory"
+        )
+    })?;
+    let db = Db::connect(&config.database_url).await?;
+    db.migrate(&migrations()).await?;
+    let bus =
+        connectability_events::connect(&config.common.events_url, &config.common.events_prefix)
+            .await?;
+    let directory = DirectoryGateway::new(
+        channel(&config.directory_url)?,
+        &token,
+        Duration::from_millis(config.directory_cache_ttl_ms),
+    );
+    let metrics = connectability_platform::metrics::Metrics::new();
+    let _metrics_task = match config.common.metrics_addr()? {
+        Some(addr) => Some(metrics.clone().serve(addr).await?),
+        None => None,
+    };
+    let mut server = GrpcServer::new(verifier, metrics);
+    ConnectionManager::new(
+        db,
+        bus,
+        directory,
+        Arc::new(connectability_platform::clock::SystemClock),
+    )
+    .mount(&mut server, config.common.max_message_bytes);
+    let listener = tokio::net::TcpListener::bind(config.common.grpc_addr).await?;
+    server
+        .serve(
+            listener,
+            connectability_platform::shutdown_signal(),
+            config.common.shutdown_grace(),
+        )
+        .await
+}
