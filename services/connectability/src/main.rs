@@ -306,5 +306,10 @@ fn print_welcome(addr: &SocketAddr, issuer: &Issuer, loaded: bool, data_dir: &st
     println!(
         "  grpcurl -plaintext -H 'authorization: Bearer {operator}' {addr} connectability.directory.v1.DirectoryService/ListCompanies"
     );
+    println!("Connect Ridgeline's project to Summit's (auto-approved):");
+    println!(
+        "  grpcurl -plaintext -H 'authorization: Bearer {raj}' -d '{{\"downstream_project_id\":\"prj_harbor_electrical\",\"upstream_project_id\":\"prj_harbor_tower\",\"features\":[\"FEATURE_DRAWINGS\"]}}' {addr} connectability.connections.v1.ConnectionService/RequestConnection"
+    );
+    println!("More in the README's walkthrough (Keystone Builders reviews requests).");
     println!();
 }
