@@ -17,6 +17,9 @@ use tonic_health::{ServingStatus, server::HealthReporter};
 use crate::metrics::{Metrics, MetricsLayer};
 use connectability_store::outbox::Relay;
 
+/// No call runs longer than this, whatever deadline the caller sent.
+pub const MAX_CALL_DURATION: Duration = Duration::from_secs(60);
+
 pub struct GrpcServer {
     routes: RoutesBuilder,
     auth: AuthInterceptor,
@@ -118,6 +121,8 @@ impl GrpcServer {
             tokio::time::sleep(grace).await;
         };
         Server::builder()
+            // The caller's `grpc-timeout` applies when shorter; this caps every call.
+            .timeout(MAX_CALL_DURATION)
             .trace_fn(|req| {
                 let span = tracing::info_span!("grpc", method = %req.uri().path());
                 crate::telemetry::set_parent_from(
