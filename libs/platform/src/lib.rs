@@ -5,6 +5,7 @@
 
 pub mod clock;
 pub mod config;
+pub mod directory;
 pub mod errors;
 pub mod events;
 pub mod input;

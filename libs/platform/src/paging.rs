@@ -38,10 +38,15 @@ impl PageRequest {
 
     /// Cuts the extra row off and returns the token for the next page ("" when none).
     pub fn finish<T>(&self, rows: &mut Vec<T>, key: impl Fn(&T) -> &str) -> String {
+        self.finish_with(rows, |r| key(r).to_string())
+    }
+
+    /// [`PageRequest::finish`] for lists ordered by a key built from each row.
+    pub fn finish_with<T>(&self, rows: &mut Vec<T>, key: impl Fn(&T) -> String) -> String {
         if rows.len() as i64 > self.size {
             rows.truncate(self.size as usize);
             rows.last()
-                .map(|r| encode_token(key(r)))
+                .map(|r| encode_token(&key(r)))
                 .unwrap_or_default()
         } else {
             String::new()

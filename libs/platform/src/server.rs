@@ -27,7 +27,16 @@ pub struct GrpcServer {
     service_names: Vec<&'static str>,
     metrics: Metrics,
     relays: Vec<Relay>,
+    tasks: Vec<BackgroundTask>,
 }
+
+/// Work that runs beside the server and ends when told to (consumers, workers).
+type BackgroundTask = Box<
+    dyn FnOnce(
+            tokio::sync::watch::Receiver<bool>,
+        ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>
+        + Send,
+>;
 
 impl GrpcServer {
     pub fn new(verifier: Verifier, metrics: Metrics) -> Self {
@@ -54,6 +63,7 @@ impl GrpcServer {
             service_names: Vec::new(),
             metrics,
             relays: Vec::new(),
+            tasks: Vec::new(),
         }
     }
 
@@ -77,6 +87,17 @@ impl GrpcServer {
     /// Runs an outbox relay for as long as the server runs.
     pub fn add_relay(&mut self, relay: Relay) -> &mut Self {
         self.relays.push(relay);
+        self
+    }
+
+    /// Runs `task` beside the server; its argument turns true once in-flight calls have
+    /// drained, and the server waits for the task to end before returning.
+    pub fn add_task<F, Fut>(&mut self, task: F) -> &mut Self
+    where
+        F: FnOnce(tokio::sync::watch::Receiver<bool>) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
+        self.tasks.push(Box::new(move |stop| Box::pin(task(stop))));
         self
     }
 
@@ -105,6 +126,11 @@ impl GrpcServer {
             .relays
             .into_iter()
             .map(|r| tokio::spawn(r.run(wait_for(relays_stopped.clone()))))
+            .chain(
+                self.tasks
+                    .into_iter()
+                    .map(|t| tokio::spawn(t(relays_stopped.clone()))),
+            )
             .collect();
         let names = self.service_names.clone();
         let drain = async move {

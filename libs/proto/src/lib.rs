@@ -29,6 +29,17 @@ pub mod connections {
     }
 }
 
+pub mod drawings {
+    pub mod v1 {
+        tonic::include_proto!("connectability.drawings.v1");
+
+        event_messages!("connectability.drawings.v1" =>
+            RevisionsPublished, DrawingUpdated, DrawingDeleted, InitialSyncCompleted,
+            DrawingsCopied, DrawingsDeletedUpstream,
+        );
+    }
+}
+
 pub mod directory {
     pub mod v1 {
         tonic::include_proto!("connectability.directory.v1");

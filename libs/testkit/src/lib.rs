@@ -18,6 +18,7 @@ use connectability_platform::{
 use connectability_proto::{
     connections::v1::connection_service_client::ConnectionServiceClient,
     directory::v1::directory_service_client::DirectoryServiceClient,
+    drawings::v1::drawing_service_client::DrawingServiceClient,
 };
 use connectability_store::Db;
 use sqlx::AssertSqlSafe;
@@ -90,7 +91,8 @@ pub struct TestEnv {
     /// Unique subject/stream prefix of this test.
     pub prefix: String,
     pub bus: Arc<dyn EventBus>,
-    dir: PathBuf,
+    /// This test's own temp folder (SQLite files, blobs).
+    pub dir: PathBuf,
 }
 
 impl TestEnv {
@@ -231,8 +233,18 @@ async fn cleanup_stale_streams(nats_url: &str) {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Service {
     Directory,
-    /// Needs the directory in the same app (it calls it over gRPC).
+    /// Needs the directory and drawings-sync in the same app (it calls them over gRPC).
     ConnectionManager,
+    /// Needs the directory in the same app.
+    DrawingsSync,
+}
+
+/// How a test app is set up beyond its services.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Options {
+    /// Shutdown grace period (NOT_SERVING before closing).
+    pub grace: Duration,
+    pub drawings: drawings_sync::Limits,
 }
 
 /// Services running on port 0 with fresh storage, and clients for them.
@@ -265,6 +277,20 @@ impl TestApp {
         services: &[Service],
         grace: Duration,
     ) -> TestApp {
+        Self::spawn_with(
+            backend,
+            services,
+            Options {
+                grace,
+                ..Default::default()
+            },
+        )
+        .await
+    }
+
+    /// Like [`TestApp::spawn`], with [`Options`].
+    pub async fn spawn_with(backend: Backend, services: &[Service], options: Options) -> TestApp {
+        let grace = options.grace;
         let env = TestEnv::new(backend).await;
         let verifier = connectability_auth::Verifier::hs256(DEV_ONLY_HS256_SECRET.as_bytes());
         let issuer = Issuer::hs256(DEV_ONLY_HS256_SECRET.as_bytes());
@@ -283,6 +309,33 @@ impl TestApp {
                     let db = env.migrated_db("directory", &directory::migrations()).await;
                     directory::Directory::new(db.clone(), env.bus.clone())
                         .mount(&mut server, MAX_MESSAGE_BYTES);
+                    dbs.push((*service, db));
+                }
+                Service::DrawingsSync => {
+                    let db = env
+                        .migrated_db("drawings", &drawings_sync::migrations())
+                        .await;
+                    let blobs = connectability_blobs::Blobs::from_url(&format!(
+                        "file://{}",
+                        env.dir.join("blobs").display()
+                    ))
+                    .expect("blobs folder");
+                    let gateway = connection_manager::DirectoryGateway::new(
+                        lazy_channel(addr),
+                        &issuer.service(drawings_sync::NAME),
+                        Duration::ZERO,
+                    );
+                    drawings_sync::DrawingsSync::start(
+                        db.clone(),
+                        env.bus.clone(),
+                        blobs,
+                        gateway,
+                        Arc::new(clock.clone()),
+                        options.drawings,
+                    )
+                    .await
+                    .expect("drawings-sync")
+                    .mount(&mut server, MAX_MESSAGE_BYTES);
                     dbs.push((*service, db));
                 }
                 Service::ConnectionManager => {
@@ -353,6 +406,10 @@ impl TestApp {
         ConnectionServiceClient::new(self.authed(token))
     }
 
+    pub fn drawings(&self, token: &str) -> DrawingServiceClient<AuthedChannel> {
+        DrawingServiceClient::new(self.authed(token))
+    }
+
     /// A second connection-manager server (another replica) on the same database and bus.
     pub async fn connection_manager_replica(&self) -> Replica {
         let db = self.db(Service::ConnectionManager).clone();
@@ -419,10 +476,15 @@ fn connection_manager_parts(
         &issuer.service(connection_manager::NAME),
         Duration::ZERO,
     );
+    let drawings = connection_manager::DrawingsGateway::new(
+        lazy_channel(directory_addr),
+        &issuer.service(connection_manager::NAME),
+    );
     connection_manager::ConnectionManager::new(
         db,
         env.bus.clone(),
         gateway,
+        drawings,
         Arc::new(clock.clone()),
     )
 }

@@ -68,15 +68,18 @@ enum DeadLetterAction {
 #[derive(Subcommand)]
 enum ServeService {
     /// Companies, projects, users, project directories.
-    Directory(directory::Config),
+    Directory(Box<directory::Config>),
     /// Connections between projects.
-    ConnectionManager(connection_manager::Config),
+    ConnectionManager(Box<connection_manager::Config>),
+    /// The Drawings tool and its sync to connected projects.
+    DrawingsSync(Box<drawings_sync::Config>),
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
 enum ServiceName {
     Directory,
     ConnectionManager,
+    DrawingsSync,
 }
 
 #[derive(clap::Args)]
@@ -123,7 +126,7 @@ async fn main() -> anyhow::Result<()> {
         } => {
             let _t =
                 connectability_platform::telemetry::init(directory::NAME, config.common.log_format);
-            directory::serve(config).await
+            directory::serve(*config).await
         }
         Command::Serve {
             service: ServeService::ConnectionManager(config),
@@ -132,7 +135,16 @@ async fn main() -> anyhow::Result<()> {
                 connection_manager::NAME,
                 config.common.log_format,
             );
-            connection_manager::serve(config).await
+            connection_manager::serve(*config).await
+        }
+        Command::Serve {
+            service: ServeService::DrawingsSync(config),
+        } => {
+            let _t = connectability_platform::telemetry::init(
+                drawings_sync::NAME,
+                config.common.log_format,
+            );
+            drawings_sync::serve(*config).await
         }
         Command::Token(args) => {
             let secret = args.hs256_secret.unwrap_or_else(|| {
@@ -161,6 +173,7 @@ async fn main() -> anyhow::Result<()> {
             let migrations = match service {
                 ServiceName::Directory => directory::migrations(),
                 ServiceName::ConnectionManager => connection_manager::migrations(),
+                ServiceName::DrawingsSync => drawings_sync::migrations(),
             };
             db.migrate(&migrations).await?;
             println!("migrations applied");
@@ -234,21 +247,48 @@ async fn dev(args: DevArgs) -> anyhow::Result<()> {
     let loaded = directory::demo::load(&directory_db).await?;
     directory::Directory::new(directory_db, bus.clone()).mount(&mut server, max_message_bytes);
 
+    // In-process services reach each other through this server's own address.
+    let issuer = Issuer::hs256(secret.as_bytes());
+    let own = || connectability_platform::directory::channel(&format!("http://{addr}"));
+    let clock = std::sync::Arc::new(connectability_platform::clock::SystemClock);
+    let cache = std::time::Duration::from_secs(2);
+
+    let drawings_db = Db::connect(&sqlite(drawings_sync::NAME)).await?;
+    drawings_db.migrate(&drawings_sync::migrations()).await?;
+    let blobs = connectability_blobs::Blobs::from_url(&format!(
+        "file://{}/blobs",
+        args.data_dir.display()
+    ))?;
+    drawings_sync::DrawingsSync::start(
+        drawings_db,
+        bus.clone(),
+        blobs,
+        connectability_platform::directory::DirectoryGateway::new(
+            own()?,
+            &issuer.service(drawings_sync::NAME),
+            cache,
+        ),
+        clock.clone(),
+        drawings_sync::Limits::default(),
+    )
+    .await?
+    .mount(&mut server, max_message_bytes);
+
     let connections_db = Db::connect(&sqlite(connection_manager::NAME)).await?;
     connections_db
         .migrate(&connection_manager::migrations())
         .await?;
     connection_manager::demo::load(&connections_db).await?;
-    let directory_client = connection_manager::DirectoryGateway::new(
-        connection_manager::channel(&format!("http://{addr}"))?,
-        &Issuer::hs256(secret.as_bytes()).service(connection_manager::NAME),
-        std::time::Duration::from_secs(2),
-    );
     connection_manager::ConnectionManager::new(
         connections_db,
         bus.clone(),
-        directory_client,
-        std::sync::Arc::new(connectability_platform::clock::SystemClock),
+        connection_manager::DirectoryGateway::new(
+            own()?,
+            &issuer.service(connection_manager::NAME),
+            cache,
+        ),
+        connection_manager::DrawingsGateway::new(own()?, &issuer.service(connection_manager::NAME)),
+        clock,
     )
     .mount(&mut server, max_message_bytes);
 

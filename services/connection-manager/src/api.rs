@@ -7,6 +7,7 @@ use connectability_auth::Caller;
 use connectability_events::Envelope;
 use connectability_platform::{
     clock::Clock,
+    directory::DirectoryGateway,
     errors::{failed_preconditions, internal, invalid_argument, not_found, permission_denied},
     input::{Id, parse_request_id, parse_text},
     paging::PageRequest,
@@ -24,8 +25,8 @@ use tonic::{Request, Response, Status};
 
 use crate::{
     db::{self, HistoryEntry, Stored},
-    directory::DirectoryGateway,
     domain::{self, COMPANY, CONNECTION, PROJECT, Undo, Violation, reason},
+    drawings::DrawingsGateway,
     events,
 };
 
@@ -37,6 +38,7 @@ pub struct ConnectionApi {
     db: Db,
     relay: RelayWaker,
     directory: DirectoryGateway,
+    drawings: DrawingsGateway,
     clock: Arc<dyn Clock>,
 }
 
@@ -91,14 +93,29 @@ impl ConnectionApi {
         db: Db,
         relay: RelayWaker,
         directory: DirectoryGateway,
+        drawings: DrawingsGateway,
         clock: Arc<dyn Clock>,
     ) -> Self {
         Self {
             db,
             relay,
             directory,
+            drawings,
             clock,
         }
+    }
+
+    /// C17's facts, asked of drawings-sync only when DRAWINGS is among `features`.
+    async fn upstream_revisions(
+        &self,
+        upstream: &str,
+        features: &[Feature],
+    ) -> Result<Option<(i64, i64)>, Status> {
+        if !features.contains(&Feature::Drawings) {
+            return Ok(None);
+        }
+        let count = self.drawings.published_revisions(upstream).await?;
+        Ok(Some((count.count, count.limit)))
     }
 
     async fn read(&self) -> Result<sqlx::pool::PoolConnection<sqlx::Any>, Status> {
@@ -130,14 +147,21 @@ impl ConnectionApi {
             })
     }
 
-    async fn facts(&self, user: &str, down: &Id, up: &Id) -> Result<Facts, Status> {
+    async fn facts(
+        &self,
+        user: &str,
+        down: &Id,
+        up: &Id,
+        features: &[Feature],
+    ) -> Result<Facts, Status> {
         let down_access = self.seen_project(down, user).await?;
         let up_access = self.seen_project(up, user).await?;
         let down_company = self.company_of(&down_access).await?;
         let up_company = self.company_of(&up_access).await?;
-        let existing = db::existing(&mut *self.read().await?, down.as_str(), up.as_str())
+        let mut existing = db::existing(&mut *self.read().await?, down.as_str(), up.as_str())
             .await
             .map_err(db_err)?;
+        existing.upstream_revisions = self.upstream_revisions(up.as_str(), features).await?;
         Ok(Facts {
             down: down_access,
             up: up_access,
@@ -238,7 +262,7 @@ impl ConnectionService for ConnectionApi {
         let down = Id::parse(PROJECT, "downstream_project_id", &r.downstream_project_id)?;
         let up = Id::parse(PROJECT, "upstream_project_id", &r.upstream_project_id)?;
         let features = domain::parse_features(&r.features)?;
-        let f = self.facts(user, &down, &up).await?;
+        let f = self.facts(user, &down, &up, &features).await?;
         let violations = domain::eligibility(
             &features,
             &f.down,
@@ -280,7 +304,7 @@ impl ConnectionService for ConnectionApi {
             ));
         }
 
-        let f = self.facts(&user, &down, &up).await?;
+        let f = self.facts(&user, &down, &up, &features).await?;
         let violations = domain::eligibility(
             &features,
             &f.down,
@@ -654,8 +678,15 @@ impl ConnectionService for ConnectionApi {
         let (Some(up), Some(down)) = (up, down) else {
             return Err(permission_denied("you need access to both projects"));
         };
-        // C16: the same permission checks as a request (C2, C3).
-        let violations = domain::permission_violations(&requested, &down, &up);
+        // C16: the same permission checks as a request (C2, C3), and C17 for drawings.
+        let mut violations = domain::permission_violations(&requested, &down, &up);
+        let revisions = self
+            .upstream_revisions(&stored.connection.upstream_project_id, &requested)
+            .await?;
+        violations.extend(domain::revision_limit_violation(
+            &stored.connection.upstream_project_id,
+            revisions,
+        ));
         if !violations.is_empty() {
             return Err(rules(&violations));
         }

@@ -158,6 +158,7 @@ pub async fn existing(
         downstream_disconnected: row.try_get::<i64, _>("down_disconnected")? > 0,
         upstream_is_downstream: row.try_get::<i64, _>("up_is_down")? > 0,
         downstream_is_upstream: row.try_get::<i64, _>("down_is_up")? > 0,
+        upstream_revisions: None,
     })
 }
 

@@ -1,10 +1,14 @@
 //! Connection rules (C1-C18) as plain functions over facts gathered beforehand: no network,
 //! no database.
 
-use connectability_platform::errors::invalid_argument;
+pub use connectability_platform::directory::sees_project;
+use connectability_platform::{
+    directory::{Tool, at_least, tool_level},
+    errors::invalid_argument,
+};
 use connectability_proto::{
     connections::v1::{ConnectionStatus, Feature},
-    directory::v1::{Company, PermissionLevel, ProjectAccess, ToolPermissions},
+    directory::v1::{Company, PermissionLevel, ProjectAccess},
 };
 use tonic::Status;
 
@@ -31,6 +35,7 @@ pub mod reason {
     pub const PROJECT_IS_UPSTREAM: &str = "PROJECT_IS_UPSTREAM";
     pub const UNDO_WINDOW_EXPIRED: &str = "UNDO_WINDOW_EXPIRED";
     pub const INVALID_STATE: &str = "INVALID_STATE";
+    pub const TOO_MANY_DRAWING_REVISIONS: &str = "TOO_MANY_DRAWING_REVISIONS";
 }
 
 /// A broken rule: its reason code and an explanation for people.
@@ -82,53 +87,13 @@ pub fn features_from_text(text: &str) -> Vec<Feature> {
         .collect()
 }
 
-fn level(perms: &Option<ToolPermissions>, pick: fn(&ToolPermissions) -> i32) -> PermissionLevel {
-    perms
-        .as_ref()
-        .and_then(|p| PermissionLevel::try_from(pick(p)).ok())
-        .unwrap_or(PermissionLevel::None)
-}
-
-/// The caller's level on a tool in a project (NONE unless a directory member).
-pub fn tool_level(access: &ProjectAccess, tool: Tool) -> PermissionLevel {
-    if !access.member {
-        return PermissionLevel::None;
+/// The tool a feature shares.
+pub fn tool_of(f: Feature) -> Tool {
+    match f {
+        Feature::Drawings | Feature::Unspecified => Tool::Drawings,
+        Feature::Rfis => Tool::Rfis,
+        Feature::Submittals => Tool::Submittals,
     }
-    let pick: fn(&ToolPermissions) -> i32 = match tool {
-        Tool::ConnectionManager => |p| p.connection_manager,
-        Tool::Drawings => |p| p.drawings,
-        Tool::Rfis => |p| p.rfis,
-        Tool::Submittals => |p| p.submittals,
-    };
-    level(&access.permissions, pick)
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Tool {
-    ConnectionManager,
-    Drawings,
-    Rfis,
-    Submittals,
-}
-
-impl From<Feature> for Tool {
-    fn from(f: Feature) -> Tool {
-        match f {
-            Feature::Drawings | Feature::Unspecified => Tool::Drawings,
-            Feature::Rfis => Tool::Rfis,
-            Feature::Submittals => Tool::Submittals,
-        }
-    }
-}
-
-/// At least `min` (levels are ordered NONE < READ_ONLY < STANDARD < ADMIN).
-pub fn at_least(level: PermissionLevel, min: PermissionLevel) -> bool {
-    level as i32 >= min as i32
-}
-
-/// May see a project at all (Y3): a directory member, or a company admin of its company.
-pub fn sees_project(access: &ProjectAccess) -> bool {
-    access.member || access.company_admin
 }
 
 /// C18: may see a project's connections and their history.
@@ -172,7 +137,7 @@ pub fn permission_violations(
     let missing: Vec<&str> = features
         .iter()
         .filter(|f| {
-            let tool = Tool::from(**f);
+            let tool = tool_of(**f);
             !at_least(tool_level(down, tool), PermissionLevel::ReadOnly)
                 || !at_least(tool_level(up, tool), PermissionLevel::ReadOnly)
         })
@@ -201,6 +166,25 @@ pub struct ExistingConnections {
     pub upstream_is_downstream: bool,
     /// The would-be downstream is upstream somewhere (C10).
     pub downstream_is_upstream: bool,
+    /// Published drawing revisions of the upstream and the limit, when DRAWINGS is asked (C17).
+    pub upstream_revisions: Option<(i64, i64)>,
+}
+
+/// C17: a project with more published drawing revisions than the limit cannot connect for
+/// drawings.
+pub fn revision_limit_violation(
+    project_id: &str,
+    revisions: Option<(i64, i64)>,
+) -> Option<Violation> {
+    match revisions {
+        Some((count, limit)) if count > limit => Some(violation(
+            reason::TOO_MANY_DRAWING_REVISIONS,
+            format!(
+                "`{project_id}` has {count} published drawing revisions; connections for drawings allow {limit}"
+            ),
+        )),
+        _ => None,
+    }
 }
 
 /// Every rule a request breaks, in rule order (C1-C10; C11 decides only the outcome).
@@ -287,6 +271,10 @@ pub fn eligibility(
             ),
         ));
     }
+    out.extend(revision_limit_violation(
+        &up.project_id,
+        existing.upstream_revisions,
+    ));
     out
 }
 
@@ -363,7 +351,7 @@ pub fn undo(facts: &UndoFacts<'_>, caller: &str, now_ms: i64) -> Result<Undo, Op
 #[cfg(test)]
 mod tests {
     use super::*;
-    use connectability_proto::directory::v1::PermissionLevel as L;
+    use connectability_proto::directory::v1::{PermissionLevel as L, ToolPermissions};
 
     fn access(project: &str, member: bool, cm: L, drawings: L) -> ProjectAccess {
         ProjectAccess {

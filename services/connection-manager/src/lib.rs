@@ -2,14 +2,14 @@
 //! project, their full history, and each company's approval setting (rules C1-C18).
 //!
 //! Layout as in every service: `api` (thin gRPC layer), `domain` (rules as plain
-//! functions), `db` (all SQL), `events` (what it publishes), plus `directory` (the gRPC
-//! client for permission facts: it never reads the directory's tables).
+//! functions), `db` (all SQL), `events` (what it publishes). Permission facts come from the
+//! directory over gRPC (`connectability_platform::directory`), never from its tables.
 
 mod api;
 mod db;
 pub mod demo;
-mod directory;
 pub mod domain;
+mod drawings;
 mod events;
 
 use std::{sync::Arc, time::Duration};
@@ -18,10 +18,10 @@ use connectability_events::EventBus;
 use connectability_platform::{CommonConfig, GrpcServer, clock::Clock};
 use connectability_proto::connections::v1::connection_service_server::ConnectionServiceServer;
 use connectability_store::{Db, ServiceMigrations, outbox::Relay};
-use tonic::transport::{Channel, Endpoint};
 
 pub use api::ConnectionApi;
-pub use directory::DirectoryGateway;
+pub use connectability_platform::directory::DirectoryGateway;
+pub use drawings::DrawingsGateway;
 
 pub const NAME: &str = "connection-manager";
 
@@ -44,11 +44,12 @@ impl ConnectionManager {
         db: Db,
         bus: Arc<dyn EventBus>,
         directory: DirectoryGateway,
+        drawings: DrawingsGateway,
         clock: Arc<dyn Clock>,
     ) -> Self {
         let relay = Relay::new(db.clone(), bus);
         Self {
-            api: ConnectionApi::new(db, relay.waker(), directory, clock),
+            api: ConnectionApi::new(db, relay.waker(), directory, drawings, clock),
             relay,
         }
     }
@@ -64,14 +65,6 @@ impl ConnectionManager {
     }
 }
 
-/// A lazily connecting channel to a service URL such as `http://127.0.0.1:50051`.
-pub fn channel(url: &str) -> anyhow::Result<Channel> {
-    Ok(Endpoint::from_shared(url.to_string())?
-        .connect_timeout(Duration::from_secs(5))
-        .timeout(Duration::from_secs(10))
-        .connect_lazy())
-}
-
 /// Settings of the standalone binary (and `connectability serve connection-manager`).
 #[derive(Debug, Clone, clap::Args)]
 pub struct Config {
@@ -85,6 +78,9 @@ pub struct Config {
     /// Where the directory service answers.
     #[arg(long, env = "DIRECTORY_URL", default_value = "http://127.0.0.1:50051")]
     pub directory_url: String,
+    /// Where drawings-sync answers (revision counts for C17).
+    #[arg(long, env = "DRAWINGS_URL", default_value = "http://127.0.0.1:50051")]
+    pub drawings_url: String,
     /// How long directory answers (permissions, companies) are cached, in milliseconds.
     #[arg(long, env = "DIRECTORY_CACHE_TTL_MS", default_value_t = 2000)]
     pub directory_cache_ttl_ms: u64,
@@ -106,7 +102,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         connectability_events::connect(&config.common.events_url, &config.common.events_prefix)
             .await?;
     let directory = DirectoryGateway::new(
-        channel(&config.directory_url)?,
+        connectability_platform::directory::channel(&config.directory_url)?,
         &token,
         Duration::from_millis(config.directory_cache_ttl_ms),
     );
@@ -116,10 +112,15 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         None => None,
     };
     let mut server = GrpcServer::new(verifier, metrics);
+    let drawings = DrawingsGateway::new(
+        connectability_platform::directory::channel(&config.drawings_url)?,
+        &token,
+    );
     ConnectionManager::new(
         db,
         bus,
         directory,
+        drawings,
         Arc::new(connectability_platform::clock::SystemClock),
     )
     .mount(&mut server, config.common.max_message_bytes);

@@ -144,7 +144,15 @@ async fn set_levels(
 }
 
 async fn world(backend: Backend) -> World {
-    let app = TestApp::spawn(backend, &[Service::Directory, Service::ConnectionManager]).await;
+    let app = TestApp::spawn(
+        backend,
+        &[
+            Service::Directory,
+            Service::DrawingsSync,
+            Service::ConnectionManager,
+        ],
+    )
+    .await;
     let mut op = app.directory_as_operator();
     let gc = company(&mut op, "Summit GC", "us-east", false).await;
     let reviewer = company(&mut op, "Keystone Builders", "us-east", false).await;

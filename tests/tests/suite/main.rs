@@ -30,4 +30,5 @@ macro_rules! on_both_backends {
 mod conformance;
 mod connections;
 mod directory;
+mod drawings;
 mod platform;

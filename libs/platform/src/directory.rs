@@ -1,15 +1,24 @@
-//! What the connection manager asks the directory, over gRPC with its service identity
-//! (never the directory's tables), with a short cache.
+//! What services ask the directory, over gRPC with their service identity (never the
+//! directory's tables), with a short cache; and the level checks every service makes.
 
 use std::time::Duration;
 
 use connectability_auth::BearerToken;
 use connectability_proto::directory::v1::{
-    self as pb, directory_service_client::DirectoryServiceClient,
+    self as pb, PermissionLevel, ProjectAccess, ToolPermissions,
+    directory_service_client::DirectoryServiceClient,
 };
 use tonic::{Code, Request, Status, service::interceptor::InterceptedService, transport::Channel};
 
 type Client = DirectoryServiceClient<InterceptedService<Channel, BearerToken>>;
+
+/// A lazily connecting channel to another service, e.g. `http://directory:50051`.
+pub fn channel(url: &str) -> anyhow::Result<Channel> {
+    Ok(tonic::transport::Endpoint::from_shared(url.to_string())?
+        .connect_timeout(Duration::from_secs(5))
+        .timeout(Duration::from_secs(10))
+        .connect_lazy())
+}
 
 #[derive(Clone)]
 pub struct DirectoryGateway {
@@ -159,4 +168,38 @@ impl DirectoryGateway {
             page_token = page.next_page_token;
         }
     }
+}
+
+/// A tool whose level the directory keeps per member.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tool {
+    ConnectionManager,
+    Drawings,
+    Rfis,
+    Submittals,
+}
+
+/// The user's level on a tool in a project (NONE unless a directory member).
+pub fn tool_level(access: &ProjectAccess, tool: Tool) -> PermissionLevel {
+    if !access.member {
+        return PermissionLevel::None;
+    }
+    let perms: ToolPermissions = access.permissions.unwrap_or_default();
+    let raw = match tool {
+        Tool::ConnectionManager => perms.connection_manager,
+        Tool::Drawings => perms.drawings,
+        Tool::Rfis => perms.rfis,
+        Tool::Submittals => perms.submittals,
+    };
+    PermissionLevel::try_from(raw).unwrap_or(PermissionLevel::None)
+}
+
+/// At least `min` (NONE < READ_ONLY < STANDARD < ADMIN).
+pub fn at_least(level: PermissionLevel, min: PermissionLevel) -> bool {
+    level as i32 >= min as i32
+}
+
+/// May see a project at all (Y3): a directory member, or a company admin of its company.
+pub fn sees_project(access: &ProjectAccess) -> bool {
+    access.member || access.company_admin
 }

@@ -1,0 +1,115 @@
+-- The Drawings tool of every project, and the sync's projection of connections (D1-D12).
+-- Portable types only. A copy made for a connection has connection_id and origin_id (the
+-- upstream item's id) set; originals have them empty.
+
+CREATE TABLE files (
+    id           TEXT PRIMARY KEY,
+    project_id   TEXT NOT NULL,
+    company_id   TEXT NOT NULL,
+    filename     TEXT NOT NULL,
+    content_type TEXT NOT NULL,
+    size_bytes   BIGINT NOT NULL,
+    sha256       TEXT NOT NULL,
+    object_key   TEXT NOT NULL,
+    create_ms    BIGINT NOT NULL
+);
+
+CREATE TABLE areas (
+    id                TEXT PRIMARY KEY,
+    project_id        TEXT NOT NULL,
+    name              TEXT NOT NULL,
+    description       TEXT NOT NULL,
+    connection_id     TEXT NOT NULL,
+    origin_id         TEXT NOT NULL,
+    origin_project_id TEXT NOT NULL,
+    create_ms         BIGINT NOT NULL
+);
+CREATE INDEX areas_by_project ON areas (project_id, id);
+CREATE UNIQUE INDEX areas_copy ON areas (connection_id, origin_id) WHERE connection_id <> '';
+
+CREATE TABLE sets (
+    id                TEXT PRIMARY KEY,
+    project_id        TEXT NOT NULL,
+    name              TEXT NOT NULL,
+    set_date          TEXT NOT NULL,
+    connection_id     TEXT NOT NULL,
+    origin_id         TEXT NOT NULL,
+    origin_project_id TEXT NOT NULL,
+    create_ms         BIGINT NOT NULL
+);
+CREATE INDEX sets_by_project ON sets (project_id, id);
+CREATE UNIQUE INDEX sets_copy ON sets (connection_id, origin_id) WHERE connection_id <> '';
+
+CREATE TABLE drawings (
+    id                  TEXT PRIMARY KEY,
+    project_id          TEXT NOT NULL,
+    area_id             TEXT NOT NULL REFERENCES areas (id),
+    number              TEXT NOT NULL,
+    title               TEXT NOT NULL,
+    discipline_name     TEXT NOT NULL,
+    discipline_position BIGINT NOT NULL,
+    obsolete            SMALLINT NOT NULL,
+    -- Bumped by every change; copies apply only newer versions.
+    version             BIGINT NOT NULL,
+    deleted_ms          BIGINT,
+    connection_id       TEXT NOT NULL,
+    origin_id           TEXT NOT NULL,
+    origin_project_id   TEXT NOT NULL,
+    -- For a copy: the upstream version it reflects.
+    origin_version      BIGINT NOT NULL,
+    create_ms           BIGINT NOT NULL,
+    update_ms           BIGINT NOT NULL
+);
+CREATE INDEX drawings_by_project ON drawings (project_id, number, id);
+CREATE UNIQUE INDEX drawings_copy ON drawings (connection_id, origin_id) WHERE connection_id <> '';
+
+CREATE TABLE revisions (
+    id                TEXT PRIMARY KEY,
+    drawing_id        TEXT NOT NULL REFERENCES drawings (id),
+    project_id        TEXT NOT NULL,
+    set_id            TEXT NOT NULL REFERENCES sets (id),
+    revision_number   TEXT NOT NULL,
+    revision_status   TEXT NOT NULL,
+    drawing_date      TEXT NOT NULL,
+    received_date     TEXT NOT NULL,
+    file_id           TEXT NOT NULL REFERENCES files (id),
+    -- JSON object of strings. Never copied (D4).
+    custom_fields     TEXT NOT NULL,
+    published         SMALLINT NOT NULL,
+    publish_ms        BIGINT,
+    connection_id     TEXT NOT NULL,
+    origin_id         TEXT NOT NULL,
+    origin_project_id TEXT NOT NULL,
+    create_ms         BIGINT NOT NULL
+);
+CREATE INDEX revisions_by_drawing ON revisions (drawing_id, id);
+CREATE INDEX revisions_by_project ON revisions (project_id, published);
+CREATE UNIQUE INDEX revisions_copy ON revisions (connection_id, origin_id) WHERE connection_id <> '';
+
+CREATE TABLE markups (
+    id          TEXT PRIMARY KEY,
+    project_id  TEXT NOT NULL,
+    revision_id TEXT NOT NULL REFERENCES revisions (id),
+    author_id   TEXT NOT NULL,
+    body        TEXT NOT NULL,
+    create_ms   BIGINT NOT NULL
+);
+CREATE INDEX markups_by_project ON markups (project_id, id);
+
+-- The connections that carry DRAWINGS, from connection events (no call to their owner).
+-- state: 1 BACKFILLING, 2 IN_SYNC, 3 STOPPED.
+CREATE TABLE sync_connections (
+    connection_id         TEXT PRIMARY KEY,
+    upstream_project_id   TEXT NOT NULL,
+    downstream_project_id TEXT NOT NULL,
+    downstream_company_id TEXT NOT NULL,
+    state                 SMALLINT NOT NULL,
+    items_total           BIGINT NOT NULL,
+    items_copied          BIGINT NOT NULL,
+    drawings_copied       BIGINT NOT NULL,
+    -- The backfill's position: upstream drawing ids up to here are copied.
+    backfill_cursor       TEXT NOT NULL,
+    last_copy_ms          BIGINT,
+    update_ms             BIGINT NOT NULL
+);
+CREATE INDEX sync_by_upstream ON sync_connections (upstream_project_id);

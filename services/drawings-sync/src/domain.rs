@@ -1,0 +1,121 @@
+//! Drawings rules as plain functions and parsed input: no network, no database.
+
+use connectability_platform::{
+    directory::{Tool, at_least, tool_level},
+    errors::invalid_argument,
+};
+use connectability_proto::directory::v1::{PermissionLevel, ProjectAccess};
+use tonic::Status;
+
+pub const PROJECT: &str = "prj";
+pub const AREA: &str = "area";
+pub const SET: &str = "dset";
+pub const DRAWING: &str = "dwg";
+pub const REVISION: &str = "rev";
+pub const FILE: &str = "fil";
+pub const MARKUP: &str = "mku";
+pub const PUBLISH: &str = "pub";
+pub const CONNECTION: &str = "con";
+
+/// C17: the documented limit of published revisions for a DRAWINGS connection.
+pub const MAX_CONNECTED_REVISIONS: i64 = 100_000;
+
+pub mod reason {
+    pub const CONNECTED_READ_ONLY: &str = "CONNECTED_READ_ONLY";
+    pub const CONNECTED_AREA_READ_ONLY: &str = "CONNECTED_AREA_READ_ONLY";
+    pub const CONNECTED_SET_READ_ONLY: &str = "CONNECTED_SET_READ_ONLY";
+}
+
+/// The stored sync states (the proto's SyncState values).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyncState {
+    Backfilling = 1,
+    InSync = 2,
+    Stopped = 3,
+}
+
+/// The caller's level on the project's Drawings tool.
+pub fn drawings_level(access: &ProjectAccess) -> PermissionLevel {
+    tool_level(access, Tool::Drawings)
+}
+
+pub fn is_admin(access: &ProjectAccess) -> bool {
+    drawings_level(access) == PermissionLevel::Admin
+}
+
+/// READ_ONLY or more: sees published drawings.
+pub fn can_view(access: &ProjectAccess) -> bool {
+    at_least(drawings_level(access), PermissionLevel::ReadOnly)
+}
+
+/// STANDARD or more: marks up (D7).
+pub fn can_mark_up(access: &ProjectAccess) -> bool {
+    at_least(drawings_level(access), PermissionLevel::Standard)
+}
+
+/// May watch a connection's sync: Connection Manager or Drawings access downstream.
+pub fn can_watch_sync(access: &ProjectAccess) -> bool {
+    can_view(access)
+        || at_least(
+            tool_level(access, Tool::ConnectionManager),
+            PermissionLevel::ReadOnly,
+        )
+}
+
+/// A calendar date `YYYY-MM-DD`; empty is allowed when `optional`.
+pub fn parse_date(field: &str, raw: &str, optional: bool) -> Result<String, Status> {
+    if raw.is_empty() && optional {
+        return Ok(String::new());
+    }
+    let bad = || invalid_argument(field, format!("`{raw}` is not a date YYYY-MM-DD"));
+    let parts: Vec<&str> = raw.split('-').collect();
+    let [y, m, d] = parts.as_slice() else {
+        return Err(bad());
+    };
+    if y.len() != 4 || m.len() != 2 || d.len() != 2 {
+        return Err(bad());
+    }
+    let (y, m, d): (u32, u32, u32) = (
+        y.parse().map_err(|_| bad())?,
+        m.parse().map_err(|_| bad())?,
+        d.parse().map_err(|_| bad())?,
+    );
+    let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    let days = match m {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        2 if leap => 29,
+        2 => 28,
+        _ => return Err(bad()),
+    };
+    if d == 0 || d > days || y < 1900 {
+        return Err(bad());
+    }
+    Ok(raw.to_string())
+}
+
+/// A PDF starts with `%PDF-`.
+pub fn looks_like_pdf(first_bytes: &[u8]) -> bool {
+    first_bytes.starts_with(b"%PDF-")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_are_calendar_dates() {
+        assert!(parse_date("d", "2024-02-29", false).is_ok());
+        assert!(parse_date("d", "2023-02-29", false).is_err());
+        assert!(parse_date("d", "2024-13-01", false).is_err());
+        assert!(parse_date("d", "24-01-01", false).is_err());
+        assert!(parse_date("d", "", true).is_ok());
+        assert!(parse_date("d", "", false).is_err());
+    }
+
+    #[test]
+    fn pdfs_are_recognised() {
+        assert!(looks_like_pdf(b"%PDF-1.7\n..."));
+        assert!(!looks_like_pdf(b"PK\x03\x04"));
+    }
+}

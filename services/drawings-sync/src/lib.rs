@@ -1,0 +1,191 @@
+//! The `drawings-sync` service: the Drawings tool of every project (areas, sets, drawings,
+//! revisions, files, markups) and the one-way copy of published drawings to connected
+//! downstream projects (rules D1-D12), plus the revision count the connection manager
+//! checks for C17.
+//!
+//! Layout as in every service: `api` (thin gRPC layer), `domain` (rules, parsed input),
+//! `db` (all SQL), `events` (what it publishes), and `sync` (its event handlers: the
+//! connections projection, and copying; plus the backfill worker).
+
+mod api;
+mod db;
+pub mod domain;
+mod events;
+pub mod sync;
+
+use std::{sync::Arc, time::Duration};
+
+use connectability_blobs::Blobs;
+use connectability_events::{EventBus, RetryPolicy, SubscriptionSpec};
+use connectability_platform::{
+    CommonConfig, GrpcServer,
+    clock::{Clock, SystemClock},
+    directory::DirectoryGateway,
+};
+use connectability_proto::drawings::v1::drawing_service_server::DrawingServiceServer;
+use connectability_store::{Db, ServiceMigrations, inbox, outbox::Relay};
+
+pub use api::{DrawingApi, Limits};
+
+pub const NAME: &str = "drawings-sync";
+
+/// The DDL is portable, so both backends share one folder.
+pub fn migrations() -> ServiceMigrations {
+    ServiceMigrations {
+        postgres: sqlx::migrate!("./migrations"),
+        sqlite: sqlx::migrate!("./migrations"),
+    }
+}
+
+/// The service's parts: the API, its relay, its consumers and the backfill worker.
+pub struct DrawingsSync {
+    pub api: DrawingApi,
+    pub relay: Relay,
+    core: Arc<sync::SyncCore>,
+    subscriptions: Vec<inbox::InboxSubscription>,
+}
+
+impl DrawingsSync {
+    /// Wires the service and subscribes its consumers (before any relay runs, so in-process
+    /// events are not missed).
+    pub async fn start(
+        db: Db,
+        bus: Arc<dyn EventBus>,
+        blobs: Blobs,
+        directory: DirectoryGateway,
+        clock: Arc<dyn Clock>,
+        limits: Limits,
+    ) -> anyhow::Result<Self> {
+        let relay = Relay::new(db.clone(), bus.clone());
+        let core = Arc::new(sync::SyncCore {
+            db: db.clone(),
+            blobs: blobs.clone(),
+            clock: clock.clone(),
+            relay: relay.waker(),
+            backfill: Arc::default(),
+        });
+        let spec = |durable: &str, context: &str| SubscriptionSpec {
+            durable: durable.into(),
+            context: context.into(),
+            retry: RetryPolicy::default(),
+        };
+        let subscriptions = vec![
+            inbox::subscribe(
+                bus.as_ref(),
+                db.clone(),
+                spec("drawings-sync-connections", "connections"),
+                Arc::new(sync::ConnectionEvents(core.clone())),
+            )
+            .await?,
+            inbox::subscribe(
+                bus.as_ref(),
+                db.clone(),
+                spec("drawings-sync-copies", "drawings"),
+                Arc::new(sync::DrawingEvents(core.clone())),
+            )
+            .await?,
+        ];
+        let api = DrawingApi::new(db, blobs, relay.waker(), directory, clock, limits);
+        Ok(Self {
+            api,
+            relay,
+            core,
+            subscriptions,
+        })
+    }
+
+    /// Mounts the gRPC service, its relay, consumers and backfill worker on `server`.
+    pub fn mount(self, server: &mut GrpcServer, max_message_bytes: usize) {
+        server.add_relay(self.relay);
+        let core = self.core;
+        server.add_task(move |stop| sync::run_backfills(core, stop));
+        for sub in self.subscriptions {
+            server.add_task(move |stop| async move {
+                connectability_platform::server::wait_for(stop).await;
+                sub.stop().await;
+            });
+        }
+        server.add_service(
+            DrawingServiceServer::new(self.api)
+                .max_decoding_message_size(max_message_bytes)
+                .max_encoding_message_size(max_message_bytes),
+        );
+    }
+}
+
+/// Settings of the standalone binary (and `connectability serve drawings-sync`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct Config {
+    /// This service's own database: `sqlite://data/drawings-sync.db` or `postgres://…`.
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "sqlite://data/drawings-sync.db"
+    )]
+    pub database_url: String,
+    /// Where files live: `file://PATH` or `s3://BUCKET/PREFIX`.
+    #[arg(long, env = "BLOBS_URL", default_value = "file://data/blobs")]
+    pub blobs_url: String,
+    /// Largest accepted drawing file, in bytes.
+    #[arg(long, env = "MAX_UPLOAD_BYTES", default_value_t = 64 * 1024 * 1024)]
+    pub max_upload_bytes: usize,
+    /// Published revisions above which a project cannot connect for drawings (C17). The
+    /// documented limit is 100,000; raising it is a deliberate, visible setting.
+    #[arg(long, env = "MAX_CONNECTED_REVISIONS", default_value_t = domain::MAX_CONNECTED_REVISIONS)]
+    pub max_connected_revisions: i64,
+    /// Where the directory service answers.
+    #[arg(long, env = "DIRECTORY_URL", default_value = "http://127.0.0.1:50051")]
+    pub directory_url: String,
+    /// How long directory answers are cached, in milliseconds.
+    #[arg(long, env = "DIRECTORY_CACHE_TTL_MS", default_value_t = 2000)]
+    pub directory_cache_ttl_ms: u64,
+    #[command(flatten)]
+    pub common: CommonConfig,
+}
+
+/// Runs drawings-sync alone until SIGTERM or Ctrl-C.
+pub async fn serve(config: Config) -> anyhow::Result<()> {
+    let verifier = config.common.auth.verifier()?;
+    let token = config.common.auth.service_token(NAME).ok_or_else(|| {
+        anyhow::anyhow!(
+            "set SERVICE_TOKEN (or AUTH_HS256_SECRET) so this service can call the directory"
+        )
+    })?;
+    let db = Db::connect(&config.database_url).await?;
+    db.migrate(&migrations()).await?;
+    let bus =
+        connectability_events::connect(&config.common.events_url, &config.common.events_prefix)
+            .await?;
+    let directory = DirectoryGateway::new(
+        connectability_platform::directory::channel(&config.directory_url)?,
+        &token,
+        Duration::from_millis(config.directory_cache_ttl_ms),
+    );
+    let metrics = connectability_platform::metrics::Metrics::new();
+    let _metrics_task = match config.common.metrics_addr()? {
+        Some(addr) => Some(metrics.clone().serve(addr).await?),
+        None => None,
+    };
+    let mut server = GrpcServer::new(verifier, metrics);
+    DrawingsSync::start(
+        db,
+        bus,
+        Blobs::from_url(&config.blobs_url)?,
+        directory,
+        Arc::new(SystemClock),
+        Limits {
+            max_upload_bytes: config.max_upload_bytes,
+            max_connected_revisions: config.max_connected_revisions,
+        },
+    )
+    .await?
+    .mount(&mut server, config.common.max_message_bytes);
+    let listener = tokio::net::TcpListener::bind(config.common.grpc_addr).await?;
+    server
+        .serve(
+            listener,
+            connectability_platform::shutdown_signal(),
+            config.common.shutdown_grace(),
+        )
+        .await
+}
