@@ -147,12 +147,17 @@ impl Relay {
         tokio::pin!(shutdown);
         let mut last_prune = 0i64;
         loop {
-            let moved = match self.run_once().await {
-                Ok(n) => n,
-                Err(e) => {
-                    tracing::warn!(error = %e, "outbox relay failed; retrying");
-                    0
-                }
+            // A publish may wait on consumers (in process) that are stopping too: shutdown
+            // interrupts it. Nothing is lost: unmarked events are published again next time.
+            let moved = tokio::select! {
+                _ = &mut shutdown => return,
+                moved = self.run_once() => match moved {
+                    Ok(n) => n,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "outbox relay failed; retrying");
+                        0
+                    }
+                },
             };
             if moved > 0 {
                 continue;
