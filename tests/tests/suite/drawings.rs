@@ -1201,7 +1201,129 @@ async fn end_to_end_connect_watch_publish_rename_delete_disconnect(backend: Back
     w.app.stop().await;
 }
 
+/// Everything the downstream admin sees of the copies.
+async fn downstream_snapshot(
+    w: &World,
+) -> (
+    Vec<dpb::Drawing>,
+    Vec<Vec<dpb::DrawingRevision>>,
+    Vec<dpb::DrawingArea>,
+    Vec<dpb::DrawingSet>,
+) {
+    let log = w.log(&w.sub_admin, &w.sub_project).await;
+    let mut revisions = Vec::new();
+    for d in &log {
+        revisions.push(w.revisions(&w.sub_admin, &d.id).await);
+    }
+    let mut client = w.drawings(&w.sub_admin);
+    let areas = client
+        .list_drawing_areas(dpb::ListDrawingAreasRequest {
+            project_id: w.sub_project.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .areas;
+    let sets = client
+        .list_drawing_sets(dpb::ListDrawingSetsRequest {
+            project_id: w.sub_project.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .sets;
+    (log, revisions, areas, sets)
+}
+
+async fn repeated_and_reordered_events_leave_the_same_state(backend: Backend) {
+    use connectability_store::inbox::{Applied, InboxConsumer};
+    use sqlx::Row;
+    let w = world(backend).await;
+    let a = w.sheet("A-101").await;
+    let c = w.connect(&w.sub_project).await;
+    w.in_sync(&c).await;
+    let rev1 = w.revision(&a.area, &a.set, "A-101", "1").await.unwrap();
+    w.publish(&w.gc_admin, &w.gc_project, &[&rev1]).await;
+    w.drawings(&w.gc_admin)
+        .update_drawing(dpb::UpdateDrawingRequest {
+            drawing: Some(dpb::Drawing {
+                id: a.revision.drawing_id.clone(),
+                title: "Renamed".into(),
+                ..Default::default()
+            }),
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec!["title".into()],
+            }),
+        })
+        .await
+        .unwrap();
+    w.downstream_until(&w.sub_project, "publish and rename", |log| {
+        log[0].title == "Renamed"
+            && log[0]
+                .current_revision
+                .as_ref()
+                .is_some_and(|r| r.revision_number == "1")
+    })
+    .await;
+    let before = downstream_snapshot(&w).await;
+
+    // The real events, as drawings-sync wrote them to its outbox.
+    let db = w.app.db(Service::DrawingsSync).clone();
+    let rows = sqlx::query("SELECT event_id, event_type, source, subject, time_ms, traceparent, data FROM outbox ORDER BY seq")
+        .fetch_all(db.pool())
+        .await
+        .unwrap();
+    let events: Vec<Envelope> = rows
+        .iter()
+        .map(|r| Envelope {
+            id: r.get("event_id"),
+            event_type: r.get("event_type"),
+            source: r.get("source"),
+            subject: r.get("subject"),
+            time_ms: r.get("time_ms"),
+            traceparent: r.get("traceparent"),
+            data: r.get("data"),
+        })
+        .filter(|e| {
+            e.event_type.ends_with(".RevisionsPublished")
+                || e.event_type.ends_with(".DrawingUpdated")
+        })
+        .collect();
+    assert!(events.len() >= 3, "two publishes and a rename");
+    let core = Arc::new(drawings_sync::sync::SyncCore {
+        db: db.clone(),
+        blobs: connectability_blobs::Blobs::from_url(&format!(
+            "file://{}",
+            w.app.env.dir.join("blobs").display()
+        ))
+        .unwrap(),
+        clock: Arc::new(w.app.clock.clone()),
+        relay: Default::default(),
+        backfill: Default::default(),
+    });
+    let handler = Arc::new(drawings_sync::sync::DrawingEvents(core));
+    // Delivered again, in order, then twice more in reverse order (fresh inboxes, so the
+    // handler really runs each time), then once more to an inbox that has them.
+    let again = InboxConsumer::new(db.clone(), "replay-in-order", handler.clone());
+    for e in &events {
+        assert_eq!(again.apply(e).await.unwrap(), Applied::Now);
+    }
+    let reversed = InboxConsumer::new(db.clone(), "replay-reversed", handler.clone());
+    for e in events.iter().rev() {
+        reversed.apply(e).await.unwrap();
+    }
+    assert_eq!(
+        again.apply(&events[0]).await.unwrap(),
+        Applied::AlreadyHandled
+    );
+    assert_eq!(downstream_snapshot(&w).await, before);
+    w.app.stop().await;
+}
+
 on_both_backends!(
+    repeated_and_reordered_events_leave_the_same_state,
     d01_backfill_copies_every_published_revision,
     d02_later_publishes_are_copied_and_unpublished_never_leave,
     d03_copies_carry_every_listed_field,
