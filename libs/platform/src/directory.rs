@@ -134,6 +134,39 @@ impl DirectoryGateway {
         )
     }
 
+    pub async fn project(&self, id: &str) -> Result<Option<pb::Project>, Status> {
+        found(
+            self.client
+                .clone()
+                .get_project(pb::GetProjectRequest { id: id.to_string() })
+                .await,
+        )
+    }
+
+    /// Every member of a project's directory, with their levels.
+    pub async fn members(&self, project_id: &str) -> Result<Vec<pb::ProjectMember>, Status> {
+        let mut members = Vec::new();
+        let mut page_token = String::new();
+        loop {
+            let page = found(
+                self.client
+                    .clone()
+                    .list_project_members(pb::ListProjectMembersRequest {
+                        project_id: project_id.to_string(),
+                        page_size: 1000,
+                        page_token: page_token.clone(),
+                    })
+                    .await,
+            )?
+            .unwrap_or_default();
+            members.extend(page.members);
+            if page.next_page_token.is_empty() {
+                return Ok(members);
+            }
+            page_token = page.next_page_token;
+        }
+    }
+
     pub async fn user(&self, id: &str) -> Result<Option<pb::User>, Status> {
         found(
             self.client

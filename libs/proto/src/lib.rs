@@ -40,6 +40,12 @@ pub mod drawings {
     }
 }
 
+pub mod notifications {
+    pub mod v1 {
+        tonic::include_proto!("connectability.notifications.v1");
+    }
+}
+
 pub mod directory {
     pub mod v1 {
         tonic::include_proto!("connectability.directory.v1");

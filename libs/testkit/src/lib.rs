@@ -19,6 +19,7 @@ use connectability_proto::{
     connections::v1::connection_service_client::ConnectionServiceClient,
     directory::v1::directory_service_client::DirectoryServiceClient,
     drawings::v1::drawing_service_client::DrawingServiceClient,
+    notifications::v1::notification_service_client::NotificationServiceClient,
 };
 use connectability_store::Db;
 use sqlx::AssertSqlSafe;
@@ -237,14 +238,19 @@ pub enum Service {
     ConnectionManager,
     /// Needs the directory in the same app.
     DrawingsSync,
+    /// Needs the directory in the same app. Mail goes to `Options::smtp_url`, else to
+    /// `.eml` files in `<test dir>/mail`.
+    Notification,
 }
 
 /// How a test app is set up beyond its services.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct Options {
     /// Shutdown grace period (NOT_SERVING before closing).
     pub grace: Duration,
     pub drawings: drawings_sync::Limits,
+    /// SMTP server for the notification service (`smtp://127.0.0.1:PORT`).
+    pub smtp_url: Option<String>,
 }
 
 /// Services running on port 0 with fresh storage, and clients for them.
@@ -338,6 +344,34 @@ impl TestApp {
                     .mount(&mut server, MAX_MESSAGE_BYTES);
                     dbs.push((*service, db));
                 }
+                Service::Notification => {
+                    let db = env
+                        .migrated_db("notification", &notification::migrations())
+                        .await;
+                    let gateway = connection_manager::DirectoryGateway::new(
+                        lazy_channel(addr),
+                        &issuer.service(notification::NAME),
+                        Duration::ZERO,
+                    );
+                    let mail = notification::MailSettings {
+                        smtp_url: options.smtp_url.clone(),
+                        dir: env.dir.join("mail"),
+                        from: "Connectability <no-reply@connectability.test>".into(),
+                        base_url: "https://connectability.test".into(),
+                        max_backoff: Duration::from_millis(200),
+                    };
+                    notification::Notification::start(
+                        db.clone(),
+                        env.bus.clone(),
+                        gateway,
+                        Arc::new(clock.clone()),
+                        mail,
+                    )
+                    .await
+                    .expect("notification")
+                    .mount(&mut server, MAX_MESSAGE_BYTES);
+                    dbs.push((*service, db));
+                }
                 Service::ConnectionManager => {
                     let db = env
                         .migrated_db("connections", &connection_manager::migrations())
@@ -408,6 +442,10 @@ impl TestApp {
 
     pub fn drawings(&self, token: &str) -> DrawingServiceClient<AuthedChannel> {
         DrawingServiceClient::new(self.authed(token))
+    }
+
+    pub fn notifications(&self, token: &str) -> NotificationServiceClient<AuthedChannel> {
+        NotificationServiceClient::new(self.authed(token))
     }
 
     /// A second connection-manager server (another replica) on the same database and bus.

@@ -73,6 +73,8 @@ enum ServeService {
     ConnectionManager(Box<connection_manager::Config>),
     /// The Drawings tool and its sync to connected projects.
     DrawingsSync(Box<drawings_sync::Config>),
+    /// Notifications by inbox and email.
+    Notification(Box<notification::Config>),
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -80,6 +82,7 @@ enum ServiceName {
     Directory,
     ConnectionManager,
     DrawingsSync,
+    Notification,
 }
 
 #[derive(clap::Args)]
@@ -146,6 +149,15 @@ async fn main() -> anyhow::Result<()> {
             );
             drawings_sync::serve(*config).await
         }
+        Command::Serve {
+            service: ServeService::Notification(config),
+        } => {
+            let _t = connectability_platform::telemetry::init(
+                notification::NAME,
+                config.common.log_format,
+            );
+            notification::serve(*config).await
+        }
         Command::Token(args) => {
             let secret = args.hs256_secret.unwrap_or_else(|| {
                 eprintln!(
@@ -174,6 +186,7 @@ async fn main() -> anyhow::Result<()> {
                 ServiceName::Directory => directory::migrations(),
                 ServiceName::ConnectionManager => connection_manager::migrations(),
                 ServiceName::DrawingsSync => drawings_sync::migrations(),
+                ServiceName::Notification => notification::migrations(),
             };
             db.migrate(&migrations).await?;
             println!("migrations applied");
@@ -274,6 +287,30 @@ async fn dev(args: DevArgs) -> anyhow::Result<()> {
     .await?
     .mount(&mut server, max_message_bytes);
 
+    let notification_db = Db::connect(&sqlite(notification::NAME)).await?;
+    notification_db.migrate(&notification::migrations()).await?;
+    let mail = notification::MailSettings {
+        smtp_url: std::env::var("SMTP_URL").ok().filter(|u| !u.is_empty()),
+        dir: args.data_dir.join("mail"),
+        from: "Connectability <no-reply@connectability.local>".into(),
+        base_url: std::env::var("NOTIFY_BASE_URL")
+            .unwrap_or_else(|_| "http://localhost:8080".into()),
+        max_backoff: std::time::Duration::from_secs(60),
+    };
+    notification::Notification::start(
+        notification_db,
+        bus.clone(),
+        connectability_platform::directory::DirectoryGateway::new(
+            own()?,
+            &issuer.service(notification::NAME),
+            cache,
+        ),
+        clock.clone(),
+        mail,
+    )
+    .await?
+    .mount(&mut server, max_message_bytes);
+
     let connections_db = Db::connect(&sqlite(connection_manager::NAME)).await?;
     connections_db
         .migrate(&connection_manager::migrations())
@@ -351,5 +388,9 @@ fn print_welcome(addr: &SocketAddr, issuer: &Issuer, loaded: bool, data_dir: &st
         "  grpcurl -plaintext -H 'authorization: Bearer {raj}' -d '{{\"downstream_project_id\":\"prj_harbor_electrical\",\"upstream_project_id\":\"prj_harbor_tower\",\"features\":[\"FEATURE_DRAWINGS\"]}}' {addr} connectability.connections.v1.ConnectionService/RequestConnection"
     );
     println!("More in the README's walkthrough (Keystone Builders reviews requests).");
+    println!(
+        "Emails land in {}/mail as .eml files (set SMTP_URL to send them).",
+        data_dir.display()
+    );
     println!();
 }

@@ -31,4 +31,5 @@ mod conformance;
 mod connections;
 mod directory;
 mod drawings;
+mod notifications;
 mod platform;

@@ -1,0 +1,213 @@
+//! The `notification` service: consumes the other services' events and tells the right
+//! people, once each, in their inbox and by email (rules N1-N8).
+//!
+//! Layout as in every service: `api` (thin gRPC layer), `domain` (the matrix and recipient
+//! rules), `db` (all SQL), `events` (what it consumes), plus `mailer` (SMTP or `.eml` files).
+
+mod api;
+mod db;
+pub mod domain;
+mod events;
+pub mod mailer;
+
+use std::{path::PathBuf, sync::Arc, time::Duration};
+
+use connectability_events::{EventBus, RetryPolicy, SubscriptionSpec};
+use connectability_platform::{
+    CommonConfig, GrpcServer,
+    clock::{Clock, SystemClock},
+    directory::DirectoryGateway,
+};
+use connectability_proto::notifications::v1::notification_service_server::NotificationServiceServer;
+use connectability_store::{Db, ServiceMigrations, inbox};
+
+pub use api::NotificationApi;
+
+pub const NAME: &str = "notification";
+
+/// The DDL is portable, so both backends share one folder.
+pub fn migrations() -> ServiceMigrations {
+    ServiceMigrations {
+        postgres: sqlx::migrate!("./migrations"),
+        sqlite: sqlx::migrate!("./migrations"),
+    }
+}
+
+/// How mail goes out.
+#[derive(Debug, Clone)]
+pub struct MailSettings {
+    /// SMTP URL; `None` writes `.eml` files to `dir`.
+    pub smtp_url: Option<String>,
+    pub dir: PathBuf,
+    pub from: String,
+    pub base_url: String,
+    /// Longest wait between retries of a failing send.
+    pub max_backoff: Duration,
+}
+
+/// The service's parts: API, consumers and the mail worker.
+pub struct Notification {
+    pub api: NotificationApi,
+    subscriptions: Vec<inbox::InboxSubscription>,
+    outgoing: mailer::Outgoing,
+}
+
+impl Notification {
+    /// Wires the service and subscribes its consumers (before any relay runs).
+    pub async fn start(
+        db: Db,
+        bus: Arc<dyn EventBus>,
+        directory: DirectoryGateway,
+        clock: Arc<dyn Clock>,
+        mail: MailSettings,
+    ) -> anyhow::Result<Self> {
+        let wake = Arc::new(tokio::sync::Notify::new());
+        let handler = Arc::new(events::NotificationEvents {
+            directory: directory.clone(),
+            clock: clock.clone(),
+            mail: wake.clone(),
+            base_url: mail.base_url.clone(),
+        });
+        let spec = |durable: &str, context: &str| SubscriptionSpec {
+            durable: durable.into(),
+            context: context.into(),
+            retry: RetryPolicy::default(),
+        };
+        let subscriptions = vec![
+            inbox::subscribe(
+                bus.as_ref(),
+                db.clone(),
+                spec("notification-connections", "connections"),
+                handler.clone(),
+            )
+            .await?,
+            inbox::subscribe(
+                bus.as_ref(),
+                db.clone(),
+                spec("notification-drawings", "drawings"),
+                handler.clone(),
+            )
+            .await?,
+        ];
+        let outgoing = mailer::Outgoing {
+            db: db.clone(),
+            mailer: mailer::Mailer::new(mail.smtp_url.as_deref(), mail.dir.clone())?,
+            from: mail.from.parse()?,
+            wake,
+            max_backoff: mail.max_backoff,
+        };
+        Ok(Self {
+            api: NotificationApi::new(db, directory, handler, clock),
+            subscriptions,
+            outgoing,
+        })
+    }
+
+    pub fn mount(self, server: &mut GrpcServer, max_message_bytes: usize) {
+        let outgoing = self.outgoing;
+        server.add_task(move |stop| outgoing.run(stop));
+        for sub in self.subscriptions {
+            server.add_task(move |stop| async move {
+                connectability_platform::server::wait_for(stop).await;
+                sub.stop().await;
+            });
+        }
+        server.add_service(
+            NotificationServiceServer::new(self.api)
+                .max_decoding_message_size(max_message_bytes)
+                .max_encoding_message_size(max_message_bytes),
+        );
+    }
+}
+
+/// Settings of the standalone binary (and `connectability serve notification`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct Config {
+    /// This service's own database.
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "sqlite://data/notification.db"
+    )]
+    pub database_url: String,
+    /// SMTP server, e.g. `smtp://user:pass@mail.example.com:587?tls=required`. Unset: write
+    /// `.eml` files to MAIL_DIR instead.
+    #[arg(long, env = "SMTP_URL", hide_env_values = true)]
+    pub smtp_url: Option<String>,
+    #[arg(long, env = "MAIL_DIR", default_value = "data/mail")]
+    pub mail_dir: PathBuf,
+    #[arg(
+        long,
+        env = "MAIL_FROM",
+        default_value = "Connectability <no-reply@connectability.local>"
+    )]
+    pub mail_from: String,
+    /// Links in messages start with this URL.
+    #[arg(long, env = "NOTIFY_BASE_URL", default_value = "http://localhost:8080")]
+    pub base_url: String,
+    #[arg(long, env = "DIRECTORY_URL", default_value = "http://127.0.0.1:50051")]
+    pub directory_url: String,
+    #[command(flatten)]
+    pub common: CommonConfig,
+}
+
+pub async fn serve(config: Config) -> anyhow::Result<()> {
+    let verifier = config.common.auth.verifier()?;
+    let token = config.common.auth.service_token(NAME).ok_or_else(|| {
+        anyhow::anyhow!(
+            "set SERVICE_TOKEN (or AUTH_HS256_SECRET) so this service can call the directory"
+        )
+    })?;
+    let db = Db::connect(&config.database_url).await?;
+    db.migrate(&migrations()).await?;
+    let bus =
+        connectability_events::connect(&config.common.events_url, &config.common.events_prefix)
+            .await?;
+    let directory = DirectoryGateway::new(
+        connectability_platform::directory::channel(&config.directory_url)?,
+        &token,
+        Duration::from_secs(2),
+    );
+    let metrics = connectability_platform::metrics::Metrics::new();
+    let _metrics_task = match config.common.metrics_addr()? {
+        Some(addr) => Some(metrics.clone().serve(addr).await?),
+        None => None,
+    };
+    let mut server = GrpcServer::new(verifier, metrics);
+    let mail = MailSettings {
+        smtp_url: config.smtp_url,
+        dir: config.mail_dir,
+        from: config.mail_from,
+        base_url: config.base_url,
+        max_backoff: Duration::from_secs(300),
+    };
+    Notification::start(db, bus, directory, Arc::new(SystemClock), mail)
+        .await?
+        .mount(&mut server, config.common.max_message_bytes);
+    let listener = tokio::net::TcpListener::bind(config.common.grpc_addr).await?;
+    server
+        .serve(
+            listener,
+            connectability_platform::shutdown_signal(),
+            config.common.shutdown_grace(),
+        )
+        .await
+}
+
+/// Pieces for tests that drive the event handler directly (redelivery checks).
+pub mod testing {
+    use std::sync::Arc;
+
+    use connectability_platform::{clock::Clock, directory::DirectoryGateway};
+    use connectability_store::inbox::InboxHandler;
+
+    /// The service's event handler, as its consumers run it.
+    pub fn handler(directory: DirectoryGateway, clock: Arc<dyn Clock>) -> Arc<dyn InboxHandler> {
+        Arc::new(crate::events::NotificationEvents {
+            directory,
+            clock,
+            mail: Arc::default(),
+            base_url: "https://connectability.test".into(),
+        })
+    }
+}
