@@ -5,7 +5,7 @@
 CARGO ?= cargo
 export CARGO_TARGET_DIR ?= $(HOME)/.cache/connectability/target
 
-.PHONY: run test test-embedded lint fmt clippy buf-lint bench proto clean-data
+.PHONY: run test test-embedded smoke lint fmt clippy buf-lint bench proto clean-data
 
 ## Build and start every service in one process on 127.0.0.1:50051 (SQLite in .data/, in-process events).
 run:
@@ -24,6 +24,11 @@ test:
 ## Only the embedded backend (no Postgres or NATS needed).
 test-embedded:
 	$(CARGO) nextest run --workspace -E 'not test(/postgres_nats/)'
+
+## Every service as its own process on Postgres + NATS, one connection end to end (needs grpcurl).
+smoke:
+	$(CARGO) build -p connectability
+	scripts/smoke-production.sh
 
 ## fmt, clippy (warnings are errors) and buf lint.
 lint: fmt clippy buf-lint

@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# Production-mode smoke test: every service as its own process (`connectability serve`) on
+# Postgres and NATS JetStream, wired by URL as in a deployment, then one connection through
+# gRPC that must reach the notification inbox and mail folder. Needs grpcurl.
+set -euo pipefail
+BIN=${BIN:-${CARGO_TARGET_DIR:-$HOME/.cache/connectability/target}/debug/connectability}
+PG=${TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}
+PG_BASE=${PG%/*}
+RUN=smoke$(date +%s)$$
+WORK=$(mktemp -d)
+export AUTH_HS256_SECRET="smoke-$RUN" EVENTS_URL=${TEST_NATS_URL:-nats://127.0.0.1:4222} EVENTS_PREFIX=$RUN METRICS_ADDR=off LOG_FORMAT=json SHUTDOWN_GRACE_SECS=0
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  for s in dir cm dwg ntf; do psql "$PG" -qc "DROP DATABASE IF EXISTS ${RUN}_$s WITH (FORCE)" >/dev/null 2>&1 || true; done
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+fail() { echo "smoke: FAIL: $*" >&2; for f in "$WORK"/*.log; do echo "--- $f" >&2; tail -5 "$f" >&2; done; exit 1; }
+
+start() { # name db port extra-env...
+  local name=$1 db=$2 port=$3; shift 3
+  psql "$PG" -qc "CREATE DATABASE ${RUN}_$db" >/dev/null
+  DATABASE_URL="$PG_BASE/${RUN}_$db" "$BIN" migrate "$name" >/dev/null
+  env DATABASE_URL="$PG_BASE/${RUN}_$db" GRPC_ADDR=127.0.0.1:$port "$@" "$BIN" serve "$name" >"$WORK/$name.log" 2>&1 &
+  pids+=($!)
+}
+port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+P_DIR=$(port); P_CM=$(port); P_DWG=$(port); P_NTF=$(port)
+start directory dir "$P_DIR"
+start connection-manager cm "$P_CM" DIRECTORY_URL=http://127.0.0.1:$P_DIR DRAWINGS_URL=http://127.0.0.1:$P_DWG
+start drawings-sync dwg "$P_DWG" DIRECTORY_URL=http://127.0.0.1:$P_DIR BLOBS_URL=file://$WORK/blobs
+start notification ntf "$P_NTF" DIRECTORY_URL=http://127.0.0.1:$P_DIR MAIL_DIR=$WORK/mail
+
+for p in $P_DIR $P_CM $P_DWG $P_NTF; do
+  for _ in $(seq 1 100); do
+    grpcurl -plaintext 127.0.0.1:$p grpc.health.v1.Health/Check 2>/dev/null | grep -q SERVING && break
+    sleep 0.1
+  done
+  grpcurl -plaintext 127.0.0.1:$p grpc.health.v1.Health/Check 2>/dev/null | grep -q SERVING || fail "port $p not serving"
+done
+
+call() { local token=$1 port=$2 method=$3 body=$4; grpcurl -plaintext -H "authorization: Bearer $token" -d "$body" 127.0.0.1:$port "$method"; }
+id() { grep "\"$1\"" | head -1 | cut -d'"' -f4; }
+D=connectability.directory.v1.DirectoryService
+OP=$("$BIN" token --operator)
+GC=$(call "$OP" $P_DIR $D/CreateCompany '{"name":"GC","storage_location":"us-east"}' | id id)
+SUB=$(call "$OP" $P_DIR $D/CreateCompany '{"name":"Sub","storage_location":"us-east"}' | id id)
+U1=$(call "$OP" $P_DIR $D/CreateUser "{\"company_id\":\"$GC\",\"display_name\":\"G\",\"email\":\"g@$RUN.example\"}" | id id)
+U2=$(call "$OP" $P_DIR $D/CreateUser "{\"company_id\":\"$SUB\",\"display_name\":\"R\",\"email\":\"r@$RUN.example\"}" | id id)
+P1=$(call "$OP" $P_DIR $D/CreateProject "{\"company_id\":\"$GC\",\"name\":\"Tower\"}" | id id)
+P2=$(call "$OP" $P_DIR $D/CreateProject "{\"company_id\":\"$SUB\",\"name\":\"Tower E\"}" | id id)
+ADMIN='{"connection_manager":"PERMISSION_LEVEL_ADMIN","drawings":"PERMISSION_LEVEL_ADMIN"}'
+call "$OP" $P_DIR $D/AddProjectMember "{\"project_id\":\"$P1\",\"user_id\":\"$U1\",\"permissions\":$ADMIN}" >/dev/null
+call "$OP" $P_DIR $D/AddProjectMember "{\"project_id\":\"$P2\",\"user_id\":\"$U2\",\"permissions\":$ADMIN}" >/dev/null
+call "$OP" $P_DIR $D/AddProjectMember "{\"project_id\":\"$P1\",\"user_id\":\"$U2\",\"permissions\":{\"drawings\":\"PERMISSION_LEVEL_READ_ONLY\"}}" >/dev/null
+T1=$("$BIN" token --user "$U1"); T2=$("$BIN" token --user "$U2")
+call "$T2" $P_CM connectability.connections.v1.ConnectionService/RequestConnection \
+  "{\"downstream_project_id\":\"$P2\",\"upstream_project_id\":\"$P1\",\"features\":[\"FEATURE_DRAWINGS\"]}" \
+  | grep -q CONNECTION_STATUS_ACTIVE || fail "connection not active"
+for _ in $(seq 1 100); do
+  call "$T1" $P_NTF connectability.notifications.v1.NotificationService/ListNotifications '{}' 2>/dev/null \
+    | grep -q NOTIFICATION_KIND_CONNECTION_CREATED && ls "$WORK/mail"/*.eml >/dev/null 2>&1 && break
+  sleep 0.2
+done
+call "$T1" $P_NTF connectability.notifications.v1.NotificationService/ListNotifications '{}' \
+  | grep -q NOTIFICATION_KIND_CONNECTION_CREATED || fail "no notification reached the upstream admin"
+ls "$WORK/mail"/*.eml >/dev/null 2>&1 || fail "no email written"
+echo "smoke: production mode (4 processes, postgres+nats) ok: connection created, notified, emailed"
