@@ -109,6 +109,8 @@ CREATE TABLE sync_connections (
     drawings_copied       BIGINT NOT NULL,
     -- The backfill's position: upstream drawing ids up to here are copied.
     backfill_cursor       TEXT NOT NULL,
+    -- When copying started (event time): earlier publishes belong to the backfill.
+    start_ms              BIGINT NOT NULL,
     last_copy_ms          BIGINT,
     update_ms             BIGINT NOT NULL
 );

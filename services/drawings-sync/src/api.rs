@@ -247,7 +247,7 @@ impl DrawingApi {
         id: &Id,
     ) -> Result<(DrawingRow, ProjectAccess, String), Status> {
         let mut conn = self.read().await?;
-        let d = db::get_drawing(&mut conn, id.as_str())
+        let d = db::get::<DrawingRow>(&mut conn, id.as_str())
             .await
             .map_err(db_err)?
             .filter(|d| d.deleted_ms.is_none())
@@ -295,7 +295,7 @@ impl DrawingService for DrawingApi {
             copy: Copy::default(),
             create_ms: self.clock.now_ms(),
         };
-        db::insert_area(&mut *self.read().await?, &area)
+        db::insert(&mut *self.read().await?, std::slice::from_ref(&area))
             .await
             .map_err(db_err)?;
         Ok(Response::new(area_pb(area)))
@@ -310,7 +310,7 @@ impl DrawingService for DrawingApi {
         let project = Id::parse(PROJECT, "project_id", &r.project_id)?;
         let page = PageRequest::parse(r.page_size, &r.page_token)?;
         self.viewer(&caller, project.as_str()).await?;
-        let mut rows = db::list_areas(
+        let mut rows = db::list_in_project::<AreaRow>(
             &mut *self.read().await?,
             project.as_str(),
             &page.after,
@@ -343,7 +343,7 @@ impl DrawingService for DrawingApi {
             copy: Copy::default(),
             create_ms: self.clock.now_ms(),
         };
-        db::insert_set(&mut *self.read().await?, &set)
+        db::insert(&mut *self.read().await?, std::slice::from_ref(&set))
             .await
             .map_err(db_err)?;
         Ok(Response::new(set_pb(set)))
@@ -358,7 +358,7 @@ impl DrawingService for DrawingApi {
         let project = Id::parse(PROJECT, "project_id", &r.project_id)?;
         let page = PageRequest::parse(r.page_size, &r.page_token)?;
         self.viewer(&caller, project.as_str()).await?;
-        let mut rows = db::list_sets(
+        let mut rows = db::list_in_project::<SetRow>(
             &mut *self.read().await?,
             project.as_str(),
             &page.after,
@@ -443,7 +443,7 @@ impl DrawingService for DrawingApi {
             .put(&object_key, content.freeze())
             .await
             .map_err(internal)?;
-        if let Err(e) = db::insert_file(&mut *self.read().await?, &file).await {
+        if let Err(e) = db::insert(&mut *self.read().await?, std::slice::from_ref(&file)).await {
             // Nothing half-stored: the bytes go if the record could not be written.
             let _ = self.blobs.delete(&object_key).await;
             return Err(db_err(e));
@@ -461,7 +461,7 @@ impl DrawingService for DrawingApi {
         let caller = connectability_auth::caller(&req)?;
         let id = Id::parse(FILE, "id", &req.get_ref().id)?;
         let mut conn = self.read().await?;
-        let file = db::get_file(&mut conn, id.as_str())
+        let file = db::get::<FileRow>(&mut conn, id.as_str())
             .await
             .map_err(db_err)?
             .ok_or_else(|| not_found("file", id.as_str()))?;
@@ -520,7 +520,7 @@ impl DrawingService for DrawingApi {
         self.admin(&caller, project.as_str()).await?;
         let now = self.clock.now_ms();
         let mut tx = self.db.begin().await.map_err(db_err)?;
-        let area = db::get_area(&mut tx, area_id.as_str())
+        let area = db::get::<AreaRow>(&mut tx, area_id.as_str())
             .await
             .map_err(db_err)?
             .filter(|a| a.project_id == project.as_str());
@@ -531,7 +531,7 @@ impl DrawingService for DrawingApi {
                 "drawings cannot be added to a connected area (D10)",
             ));
         }
-        let set = db::get_set(&mut tx, set_id.as_str())
+        let set = db::get::<SetRow>(&mut tx, set_id.as_str())
             .await
             .map_err(db_err)?
             .filter(|s| s.project_id == project.as_str());
@@ -542,7 +542,7 @@ impl DrawingService for DrawingApi {
                 "drawings cannot be added to a connected set (D10)",
             ));
         }
-        db::get_file(&mut tx, file_id.as_str())
+        db::get::<FileRow>(&mut tx, file_id.as_str())
             .await
             .map_err(db_err)?
             .filter(|f| f.project_id == project.as_str())
@@ -575,7 +575,9 @@ impl DrawingService for DrawingApi {
                     create_ms: now,
                     update_ms: now,
                 };
-                db::insert_drawing(&mut tx, &d).await.map_err(db_err)?;
+                db::insert(&mut tx, std::slice::from_ref(&d))
+                    .await
+                    .map_err(db_err)?;
                 d
             }
         };
@@ -595,7 +597,7 @@ impl DrawingService for DrawingApi {
             copy: Copy::default(),
             create_ms: now,
         };
-        db::insert_revision(&mut tx, &revision)
+        db::insert(&mut tx, std::slice::from_ref(&revision))
             .await
             .map_err(db_err)?;
         tx.commit().await.map_err(db_err)?;
@@ -624,7 +626,7 @@ impl DrawingService for DrawingApi {
         let mut tx = self.db.begin().await.map_err(db_err)?;
         let mut current = Vec::with_capacity(ids.len());
         for id in &ids {
-            let rev = db::get_revision(&mut tx, id)
+            let rev = db::get::<RevisionRow>(&mut tx, id)
                 .await
                 .map_err(db_err)?
                 .filter(|x| x.project_id == project.as_str());
@@ -651,7 +653,7 @@ impl DrawingService for DrawingApi {
         }
         let mut revisions = Vec::with_capacity(ids.len());
         for id in &ids {
-            if let Some(rev) = db::get_revision(&mut tx, id).await.map_err(db_err)? {
+            if let Some(rev) = db::get::<RevisionRow>(&mut tx, id).await.map_err(db_err)? {
                 revisions.push(revision_pb(rev));
             }
         }
@@ -702,7 +704,7 @@ impl DrawingService for DrawingApi {
                 }
                 "area_id" => {
                     let area_id = Id::parse(AREA, "drawing.area_id", &input.area_id)?;
-                    let area = db::get_area(&mut tx, area_id.as_str())
+                    let area = db::get::<AreaRow>(&mut tx, area_id.as_str())
                         .await
                         .map_err(db_err)?
                         .filter(|a| a.project_id == d.project_id);
@@ -918,7 +920,7 @@ impl DrawingService for DrawingApi {
         if body.is_empty() {
             return Err(invalid_argument("body", "must not be empty"));
         }
-        let rev = db::get_revision(&mut *self.read().await?, revision_id.as_str())
+        let rev = db::get::<RevisionRow>(&mut *self.read().await?, revision_id.as_str())
             .await
             .map_err(db_err)?
             .ok_or_else(|| not_found("revision", revision_id.as_str()))?;

@@ -57,6 +57,101 @@ fn in_list(first: usize, n: usize) -> String {
 
 // --- rows ----------------------------------------------------------------------------------
 
+/// A row type and its table: one generic accessor per operation serves every table.
+pub trait Table: Sized {
+    const NAME: &'static str;
+    const COLUMNS: &'static [&'static str];
+    fn read(r: &AnyRow) -> Result<Self>;
+    fn values(&self) -> Vec<V>;
+}
+
+macro_rules! table {
+    ($row:ty, $name:literal, $columns:ident) => {
+        impl Table for $row {
+            const NAME: &'static str = $name;
+            const COLUMNS: &'static [&'static str] = $columns;
+            fn read(r: &AnyRow) -> Result<Self> {
+                <$row>::read_row(r)
+            }
+            fn values(&self) -> Vec<V> {
+                <$row>::row_values(self)
+            }
+        }
+    };
+}
+
+table!(AreaRow, "areas", AREA_COLUMNS);
+table!(SetRow, "sets", SET_COLUMNS);
+table!(DrawingRow, "drawings", DRAWING_COLUMNS);
+table!(RevisionRow, "revisions", REVISION_COLUMNS);
+table!(FileRow, "files", FILE_COLUMNS);
+
+/// Inserts rows of one table, many per statement.
+pub async fn insert<T: Table>(conn: &mut AnyConnection, rows: &[T]) -> Result<()> {
+    let values: Vec<Vec<V>> = rows.iter().map(T::values).collect();
+    insert_many(conn, T::NAME, T::COLUMNS, &values).await
+}
+
+/// One row by id.
+pub async fn get<T: Table>(conn: &mut AnyConnection, id: &str) -> Result<Option<T>> {
+    let sql = format!(
+        "SELECT {} FROM {} WHERE id = $1",
+        T::COLUMNS.join(", "),
+        T::NAME
+    );
+    Ok(fetch(conn, sql, &[id], T::read).await?.pop())
+}
+
+/// Rows by id (any order).
+pub async fn by_ids<T: Table>(conn: &mut AnyConnection, ids: &[String]) -> Result<Vec<T>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sql = format!(
+        "SELECT {} FROM {} WHERE id IN ({})",
+        T::COLUMNS.join(", "),
+        T::NAME,
+        in_list(1, ids.len())
+    );
+    let binds: Vec<&str> = ids.iter().map(String::as_str).collect();
+    fetch(conn, sql, &binds, T::read).await
+}
+
+/// A project's rows in id order after `after` (areas, sets).
+pub async fn list_in_project<T: Table>(
+    conn: &mut AnyConnection,
+    project: &str,
+    after: &str,
+    limit: i64,
+) -> Result<Vec<T>> {
+    let sql = format!(
+        "SELECT {} FROM {} WHERE project_id = $1 AND id > $2 ORDER BY id LIMIT {limit}",
+        T::COLUMNS.join(", "),
+        T::NAME
+    );
+    fetch(conn, sql, &[project, after], T::read).await
+}
+
+/// A connection's copies of these upstream items.
+pub async fn copies<T: Table>(
+    conn: &mut AnyConnection,
+    connection_id: &str,
+    origin_ids: &[String],
+) -> Result<Vec<T>> {
+    if origin_ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sql = format!(
+        "SELECT {} FROM {} WHERE connection_id = $1 AND origin_id IN ({})",
+        T::COLUMNS.join(", "),
+        T::NAME,
+        in_list(2, origin_ids.len())
+    );
+    let mut binds = vec![connection_id];
+    binds.extend(origin_ids.iter().map(String::as_str));
+    fetch(conn, sql, &binds, T::read).await
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct Copy {
     pub connection_id: String,
@@ -100,7 +195,7 @@ pub const AREA_COLUMNS: &[&str] = &[
 ];
 
 impl AreaRow {
-    fn read(r: &AnyRow) -> Result<Self> {
+    fn read_row(r: &AnyRow) -> Result<Self> {
         Ok(Self {
             id: r.try_get("id")?,
             project_id: r.try_get("project_id")?,
@@ -110,7 +205,7 @@ impl AreaRow {
             create_ms: r.try_get("create_ms")?,
         })
     }
-    pub fn values(&self) -> Vec<V> {
+    fn row_values(&self) -> Vec<V> {
         vec![
             V::T(self.id.clone()),
             V::T(self.project_id.clone()),
@@ -146,7 +241,7 @@ pub const SET_COLUMNS: &[&str] = &[
 ];
 
 impl SetRow {
-    fn read(r: &AnyRow) -> Result<Self> {
+    fn read_row(r: &AnyRow) -> Result<Self> {
         Ok(Self {
             id: r.try_get("id")?,
             project_id: r.try_get("project_id")?,
@@ -156,7 +251,7 @@ impl SetRow {
             create_ms: r.try_get("create_ms")?,
         })
     }
-    pub fn values(&self) -> Vec<V> {
+    fn row_values(&self) -> Vec<V> {
         vec![
             V::T(self.id.clone()),
             V::T(self.project_id.clone()),
@@ -208,7 +303,7 @@ pub const DRAWING_COLUMNS: &[&str] = &[
 ];
 
 impl DrawingRow {
-    fn read(r: &AnyRow) -> Result<Self> {
+    fn read_row(r: &AnyRow) -> Result<Self> {
         Ok(Self {
             id: r.try_get("id")?,
             project_id: r.try_get("project_id")?,
@@ -226,7 +321,7 @@ impl DrawingRow {
             update_ms: r.try_get("update_ms")?,
         })
     }
-    pub fn values(&self) -> Vec<V> {
+    fn row_values(&self) -> Vec<V> {
         vec![
             V::T(self.id.clone()),
             V::T(self.project_id.clone()),
@@ -286,7 +381,7 @@ pub const REVISION_COLUMNS: &[&str] = &[
 ];
 
 impl RevisionRow {
-    fn read(r: &AnyRow) -> Result<Self> {
+    fn read_row(r: &AnyRow) -> Result<Self> {
         Ok(Self {
             id: r.try_get("id")?,
             drawing_id: r.try_get("drawing_id")?,
@@ -304,7 +399,7 @@ impl RevisionRow {
             create_ms: r.try_get("create_ms")?,
         })
     }
-    pub fn values(&self) -> Vec<V> {
+    fn row_values(&self) -> Vec<V> {
         vec![
             V::T(self.id.clone()),
             V::T(self.drawing_id.clone()),
@@ -352,7 +447,7 @@ pub const FILE_COLUMNS: &[&str] = &[
 ];
 
 impl FileRow {
-    fn read(r: &AnyRow) -> Result<Self> {
+    fn read_row(r: &AnyRow) -> Result<Self> {
         Ok(Self {
             id: r.try_get("id")?,
             project_id: r.try_get("project_id")?,
@@ -365,7 +460,7 @@ impl FileRow {
             create_ms: r.try_get("create_ms")?,
         })
     }
-    pub fn values(&self) -> Vec<V> {
+    fn row_values(&self) -> Vec<V> {
         vec![
             V::T(self.id.clone()),
             V::T(self.project_id.clone()),
@@ -401,6 +496,7 @@ pub struct SyncRow {
     pub items_copied: i64,
     pub drawings_copied: i64,
     pub backfill_cursor: String,
+    pub start_ms: i64,
     pub last_copy_ms: Option<i64>,
     pub update_ms: i64,
 }
@@ -417,6 +513,7 @@ impl SyncRow {
             items_copied: r.try_get("items_copied")?,
             drawings_copied: r.try_get("drawings_copied")?,
             backfill_cursor: r.try_get("backfill_cursor")?,
+            start_ms: r.try_get("start_ms")?,
             last_copy_ms: r.try_get("last_copy_ms")?,
             update_ms: r.try_get("update_ms")?,
         })
@@ -444,77 +541,6 @@ async fn fetch<T>(
 
 // --- the tool ------------------------------------------------------------------------------
 
-pub async fn insert_area(conn: &mut AnyConnection, a: &AreaRow) -> Result<()> {
-    insert_many(conn, "areas", AREA_COLUMNS, &[a.values()]).await
-}
-
-pub async fn get_area(conn: &mut AnyConnection, id: &str) -> Result<Option<AreaRow>> {
-    Ok(fetch(
-        conn,
-        format!("{} WHERE id = $1", select!("areas", AREA_COLUMNS)),
-        &[id],
-        AreaRow::read,
-    )
-    .await?
-    .pop())
-}
-
-pub async fn list_areas(
-    conn: &mut AnyConnection,
-    project: &str,
-    after: &str,
-    limit: i64,
-) -> Result<Vec<AreaRow>> {
-    let sql = format!(
-        "{} WHERE project_id = $1 AND id > $2 ORDER BY id LIMIT {limit}",
-        select!("areas", AREA_COLUMNS)
-    );
-    fetch(conn, sql, &[project, after], AreaRow::read).await
-}
-
-pub async fn insert_set(conn: &mut AnyConnection, s: &SetRow) -> Result<()> {
-    insert_many(conn, "sets", SET_COLUMNS, &[s.values()]).await
-}
-
-pub async fn get_set(conn: &mut AnyConnection, id: &str) -> Result<Option<SetRow>> {
-    Ok(fetch(
-        conn,
-        format!("{} WHERE id = $1", select!("sets", SET_COLUMNS)),
-        &[id],
-        SetRow::read,
-    )
-    .await?
-    .pop())
-}
-
-pub async fn list_sets(
-    conn: &mut AnyConnection,
-    project: &str,
-    after: &str,
-    limit: i64,
-) -> Result<Vec<SetRow>> {
-    let sql = format!(
-        "{} WHERE project_id = $1 AND id > $2 ORDER BY id LIMIT {limit}",
-        select!("sets", SET_COLUMNS)
-    );
-    fetch(conn, sql, &[project, after], SetRow::read).await
-}
-
-pub async fn insert_file(conn: &mut AnyConnection, f: &FileRow) -> Result<()> {
-    insert_many(conn, "files", FILE_COLUMNS, &[f.values()]).await
-}
-
-pub async fn get_file(conn: &mut AnyConnection, id: &str) -> Result<Option<FileRow>> {
-    Ok(fetch(
-        conn,
-        format!("{} WHERE id = $1", select!("files", FILE_COLUMNS)),
-        &[id],
-        FileRow::read,
-    )
-    .await?
-    .pop())
-}
-
 /// True when a published revision of a live drawing shows this file.
 pub async fn file_is_published(conn: &mut AnyConnection, file_id: &str) -> Result<bool> {
     let n: i64 = sqlx::query_scalar(
@@ -525,17 +551,6 @@ pub async fn file_is_published(conn: &mut AnyConnection, file_id: &str) -> Resul
     .fetch_one(conn)
     .await?;
     Ok(n > 0)
-}
-
-pub async fn get_drawing(conn: &mut AnyConnection, id: &str) -> Result<Option<DrawingRow>> {
-    Ok(fetch(
-        conn,
-        format!("{} WHERE id = $1", select!("drawings", DRAWING_COLUMNS)),
-        &[id],
-        DrawingRow::read,
-    )
-    .await?
-    .pop())
 }
 
 /// The live drawing with this number in this area, if any.
@@ -549,13 +564,14 @@ pub async fn find_drawing(
         "{} WHERE project_id = $1 AND area_id = $2 AND number = $3 AND deleted_ms IS NULL",
         select!("drawings", DRAWING_COLUMNS)
     );
-    Ok(fetch(conn, sql, &[project, area, number], DrawingRow::read)
-        .await?
-        .pop())
-}
-
-pub async fn insert_drawing(conn: &mut AnyConnection, d: &DrawingRow) -> Result<()> {
-    insert_many(conn, "drawings", DRAWING_COLUMNS, &[d.values()]).await
+    Ok(fetch(
+        conn,
+        sql,
+        &[project, area, number],
+        <DrawingRow as Table>::read,
+    )
+    .await?
+    .pop())
 }
 
 /// Writes a drawing's mutable fields.
@@ -610,24 +626,9 @@ pub async fn list_drawings(
         conn,
         sql,
         &[project, area, after_number, after_id],
-        DrawingRow::read,
+        <DrawingRow as Table>::read,
     )
     .await
-}
-
-pub async fn insert_revision(conn: &mut AnyConnection, r: &RevisionRow) -> Result<()> {
-    insert_many(conn, "revisions", REVISION_COLUMNS, &[r.values()]).await
-}
-
-pub async fn get_revision(conn: &mut AnyConnection, id: &str) -> Result<Option<RevisionRow>> {
-    Ok(fetch(
-        conn,
-        format!("{} WHERE id = $1", select!("revisions", REVISION_COLUMNS)),
-        &[id],
-        RevisionRow::read,
-    )
-    .await?
-    .pop())
 }
 
 /// Revisions of these drawings, oldest first.
@@ -650,7 +651,7 @@ pub async fn revisions_of(
         in_list(1, drawing_ids.len())
     );
     let binds: Vec<&str> = drawing_ids.iter().map(String::as_str).collect();
-    fetch(conn, sql, &binds, RevisionRow::read).await
+    fetch(conn, sql, &binds, <RevisionRow as Table>::read).await
 }
 
 /// Marks these revisions published; returns the ones that were not yet.
@@ -667,7 +668,7 @@ pub async fn publish(
     );
     let mut binds = vec![project];
     binds.extend(ids.iter().map(String::as_str));
-    let newly = fetch(&mut *conn, sql, &binds, RevisionRow::read).await?;
+    let newly = fetch(&mut *conn, sql, &binds, <RevisionRow as Table>::read).await?;
     if newly.is_empty() {
         return Ok(newly);
     }
@@ -696,10 +697,16 @@ pub async fn deleted_revisions(
          WHERE d.project_id = $1 AND d.deleted_ms IS NOT NULL AND r.id > $2 ORDER BY r.id LIMIT {limit}",
         rev_cols.join(", ")
     );
-    let revisions = fetch(&mut *conn, sql, &[project, after], RevisionRow::read).await?;
+    let revisions = fetch(
+        &mut *conn,
+        sql,
+        &[project, after],
+        <RevisionRow as Table>::read,
+    )
+    .await?;
     let mut out = Vec::with_capacity(revisions.len());
     for r in revisions {
-        if let Some(d) = get_drawing(&mut *conn, &r.drawing_id).await? {
+        if let Some(d) = get::<DrawingRow>(&mut *conn, &r.drawing_id).await? {
             out.push((r, d));
         }
     }
@@ -770,7 +777,7 @@ pub async fn list_markups(
 
 const SYNC_COLUMNS: &str =
     "connection_id, upstream_project_id, downstream_project_id, downstream_company_id, state,
-    items_total, items_copied, drawings_copied, backfill_cursor, last_copy_ms, update_ms";
+    items_total, items_copied, drawings_copied, backfill_cursor, start_ms, last_copy_ms, update_ms";
 
 pub async fn get_sync(conn: &mut AnyConnection, connection_id: &str) -> Result<Option<SyncRow>> {
     Ok(fetch(
@@ -804,10 +811,10 @@ pub async fn backfilling(conn: &mut AnyConnection) -> Result<Vec<SyncRow>> {
 pub async fn start_sync(conn: &mut AnyConnection, s: &SyncRow) -> Result<()> {
     sqlx::query(
         "INSERT INTO sync_connections (connection_id, upstream_project_id, downstream_project_id, downstream_company_id,
-            state, items_total, items_copied, drawings_copied, backfill_cursor, last_copy_ms, update_ms)
-         VALUES ($1, $2, $3, $4, 1, $5, 0, 0, '', NULL, $6)
+            state, items_total, items_copied, drawings_copied, backfill_cursor, start_ms, last_copy_ms, update_ms)
+         VALUES ($1, $2, $3, $4, 1, $5, 0, 0, '', $7, NULL, $6)
          ON CONFLICT (connection_id) DO UPDATE SET state = 1, items_total = excluded.items_total,
-            backfill_cursor = '', update_ms = excluded.update_ms",
+            backfill_cursor = '', start_ms = excluded.start_ms, update_ms = excluded.update_ms",
     )
     .bind(&s.connection_id)
     .bind(&s.upstream_project_id)
@@ -815,6 +822,7 @@ pub async fn start_sync(conn: &mut AnyConnection, s: &SyncRow) -> Result<()> {
     .bind(&s.downstream_company_id)
     .bind(s.items_total)
     .bind(s.update_ms)
+    .bind(s.start_ms)
     .execute(conn)
     .await?;
     Ok(())
@@ -922,132 +930,7 @@ pub async fn drawings_by_ids(
     );
     let mut binds = vec![project];
     binds.extend(ids.iter().map(String::as_str));
-    fetch(conn, sql, &binds, DrawingRow::read).await
-}
-
-pub async fn areas_by_ids(conn: &mut AnyConnection, ids: &[String]) -> Result<Vec<AreaRow>> {
-    if ids.is_empty() {
-        return Ok(Vec::new());
-    }
-    let sql = format!(
-        "{} WHERE id IN ({})",
-        select!("areas", AREA_COLUMNS),
-        in_list(1, ids.len())
-    );
-    let binds: Vec<&str> = ids.iter().map(String::as_str).collect();
-    fetch(conn, sql, &binds, AreaRow::read).await
-}
-
-pub async fn sets_by_ids(conn: &mut AnyConnection, ids: &[String]) -> Result<Vec<SetRow>> {
-    if ids.is_empty() {
-        return Ok(Vec::new());
-    }
-    let sql = format!(
-        "{} WHERE id IN ({})",
-        select!("sets", SET_COLUMNS),
-        in_list(1, ids.len())
-    );
-    let binds: Vec<&str> = ids.iter().map(String::as_str).collect();
-    fetch(conn, sql, &binds, SetRow::read).await
-}
-
-pub async fn files_by_ids(conn: &mut AnyConnection, ids: &[String]) -> Result<Vec<FileRow>> {
-    if ids.is_empty() {
-        return Ok(Vec::new());
-    }
-    let sql = format!(
-        "{} WHERE id IN ({})",
-        select!("files", FILE_COLUMNS),
-        in_list(1, ids.len())
-    );
-    let binds: Vec<&str> = ids.iter().map(String::as_str).collect();
-    fetch(conn, sql, &binds, FileRow::read).await
-}
-
-/// A connection's copies of these upstream items, in `table` (areas, sets, drawings, revisions).
-async fn copies<T>(
-    conn: &mut AnyConnection,
-    table: &str,
-    columns: &[&str],
-    connection_id: &str,
-    origin_ids: &[String],
-    read: fn(&AnyRow) -> Result<T>,
-) -> Result<Vec<T>> {
-    if origin_ids.is_empty() {
-        return Ok(Vec::new());
-    }
-    let sql = format!(
-        "SELECT {} FROM {table} WHERE connection_id = $1 AND origin_id IN ({})",
-        columns.join(", "),
-        in_list(2, origin_ids.len())
-    );
-    let mut binds = vec![connection_id];
-    binds.extend(origin_ids.iter().map(String::as_str));
-    fetch(conn, sql, &binds, read).await
-}
-
-pub async fn area_copies(
-    conn: &mut AnyConnection,
-    connection_id: &str,
-    origins: &[String],
-) -> Result<Vec<AreaRow>> {
-    copies(
-        conn,
-        "areas",
-        AREA_COLUMNS,
-        connection_id,
-        origins,
-        AreaRow::read,
-    )
-    .await
-}
-
-pub async fn set_copies(
-    conn: &mut AnyConnection,
-    connection_id: &str,
-    origins: &[String],
-) -> Result<Vec<SetRow>> {
-    copies(
-        conn,
-        "sets",
-        SET_COLUMNS,
-        connection_id,
-        origins,
-        SetRow::read,
-    )
-    .await
-}
-
-pub async fn drawing_copies(
-    conn: &mut AnyConnection,
-    connection_id: &str,
-    origins: &[String],
-) -> Result<Vec<DrawingRow>> {
-    copies(
-        conn,
-        "drawings",
-        DRAWING_COLUMNS,
-        connection_id,
-        origins,
-        DrawingRow::read,
-    )
-    .await
-}
-
-pub async fn revision_copies(
-    conn: &mut AnyConnection,
-    connection_id: &str,
-    origins: &[String],
-) -> Result<Vec<RevisionRow>> {
-    copies(
-        conn,
-        "revisions",
-        REVISION_COLUMNS,
-        connection_id,
-        origins,
-        RevisionRow::read,
-    )
-    .await
+    fetch(conn, sql, &binds, <DrawingRow as Table>::read).await
 }
 
 pub async fn update_area(conn: &mut AnyConnection, a: &AreaRow) -> Result<()> {
@@ -1078,7 +961,7 @@ pub async fn withdraw_copies(conn: &mut AnyConnection, connection_id: &str) -> R
             .bind(connection_id)
             .fetch_all(&mut *conn)
             .await?;
-    let files = files_by_ids(&mut *conn, &file_ids).await?;
+    let files: Vec<FileRow> = by_ids(&mut *conn, &file_ids).await?;
     for sql in [
         "DELETE FROM markups WHERE revision_id IN (SELECT id FROM revisions WHERE connection_id = $1)",
         "DELETE FROM revisions WHERE connection_id = $1",

@@ -56,11 +56,12 @@ pub async fn reconcile(
     let upstream = db::drawings_by_ids(tx, &s.upstream_project_id, upstream_ids).await?;
     let ids: Vec<String> = upstream.iter().map(|d| d.id.clone()).collect();
     let published = db::revisions_of(tx, &ids, true).await?;
-    let mut copies: HashMap<String, DrawingRow> = db::drawing_copies(tx, &s.connection_id, &ids)
-        .await?
-        .into_iter()
-        .map(|d| (d.copy.origin_id.clone(), d))
-        .collect();
+    let mut copies: HashMap<String, DrawingRow> =
+        db::copies::<DrawingRow>(tx, &s.connection_id, &ids)
+            .await?
+            .into_iter()
+            .map(|d| (d.copy.origin_id.clone(), d))
+            .collect();
     // Only drawings with something published, or already copied, take part.
     let live: Vec<&DrawingRow> = upstream
         .iter()
@@ -84,12 +85,13 @@ pub async fn reconcile(
     // Areas and sets: create missing copies, follow renames.
     let mut area_map = HashMap::new();
     let mut new_areas = Vec::new();
-    let area_copies: HashMap<String, AreaRow> = db::area_copies(tx, &s.connection_id, &area_ids)
-        .await?
-        .into_iter()
-        .map(|a| (a.copy.origin_id.clone(), a))
-        .collect();
-    for a in db::areas_by_ids(tx, &area_ids).await? {
+    let area_copies: HashMap<String, AreaRow> =
+        db::copies::<AreaRow>(tx, &s.connection_id, &area_ids)
+            .await?
+            .into_iter()
+            .map(|a| (a.copy.origin_id.clone(), a))
+            .collect();
+    for a in db::by_ids::<AreaRow>(tx, &area_ids).await? {
         match area_copies.get(&a.id) {
             Some(c) => {
                 if c.name != a.name || c.description != a.description {
@@ -120,12 +122,12 @@ pub async fn reconcile(
     }
     let mut set_map = HashMap::new();
     let mut new_sets = Vec::new();
-    let set_copies: HashMap<String, SetRow> = db::set_copies(tx, &s.connection_id, &set_ids)
+    let set_copies: HashMap<String, SetRow> = db::copies::<SetRow>(tx, &s.connection_id, &set_ids)
         .await?
         .into_iter()
         .map(|x| (x.copy.origin_id.clone(), x))
         .collect();
-    for x in db::sets_by_ids(tx, &set_ids).await? {
+    for x in db::by_ids::<SetRow>(tx, &set_ids).await? {
         match set_copies.get(&x.id) {
             Some(c) => {
                 if c.name != x.name || c.set_date != x.set_date {
@@ -156,10 +158,8 @@ pub async fn reconcile(
     }
 
     // Areas and sets first: drawing rows and updates below refer to them.
-    let area_rows: Vec<Vec<db::V>> = new_areas.iter().map(AreaRow::values).collect();
-    db::insert_many(tx, "areas", db::AREA_COLUMNS, &area_rows).await?;
-    let set_rows: Vec<Vec<db::V>> = new_sets.iter().map(SetRow::values).collect();
-    db::insert_many(tx, "sets", db::SET_COLUMNS, &set_rows).await?;
+    db::insert(tx, &new_areas).await?;
+    db::insert(tx, &new_sets).await?;
 
     // Drawings: create, follow newer versions, mirror deletions.
     let mut new_drawings = Vec::new();
@@ -216,7 +216,7 @@ pub async fn reconcile(
 
     // Revisions and their files, under the downstream company's own prefix.
     let rev_ids: Vec<String> = published.iter().map(|r| r.id.clone()).collect();
-    let copied: Vec<String> = db::revision_copies(tx, &s.connection_id, &rev_ids)
+    let copied: Vec<String> = db::copies::<RevisionRow>(tx, &s.connection_id, &rev_ids)
         .await?
         .into_iter()
         .map(|r| r.copy.origin_id)
@@ -231,7 +231,7 @@ pub async fn reconcile(
         })
         .collect();
     let file_ids: Vec<String> = todo.iter().map(|r| r.file_id.clone()).collect();
-    let files: HashMap<String, FileRow> = db::files_by_ids(tx, &file_ids)
+    let files: HashMap<String, FileRow> = db::by_ids::<FileRow>(tx, &file_ids)
         .await?
         .into_iter()
         .map(|f| (f.id.clone(), f))
@@ -270,12 +270,9 @@ pub async fn reconcile(
     }
 
     // Many rows per statement, all in the caller's one transaction.
-    let file_rows: Vec<Vec<db::V>> = new_files.iter().map(FileRow::values).collect();
-    db::insert_many(tx, "files", db::FILE_COLUMNS, &file_rows).await?;
-    let drawing_rows: Vec<Vec<db::V>> = new_drawings.iter().map(DrawingRow::values).collect();
-    db::insert_many(tx, "drawings", db::DRAWING_COLUMNS, &drawing_rows).await?;
-    let revision_rows: Vec<Vec<db::V>> = new_revisions.iter().map(RevisionRow::values).collect();
-    db::insert_many(tx, "revisions", db::REVISION_COLUMNS, &revision_rows).await?;
+    db::insert(tx, &new_files).await?;
+    db::insert(tx, &new_drawings).await?;
+    db::insert(tx, &new_revisions).await?;
     Ok(out)
 }
 
@@ -308,6 +305,8 @@ impl SyncCore {
             items_copied: 0,
             drawings_copied: 0,
             backfill_cursor: String::new(),
+            // Event times come from the wall clock; so does this, to compare with them.
+            start_ms: connectability_store::now_ms(),
             last_copy_ms: None,
             update_ms: self.clock.now_ms(),
         };
@@ -383,19 +382,24 @@ impl InboxHandler for DrawingEvents {
         let mut out = Vec::new();
         for s in db::syncs_from(tx, &project).await? {
             let copied = reconcile(tx, &core.blobs, &s, &drawings, now).await?;
+            // A change made before this connection started copying is the backfill's: it is
+            // copied all the same (reconcile is idempotent), but counted and announced once,
+            // by the backfill.
+            let live = e.time_ms >= s.start_ms;
             if copied.revisions > 0 || copied.drawings > 0 {
                 db::count_copies(
                     tx,
                     &s.connection_id,
                     copied.revisions,
                     copied.drawings,
-                    true,
+                    live,
                     now,
                 )
                 .await?;
             }
             if let Some(publish_id) = &kind
                 && copied.revisions > 0
+                && live
             {
                 out.push(events::drawings_copied(&s, publish_id, copied.revisions));
             }
