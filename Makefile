@@ -42,9 +42,9 @@ clippy:
 buf-lint:
 	buf lint
 
-## Benchmarks: outbox throughput on both backends.
+## Benchmarks on both backends: outbox throughput, and a drawings backfill end to end.
 bench:
-	$(CARGO) bench -p connectability-tests --bench outbox
+	$(CARGO) bench -p connectability-tests --bench outbox --bench sync
 
 ## Regenerate code from proto/ (cargo does it on every build; this just forces it).
 proto:
