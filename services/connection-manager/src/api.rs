@@ -205,13 +205,13 @@ impl ConnectionApi {
     /// Writes the change: the connection (if still in `expected` status), history, events.
     async fn save(
         &self,
-        mut tx: Tx,
         stored: &Stored,
         expected: ConnectionStatus,
         history: &[HistoryEntry<'_>],
         events: &[Envelope],
     ) -> Result<(), Status> {
         let now = self.clock.now_ms();
+        let mut tx = self.begin().await?;
         if !db::update(&mut tx, stored, expected, now)
             .await
             .map_err(db_err)?
@@ -220,6 +220,17 @@ impl ConnectionApi {
                 reason::INVALID_STATE,
                 "the connection changed meanwhile; read it again",
             ));
+        }
+        // REJECTED and UNDONE connections do not count (C8, C10, C14): the projects are free
+        // to take either role again unless another connection holds it.
+        let c = &stored.connection;
+        if matches!(
+            c.status(),
+            ConnectionStatus::Rejected | ConnectionStatus::Undone
+        ) {
+            db::release_roles(&mut tx, &[&c.upstream_project_id, &c.downstream_project_id])
+                .await
+                .map_err(db_err)?;
         }
         db::add_history(&mut tx, history).await.map_err(db_err)?;
         connectability_store::commit(tx, events, None, &self.relay)
@@ -458,14 +469,8 @@ impl ConnectionService for ConnectionApi {
             &[],
         );
         let out = [events::approved(c, user), events::activated(c, user, false)];
-        self.save(
-            self.begin().await?,
-            &stored,
-            ConnectionStatus::Pending,
-            &[entry],
-            &out,
-        )
-        .await?;
+        self.save(&stored, ConnectionStatus::Pending, &[entry], &out)
+            .await?;
         Ok(Response::new(stored.connection))
     }
 
@@ -502,29 +507,9 @@ impl ConnectionService for ConnectionApi {
             &message,
             &[],
         );
-        let mut tx = self.begin().await?;
-        if !db::update(&mut tx, &stored, ConnectionStatus::Pending, now)
-            .await
-            .map_err(db_err)?
-        {
-            return Err(rule(
-                reason::INVALID_STATE,
-                "the connection changed meanwhile; read it again",
-            ));
-        }
-        // A rejected request leaves the projects free to take either role again.
-        db::release_roles(&mut tx, &[&c.upstream_project_id, &c.downstream_project_id])
-            .await
-            .map_err(db_err)?;
-        db::add_history(&mut tx, &[entry]).await.map_err(db_err)?;
-        connectability_store::commit(
-            tx,
-            &[events::rejected(c, user, &message)],
-            None,
-            &self.relay,
-        )
-        .await
-        .map_err(db_err)?;
+        let out = [events::rejected(c, user, &message)];
+        self.save(&stored, ConnectionStatus::Pending, &[entry], &out)
+            .await?;
         Ok(Response::new(stored.connection))
     }
 
@@ -566,26 +551,8 @@ impl ConnectionService for ConnectionApi {
         stored.connection.update_time = Some(timestamp(now));
         let c = &stored.connection;
         let entry = history(c, ConnectionAction::Undone, previous, user, now, "", &[]);
-        let mut tx = self.begin().await?;
-        if !db::update(&mut tx, &stored, previous, now)
-            .await
-            .map_err(db_err)?
-        {
-            return Err(rule(
-                reason::INVALID_STATE,
-                "the connection changed meanwhile; read it again",
-            ));
-        }
-        if undo == Undo::Withdraw {
-            // An undone connection does not count: not for C8, C10 nor C14.
-            db::release_roles(&mut tx, &[&c.upstream_project_id, &c.downstream_project_id])
-                .await
-                .map_err(db_err)?;
-        }
-        db::add_history(&mut tx, &[entry]).await.map_err(db_err)?;
-        connectability_store::commit(tx, &[events::undone(c, user, previous)], None, &self.relay)
-            .await
-            .map_err(db_err)?;
+        let out = [events::undone(c, user, previous)];
+        self.save(&stored, previous, &[entry], &out).await?;
         Ok(Response::new(stored.connection))
     }
 
@@ -639,14 +606,8 @@ impl ConnectionService for ConnectionApi {
             &[],
         );
         let out = [events::disconnected(c, user, &why)];
-        self.save(
-            self.begin().await?,
-            &stored,
-            ConnectionStatus::Active,
-            &[entry],
-            &out,
-        )
-        .await?;
+        self.save(&stored, ConnectionStatus::Active, &[entry], &out)
+            .await?;
         Ok(Response::new(stored.connection))
     }
 
@@ -715,14 +676,8 @@ impl ConnectionService for ConnectionApi {
             &added,
         );
         let out = [events::features_added(c, &added, user)];
-        self.save(
-            self.begin().await?,
-            &stored,
-            ConnectionStatus::Active,
-            &[entry],
-            &out,
-        )
-        .await?;
+        self.save(&stored, ConnectionStatus::Active, &[entry], &out)
+            .await?;
         Ok(Response::new(stored.connection))
     }
 
