@@ -12,6 +12,7 @@ pub mod input;
 pub mod metrics;
 pub mod paging;
 pub mod server;
+pub mod standalone;
 pub mod telemetry;
 pub mod time;
 

@@ -15,7 +15,7 @@ mod events;
 use std::{sync::Arc, time::Duration};
 
 use connectability_events::EventBus;
-use connectability_platform::{CommonConfig, GrpcServer, clock::Clock};
+use connectability_platform::{CommonConfig, GrpcServer, clock::Clock, standalone::Standalone};
 use connectability_proto::connections::v1::connection_service_server::ConnectionServiceServer;
 use connectability_store::{Db, ServiceMigrations, outbox::Relay};
 
@@ -90,46 +90,24 @@ pub struct Config {
 
 /// Runs the connection manager alone until SIGTERM or Ctrl-C.
 pub async fn serve(config: Config) -> anyhow::Result<()> {
-    let verifier = config.common.auth.verifier()?;
-    let token = config.common.auth.service_token(NAME).ok_or_else(|| {
-        anyhow::anyhow!(
-            "set SERVICE_TOKEN (or AUTH_HS256_SECRET) so this service can call the directory"
-        )
-    })?;
-    let db = Db::connect(&config.database_url).await?;
-    db.migrate(&migrations()).await?;
-    let bus =
-        connectability_events::connect(&config.common.events_url, &config.common.events_prefix)
-            .await?;
-    let directory = DirectoryGateway::new(
-        connectability_platform::directory::channel(&config.directory_url)?,
-        &token,
+    let mut app =
+        Standalone::start(NAME, &config.common, &config.database_url, &migrations()).await?;
+    let directory = app.directory(
+        &config.directory_url,
         Duration::from_millis(config.directory_cache_ttl_ms),
-    );
-    let metrics = connectability_platform::metrics::Metrics::new();
-    let _metrics_task = match config.common.metrics_addr()? {
-        Some(addr) => Some(metrics.clone().serve(addr).await?),
-        None => None,
-    };
-    let mut server = GrpcServer::new(verifier, metrics);
+    )?;
     let drawings = DrawingsGateway::new(
         connectability_platform::directory::channel(&config.drawings_url)?,
-        &token,
+        &app.service_token()?,
     );
+    let max = app.max_message_bytes();
     ConnectionManager::new(
-        db,
-        bus,
+        app.db.clone(),
+        app.bus.clone(),
         directory,
         drawings,
         Arc::new(connectability_platform::clock::SystemClock),
     )
-    .mount(&mut server, config.common.max_message_bytes);
-    let listener = tokio::net::TcpListener::bind(config.common.grpc_addr).await?;
-    server
-        .serve(
-            listener,
-            connectability_platform::shutdown_signal(),
-            config.common.shutdown_grace(),
-        )
-        .await
+    .mount(&mut app.server, max);
+    app.serve().await
 }

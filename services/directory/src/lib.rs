@@ -14,7 +14,7 @@ mod events;
 use std::sync::Arc;
 
 use connectability_events::EventBus;
-use connectability_platform::{CommonConfig, GrpcServer};
+use connectability_platform::{CommonConfig, GrpcServer, standalone::Standalone};
 use connectability_proto::directory::v1::directory_service_server::DirectoryServiceServer;
 use connectability_store::{Db, ServiceMigrations, outbox::Relay};
 
@@ -74,26 +74,9 @@ pub struct Config {
 
 /// Runs the directory alone until SIGTERM or Ctrl-C.
 pub async fn serve(config: Config) -> anyhow::Result<()> {
-    let verifier = config.common.auth.verifier()?;
-    let db = Db::connect(&config.database_url).await?;
-    db.migrate(&migrations()).await?;
-    let bus =
-        connectability_events::connect(&config.common.events_url, &config.common.events_prefix)
-            .await?;
-    let directory = Directory::new(db, bus);
-    let metrics = connectability_platform::metrics::Metrics::new();
-    let _metrics_task = match config.common.metrics_addr()? {
-        Some(addr) => Some(metrics.clone().serve(addr).await?),
-        None => None,
-    };
-    let mut server = GrpcServer::new(verifier, metrics);
-    directory.mount(&mut server, config.common.max_message_bytes);
-    let listener = tokio::net::TcpListener::bind(config.common.grpc_addr).await?;
-    server
-        .serve(
-            listener,
-            connectability_platform::shutdown_signal(),
-            config.common.shutdown_grace(),
-        )
-        .await
+    let mut app =
+        Standalone::start(NAME, &config.common, &config.database_url, &migrations()).await?;
+    let max = app.max_message_bytes();
+    Directory::new(app.db.clone(), app.bus.clone()).mount(&mut app.server, max);
+    app.serve().await
 }

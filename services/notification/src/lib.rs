@@ -17,6 +17,7 @@ use connectability_platform::{
     CommonConfig, GrpcServer,
     clock::{Clock, SystemClock},
     directory::DirectoryGateway,
+    standalone::Standalone,
 };
 use connectability_proto::notifications::v1::notification_service_server::NotificationServiceServer;
 use connectability_store::{Db, ServiceMigrations, inbox};
@@ -152,28 +153,9 @@ pub struct Config {
 }
 
 pub async fn serve(config: Config) -> anyhow::Result<()> {
-    let verifier = config.common.auth.verifier()?;
-    let token = config.common.auth.service_token(NAME).ok_or_else(|| {
-        anyhow::anyhow!(
-            "set SERVICE_TOKEN (or AUTH_HS256_SECRET) so this service can call the directory"
-        )
-    })?;
-    let db = Db::connect(&config.database_url).await?;
-    db.migrate(&migrations()).await?;
-    let bus =
-        connectability_events::connect(&config.common.events_url, &config.common.events_prefix)
-            .await?;
-    let directory = DirectoryGateway::new(
-        connectability_platform::directory::channel(&config.directory_url)?,
-        &token,
-        Duration::from_secs(2),
-    );
-    let metrics = connectability_platform::metrics::Metrics::new();
-    let _metrics_task = match config.common.metrics_addr()? {
-        Some(addr) => Some(metrics.clone().serve(addr).await?),
-        None => None,
-    };
-    let mut server = GrpcServer::new(verifier, metrics);
+    let mut app =
+        Standalone::start(NAME, &config.common, &config.database_url, &migrations()).await?;
+    let directory = app.directory(&config.directory_url, Duration::from_secs(2))?;
     let mail = MailSettings {
         smtp_url: config.smtp_url,
         dir: config.mail_dir,
@@ -181,17 +163,17 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         base_url: config.base_url,
         max_backoff: Duration::from_secs(300),
     };
-    Notification::start(db, bus, directory, Arc::new(SystemClock), mail)
-        .await?
-        .mount(&mut server, config.common.max_message_bytes);
-    let listener = tokio::net::TcpListener::bind(config.common.grpc_addr).await?;
-    server
-        .serve(
-            listener,
-            connectability_platform::shutdown_signal(),
-            config.common.shutdown_grace(),
-        )
-        .await
+    let max = app.max_message_bytes();
+    Notification::start(
+        app.db.clone(),
+        app.bus.clone(),
+        directory,
+        Arc::new(SystemClock),
+        mail,
+    )
+    .await?
+    .mount(&mut app.server, max);
+    app.serve().await
 }
 
 /// Pieces for tests that drive the event handler directly (redelivery checks).
