@@ -3,6 +3,8 @@
 //! `AWS_ENDPOINT` and `AWS_ALLOW_HTTP=true` for MinIO-style stores). Keys start with the
 //! owning company's id, so each company's files live under its own prefix.
 
+pub mod files;
+
 use std::sync::Arc;
 
 use anyhow::Context as _;

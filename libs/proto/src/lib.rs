@@ -40,6 +40,16 @@ pub mod drawings {
     }
 }
 
+pub mod rfis {
+    pub mod v1 {
+        tonic::include_proto!("connectability.rfis.v1");
+
+        event_messages!("connectability.rfis.v1" =>
+            RfiClosed, RfiReopened, RfiDeleted, InitialSyncCompleted, RfisCopied,
+        );
+    }
+}
+
 pub mod notifications {
     pub mod v1 {
         tonic::include_proto!("connectability.notifications.v1");

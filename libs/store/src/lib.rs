@@ -10,6 +10,7 @@ mod db;
 pub mod inbox;
 pub mod outbox;
 pub mod request_ids;
+pub mod table;
 
 pub use connectability_events::Envelope;
 pub use db::{Backend, Db, ServiceMigrations, Tx};

@@ -2,11 +2,13 @@
 //! over gRPC), apply the rules in `domain`, write through `db` with events in one
 //! transaction. Copying downstream happens in `sync`, driven by those events.
 
-use std::{collections::HashMap, pin::Pin, sync::Arc, time::Duration};
+use std::{collections::HashMap, pin::Pin, sync::Arc};
 
-use bytes::BytesMut;
 use connectability_auth::Caller;
-use connectability_blobs::{Blobs, key};
+use connectability_blobs::{
+    Blobs,
+    files::{self, UploadHeader, UploadPart},
+};
 use connectability_platform::{
     clock::Clock,
     directory::{DirectoryGateway, sees_project},
@@ -20,8 +22,7 @@ use connectability_proto::{
     drawings::v1::{self as pb, drawing_service_server::DrawingService},
 };
 use connectability_store::{Db, outbox::RelayWaker};
-use futures::{Stream, StreamExt};
-use sha2::{Digest, Sha256};
+use futures::Stream;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::{
@@ -34,7 +35,18 @@ use crate::{
 
 type Stream_<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
-const DOWNLOAD_CHUNK: usize = 256 * 1024;
+/// Drawings' upload messages as the shared file upload reads them.
+fn upload_part(m: pb::UploadFileRequest) -> Option<UploadPart> {
+    use pb::upload_file_request::Part;
+    Some(match m.part? {
+        Part::Header(h) => UploadPart::Header(UploadHeader {
+            project_id: h.project_id,
+            filename: h.filename,
+            content_type: h.content_type,
+        }),
+        Part::Chunk(c) => UploadPart::Chunk(c),
+    })
+}
 
 #[derive(Clone)]
 pub struct DrawingApi {
@@ -160,12 +172,8 @@ fn file_pb(f: FileRow) -> pb::File {
 }
 
 fn sync_pb(s: SyncRow, now: i64) -> pb::SyncStatus {
-    let lag_ms = if s.state == domain::SyncState::Backfilling as i64 {
-        now - s.last_copy_ms.unwrap_or(s.update_ms)
-    } else {
-        0
-    };
     pb::SyncStatus {
+        lag: Some(connectability_sync::status::lag(&s, now)),
         connection_id: s.connection_id,
         upstream_project_id: s.upstream_project_id,
         downstream_project_id: s.downstream_project_id,
@@ -173,10 +181,6 @@ fn sync_pb(s: SyncRow, now: i64) -> pb::SyncStatus {
         items_total: s.items_total,
         items_copied: s.items_copied,
         last_copy_time: s.last_copy_ms.map(timestamp),
-        lag: Some(prost_types::Duration {
-            seconds: lag_ms.max(0) / 1000,
-            nanos: ((lag_ms.max(0) % 1000) * 1_000_000) as i32,
-        }),
     }
 }
 
@@ -377,20 +381,9 @@ impl DrawingService for DrawingApi {
         &self,
         req: Request<Streaming<pb::UploadFileRequest>>,
     ) -> Result<Response<pb::File>, Status> {
-        use pb::upload_file_request::Part;
         let caller = connectability_auth::caller(&req)?;
         let mut stream = req.into_inner();
-        let header = match stream.message().await? {
-            Some(pb::UploadFileRequest {
-                part: Some(Part::Header(h)),
-            }) => h,
-            _ => {
-                return Err(invalid_argument(
-                    "header",
-                    "the first message must carry the header",
-                ));
-            }
-        };
+        let header = files::upload_header(&mut stream, upload_part).await?;
         let project = Id::parse(PROJECT, "header.project_id", &header.project_id)?;
         let filename = parse_name("header.filename", &header.filename)?;
         if header.content_type != "application/pdf" {
@@ -400,54 +393,21 @@ impl DrawingService for DrawingApi {
             ));
         }
         let (_, access) = self.admin(&caller, project.as_str()).await?;
-        let mut content = BytesMut::new();
-        while let Some(msg) = stream.message().await? {
-            match msg.part {
-                Some(Part::Chunk(chunk)) => {
-                    if content.len() + chunk.len() > self.limits.max_upload_bytes {
-                        return Err(invalid_argument(
-                            "chunk",
-                            format!(
-                                "the file exceeds the {} byte limit",
-                                self.limits.max_upload_bytes
-                            ),
-                        ));
-                    }
-                    content.extend_from_slice(&chunk);
-                }
-                _ => {
-                    return Err(invalid_argument(
-                        "header",
-                        "only the first message may carry the header",
-                    ));
-                }
-            }
-        }
+        let content =
+            files::upload_body(&mut stream, upload_part, self.limits.max_upload_bytes).await?;
         if !domain::looks_like_pdf(&content) {
             return Err(invalid_argument("chunk", "the content is not a PDF"));
         }
-        let id = Id::generate(FILE).to_string();
-        let object_key = key(&access.project_company_id, project.as_str(), &id);
-        let file = FileRow {
-            sha256: format!("{:x}", Sha256::digest(&content)),
-            size_bytes: content.len() as i64,
-            id,
-            project_id: project.to_string(),
-            company_id: access.project_company_id.clone(),
+        let file = FileRow::new(
+            Id::generate(FILE).to_string(),
+            project.as_str(),
+            &access.project_company_id,
             filename,
-            content_type: header.content_type,
-            object_key: object_key.clone(),
-            create_ms: self.clock.now_ms(),
-        };
-        self.blobs
-            .put(&object_key, content.freeze())
-            .await
-            .map_err(internal)?;
-        if let Err(e) = db::insert(&mut *self.read().await?, std::slice::from_ref(&file)).await {
-            // Nothing half-stored: the bytes go if the record could not be written.
-            let _ = self.blobs.delete(&object_key).await;
-            return Err(db_err(e));
-        }
+            header.content_type,
+            &content,
+            self.clock.now_ms(),
+        );
+        files::store(&self.blobs, &mut *self.read().await?, &file, content).await?;
         Ok(Response::new(file_pb(file)))
     }
 
@@ -457,7 +417,6 @@ impl DrawingService for DrawingApi {
         &self,
         req: Request<pb::DownloadFileRequest>,
     ) -> Result<Response<Self::DownloadFileStream>, Status> {
-        use pb::download_file_response::Part;
         let caller = connectability_auth::caller(&req)?;
         let id = Id::parse(FILE, "id", &req.get_ref().id)?;
         let mut conn = self.read().await?;
@@ -477,27 +436,7 @@ impl DrawingService for DrawingApi {
         {
             return Err(not_found("file", id.as_str()));
         }
-        let body = self.blobs.get(&file.object_key).await.map_err(internal)?;
-        let first = futures::stream::once(async move {
-            Ok(pb::DownloadFileResponse {
-                part: Some(Part::File(file_pb(file))),
-            })
-        });
-        let chunks = body.flat_map(|chunk| {
-            let parts: Vec<Result<pb::DownloadFileResponse, Status>> = match chunk {
-                Ok(bytes) => bytes
-                    .chunks(DOWNLOAD_CHUNK)
-                    .map(|c| {
-                        Ok(pb::DownloadFileResponse {
-                            part: Some(Part::Chunk(c.to_vec())),
-                        })
-                    })
-                    .collect(),
-                Err(e) => vec![Err(internal(e))],
-            };
-            futures::stream::iter(parts)
-        });
-        Ok(Response::new(Box::pin(first.chain(chunks))))
+        self.stream_file(file).await
     }
 
     async fn create_drawing_revision(
@@ -998,60 +937,36 @@ impl DrawingService for DrawingApi {
     ) -> Result<Response<Self::WatchSyncStatusStream>, Status> {
         let caller = connectability_auth::caller(&req)?;
         let id = Id::parse(CONNECTION, "connection_id", &req.get_ref().connection_id)?;
-        // Right after a connection is made its events may still be on their way here.
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-        let first = loop {
-            match self.watched_sync(&caller, &id).await {
-                Err(e)
-                    if e.code() == tonic::Code::NotFound
-                        && tokio::time::Instant::now() < deadline =>
-                {
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-                other => break other?,
-            }
-        };
-        let (tx, rx) = tokio::sync::mpsc::channel(4);
-        let db = self.db.clone();
-        let clock = self.clock.clone();
-        tokio::spawn(async move {
-            let mut last = sync_pb(first, clock.now_ms());
-            if tx.send(Ok(last.clone())).await.is_err() {
-                return;
-            }
-            // Sends each change until the caller hangs up, or the sync stops.
-            while last.state != domain::SyncState::Stopped as i32 {
-                tokio::time::sleep(Duration::from_millis(250)).await;
-                let row = match db.pool().acquire().await {
-                    Ok(mut conn) => db::get_sync(&mut conn, &last.connection_id).await,
-                    Err(e) => Err(e),
-                };
-                let Ok(Some(row)) = row else { continue };
-                let now = sync_pb(row, clock.now_ms());
-                let changed = (
-                    now.state,
-                    now.items_total,
-                    now.items_copied,
-                    &now.last_copy_time,
-                ) != (
-                    last.state,
-                    last.items_total,
-                    last.items_copied,
-                    &last.last_copy_time,
-                );
-                if changed {
-                    if tx.send(Ok(now.clone())).await.is_err() {
-                        return;
-                    }
-                    last = now;
-                } else if tx.is_closed() {
-                    return;
-                }
-            }
-        });
-        Ok(Response::new(Box::pin(
-            tokio_stream::wrappers::ReceiverStream::new(rx),
-        )))
+        let first = connectability_sync::status::first(|| self.watched_sync(&caller, &id)).await?;
+        let stream =
+            connectability_sync::status::watch(self.db.clone(), self.clock.clone(), first, sync_pb);
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    type DownloadRevisionFileStream = Stream_<pb::DownloadFileResponse>;
+
+    async fn download_revision_file(
+        &self,
+        req: Request<pb::DownloadRevisionFileRequest>,
+    ) -> Result<Response<Self::DownloadRevisionFileStream>, Status> {
+        let caller = connectability_auth::caller(&req)?;
+        let project = Id::parse(PROJECT, "project_id", &req.get_ref().project_id)?;
+        let revision = Id::parse(REVISION, "revision_id", &req.get_ref().revision_id)?;
+        if matches!(caller, Caller::User { .. }) {
+            return Err(permission_denied("a service-to-service query"));
+        }
+        let mut conn = self.read().await?;
+        let missing = || not_found("drawing revision", revision.as_str());
+        let r = db::get::<RevisionRow>(&mut conn, revision.as_str())
+            .await
+            .map_err(db_err)?
+            .filter(|r| r.project_id == project.as_str())
+            .ok_or_else(missing)?;
+        let file = db::get::<FileRow>(&mut conn, &r.file_id)
+            .await
+            .map_err(db_err)?
+            .ok_or_else(missing)?;
+        self.stream_file(file).await
     }
 
     async fn get_published_revision_count(
@@ -1086,9 +1001,26 @@ fn markup_pb(m: MarkupRow) -> pb::Markup {
 }
 
 impl DrawingApi {
+    /// Streams a stored file: its metadata, then its bytes.
+    async fn stream_file(
+        &self,
+        file: FileRow,
+    ) -> Result<Response<Stream_<pb::DownloadFileResponse>>, Status> {
+        use pb::download_file_response::Part;
+        let key = file.object_key.clone();
+        let first = pb::DownloadFileResponse {
+            part: Some(Part::File(file_pb(file))),
+        };
+        let chunk = |c| pb::DownloadFileResponse {
+            part: Some(Part::Chunk(c)),
+        };
+        let stream = files::download(&self.blobs, &key, first, chunk).await?;
+        Ok(Response::new(Box::pin(stream)))
+    }
+
     /// A connection's sync state, for someone with access to its downstream project.
     async fn watched_sync(&self, caller: &Caller, id: &Id) -> Result<SyncRow, Status> {
-        let row = db::get_sync(&mut *self.read().await?, id.as_str())
+        let row = connectability_sync::db::get_sync(&mut *self.read().await?, id.as_str())
             .await
             .map_err(db_err)?
             .ok_or_else(|| not_found("connection sync", id.as_str()))?;

@@ -1,177 +1,23 @@
 //! Every SQL statement of drawings-sync, written once for Postgres and SQLite.
 
+use connectability_store::{
+    placeholders, table,
+    table::{Result, V, fetch, select},
+};
 use sqlx::{AnyConnection, AssertSqlSafe, Row, any::AnyRow};
 
-type Result<T> = std::result::Result<T, sqlx::Error>;
-
-/// A value for a batch insert.
-pub enum V {
-    T(String),
-    I(i64),
-    N(Option<i64>),
-}
-
-/// Inserts many rows with as few statements as the databases' bind limits allow.
-pub async fn insert_many(
-    conn: &mut AnyConnection,
-    table: &str,
-    columns: &[&str],
-    rows: &[Vec<V>],
-) -> Result<()> {
-    if rows.is_empty() {
-        return Ok(());
-    }
-    let per_statement = (30_000 / columns.len()).max(1);
-    for chunk in rows.chunks(per_statement) {
-        let values: Vec<String> = (0..chunk.len())
-            .map(|i| {
-                format!(
-                    "({})",
-                    connectability_store::placeholders(i * columns.len() + 1, columns.len())
-                )
-            })
-            .collect();
-        let sql = format!(
-            "INSERT INTO {table} ({}) VALUES {}",
-            columns.join(", "),
-            values.join(", ")
-        );
-        let mut q = sqlx::query(AssertSqlSafe(sql));
-        for row in chunk {
-            for v in row {
-                q = match v {
-                    V::T(s) => q.bind(s.clone()),
-                    V::I(i) => q.bind(*i),
-                    V::N(n) => q.bind(*n),
-                };
-            }
-        }
-        q.execute(&mut *conn).await?;
-    }
-    Ok(())
-}
+pub use connectability_blobs::files::FileRow;
+pub use connectability_store::table::{Table, by_ids, get, insert, list_in_project};
+pub use connectability_sync::{Copy, SyncRow, copies};
 
 fn in_list(first: usize, n: usize) -> String {
-    connectability_store::placeholders(first, n)
-}
-
-// --- rows ----------------------------------------------------------------------------------
-
-/// A row type and its table: one generic accessor per operation serves every table.
-pub trait Table: Sized {
-    const NAME: &'static str;
-    const COLUMNS: &'static [&'static str];
-    fn read(r: &AnyRow) -> Result<Self>;
-    fn values(&self) -> Vec<V>;
-}
-
-macro_rules! table {
-    ($row:ty, $name:literal, $columns:ident) => {
-        impl Table for $row {
-            const NAME: &'static str = $name;
-            const COLUMNS: &'static [&'static str] = $columns;
-            fn read(r: &AnyRow) -> Result<Self> {
-                <$row>::read_row(r)
-            }
-            fn values(&self) -> Vec<V> {
-                <$row>::row_values(self)
-            }
-        }
-    };
+    placeholders(first, n)
 }
 
 table!(AreaRow, "areas", AREA_COLUMNS);
 table!(SetRow, "sets", SET_COLUMNS);
 table!(DrawingRow, "drawings", DRAWING_COLUMNS);
 table!(RevisionRow, "revisions", REVISION_COLUMNS);
-table!(FileRow, "files", FILE_COLUMNS);
-
-/// Inserts rows of one table, many per statement.
-pub async fn insert<T: Table>(conn: &mut AnyConnection, rows: &[T]) -> Result<()> {
-    let values: Vec<Vec<V>> = rows.iter().map(T::values).collect();
-    insert_many(conn, T::NAME, T::COLUMNS, &values).await
-}
-
-/// One row by id.
-pub async fn get<T: Table>(conn: &mut AnyConnection, id: &str) -> Result<Option<T>> {
-    let sql = format!(
-        "SELECT {} FROM {} WHERE id = $1",
-        T::COLUMNS.join(", "),
-        T::NAME
-    );
-    Ok(fetch(conn, sql, &[id], T::read).await?.pop())
-}
-
-/// Rows by id (any order).
-pub async fn by_ids<T: Table>(conn: &mut AnyConnection, ids: &[String]) -> Result<Vec<T>> {
-    if ids.is_empty() {
-        return Ok(Vec::new());
-    }
-    let sql = format!(
-        "SELECT {} FROM {} WHERE id IN ({})",
-        T::COLUMNS.join(", "),
-        T::NAME,
-        in_list(1, ids.len())
-    );
-    let binds: Vec<&str> = ids.iter().map(String::as_str).collect();
-    fetch(conn, sql, &binds, T::read).await
-}
-
-/// A project's rows in id order after `after` (areas, sets).
-pub async fn list_in_project<T: Table>(
-    conn: &mut AnyConnection,
-    project: &str,
-    after: &str,
-    limit: i64,
-) -> Result<Vec<T>> {
-    let sql = format!(
-        "SELECT {} FROM {} WHERE project_id = $1 AND id > $2 ORDER BY id LIMIT {limit}",
-        T::COLUMNS.join(", "),
-        T::NAME
-    );
-    fetch(conn, sql, &[project, after], T::read).await
-}
-
-/// A connection's copies of these upstream items.
-pub async fn copies<T: Table>(
-    conn: &mut AnyConnection,
-    connection_id: &str,
-    origin_ids: &[String],
-) -> Result<Vec<T>> {
-    if origin_ids.is_empty() {
-        return Ok(Vec::new());
-    }
-    let sql = format!(
-        "SELECT {} FROM {} WHERE connection_id = $1 AND origin_id IN ({})",
-        T::COLUMNS.join(", "),
-        T::NAME,
-        in_list(2, origin_ids.len())
-    );
-    let mut binds = vec![connection_id];
-    binds.extend(origin_ids.iter().map(String::as_str));
-    fetch(conn, sql, &binds, T::read).await
-}
-
-#[derive(Debug, Clone, Default)]
-pub struct Copy {
-    pub connection_id: String,
-    pub origin_id: String,
-    pub origin_project_id: String,
-}
-
-impl Copy {
-    fn read(r: &AnyRow) -> Result<Copy> {
-        Ok(Copy {
-            connection_id: r.try_get("connection_id")?,
-            origin_id: r.try_get("origin_id")?,
-            origin_project_id: r.try_get("origin_project_id")?,
-        })
-    }
-
-    pub fn is_copy(&self) -> bool {
-        !self.connection_id.is_empty()
-    }
-}
 
 #[derive(Debug, Clone)]
 pub struct AreaRow {
@@ -422,60 +268,6 @@ impl RevisionRow {
 }
 
 #[derive(Debug, Clone)]
-pub struct FileRow {
-    pub id: String,
-    pub project_id: String,
-    pub company_id: String,
-    pub filename: String,
-    pub content_type: String,
-    pub size_bytes: i64,
-    pub sha256: String,
-    pub object_key: String,
-    pub create_ms: i64,
-}
-
-pub const FILE_COLUMNS: &[&str] = &[
-    "id",
-    "project_id",
-    "company_id",
-    "filename",
-    "content_type",
-    "size_bytes",
-    "sha256",
-    "object_key",
-    "create_ms",
-];
-
-impl FileRow {
-    fn read_row(r: &AnyRow) -> Result<Self> {
-        Ok(Self {
-            id: r.try_get("id")?,
-            project_id: r.try_get("project_id")?,
-            company_id: r.try_get("company_id")?,
-            filename: r.try_get("filename")?,
-            content_type: r.try_get("content_type")?,
-            size_bytes: r.try_get("size_bytes")?,
-            sha256: r.try_get("sha256")?,
-            object_key: r.try_get("object_key")?,
-            create_ms: r.try_get("create_ms")?,
-        })
-    }
-    fn row_values(&self) -> Vec<V> {
-        vec![
-            V::T(self.id.clone()),
-            V::T(self.project_id.clone()),
-            V::T(self.company_id.clone()),
-            V::T(self.filename.clone()),
-            V::T(self.content_type.clone()),
-            V::I(self.size_bytes),
-            V::T(self.sha256.clone()),
-            V::T(self.object_key.clone()),
-            V::I(self.create_ms),
-        ]
-    }
-}
-
-#[derive(Debug, Clone)]
 pub struct MarkupRow {
     pub id: String,
     pub project_id: String,
@@ -483,60 +275,6 @@ pub struct MarkupRow {
     pub author_id: String,
     pub body: String,
     pub create_ms: i64,
-}
-
-#[derive(Debug, Clone)]
-pub struct SyncRow {
-    pub connection_id: String,
-    pub upstream_project_id: String,
-    pub downstream_project_id: String,
-    pub downstream_company_id: String,
-    pub state: i64,
-    pub items_total: i64,
-    pub items_copied: i64,
-    pub drawings_copied: i64,
-    pub backfill_cursor: String,
-    pub start_ms: i64,
-    pub last_copy_ms: Option<i64>,
-    pub update_ms: i64,
-}
-
-impl SyncRow {
-    fn read(r: &AnyRow) -> Result<Self> {
-        Ok(Self {
-            connection_id: r.try_get("connection_id")?,
-            upstream_project_id: r.try_get("upstream_project_id")?,
-            downstream_project_id: r.try_get("downstream_project_id")?,
-            downstream_company_id: r.try_get("downstream_company_id")?,
-            state: r.try_get("state")?,
-            items_total: r.try_get("items_total")?,
-            items_copied: r.try_get("items_copied")?,
-            drawings_copied: r.try_get("drawings_copied")?,
-            backfill_cursor: r.try_get("backfill_cursor")?,
-            start_ms: r.try_get("start_ms")?,
-            last_copy_ms: r.try_get("last_copy_ms")?,
-            update_ms: r.try_get("update_ms")?,
-        })
-    }
-}
-
-macro_rules! select {
-    ($table:literal, $columns:expr) => {
-        format!("SELECT {} FROM {}", $columns.join(", "), $table)
-    };
-}
-
-async fn fetch<T>(
-    conn: &mut AnyConnection,
-    sql: String,
-    binds: &[&str],
-    read: fn(&AnyRow) -> Result<T>,
-) -> Result<Vec<T>> {
-    let mut q = sqlx::query(AssertSqlSafe(sql));
-    for b in binds {
-        q = q.bind(b.to_string());
-    }
-    q.fetch_all(conn).await?.iter().map(read).collect()
 }
 
 // --- the tool ------------------------------------------------------------------------------
@@ -562,7 +300,7 @@ pub async fn find_drawing(
 ) -> Result<Option<DrawingRow>> {
     let sql = format!(
         "{} WHERE project_id = $1 AND area_id = $2 AND number = $3 AND deleted_ms IS NULL",
-        select!("drawings", DRAWING_COLUMNS)
+        select::<DrawingRow>()
     );
     Ok(fetch(
         conn,
@@ -647,7 +385,7 @@ pub async fn revisions_of(
     };
     let sql = format!(
         "{} WHERE drawing_id IN ({}) {only} ORDER BY id",
-        select!("revisions", REVISION_COLUMNS),
+        select::<RevisionRow>(),
         in_list(1, drawing_ids.len())
     );
     let binds: Vec<&str> = drawing_ids.iter().map(String::as_str).collect();
@@ -663,7 +401,7 @@ pub async fn publish(
 ) -> Result<Vec<RevisionRow>> {
     let sql = format!(
         "{} WHERE project_id = $1 AND published = 0 AND id IN ({})",
-        select!("revisions", REVISION_COLUMNS),
+        select::<RevisionRow>(),
         in_list(2, ids.len())
     );
     let mut binds = vec![project];
@@ -775,127 +513,6 @@ pub async fn list_markups(
 
 // --- the sync ------------------------------------------------------------------------------
 
-const SYNC_COLUMNS: &str =
-    "connection_id, upstream_project_id, downstream_project_id, downstream_company_id, state,
-    items_total, items_copied, drawings_copied, backfill_cursor, start_ms, last_copy_ms, update_ms";
-
-pub async fn get_sync(conn: &mut AnyConnection, connection_id: &str) -> Result<Option<SyncRow>> {
-    Ok(fetch(
-        conn,
-        format!("SELECT {SYNC_COLUMNS} FROM sync_connections WHERE connection_id = $1"),
-        &[connection_id],
-        SyncRow::read,
-    )
-    .await?
-    .pop())
-}
-
-/// Connections copying from `upstream` (not stopped).
-pub async fn syncs_from(conn: &mut AnyConnection, upstream: &str) -> Result<Vec<SyncRow>> {
-    fetch(conn, format!("SELECT {SYNC_COLUMNS} FROM sync_connections WHERE upstream_project_id = $1 AND state <> 3"), &[upstream], SyncRow::read).await
-}
-
-pub async fn backfilling(conn: &mut AnyConnection) -> Result<Vec<SyncRow>> {
-    fetch(
-        conn,
-        format!(
-            "SELECT {SYNC_COLUMNS} FROM sync_connections WHERE state = 1 ORDER BY connection_id"
-        ),
-        &[],
-        SyncRow::read,
-    )
-    .await
-}
-
-/// Starts (or restarts) a connection's backfill.
-pub async fn start_sync(conn: &mut AnyConnection, s: &SyncRow) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO sync_connections (connection_id, upstream_project_id, downstream_project_id, downstream_company_id,
-            state, items_total, items_copied, drawings_copied, backfill_cursor, start_ms, last_copy_ms, update_ms)
-         VALUES ($1, $2, $3, $4, 1, $5, 0, 0, '', $7, NULL, $6)
-         ON CONFLICT (connection_id) DO UPDATE SET state = 1, items_total = excluded.items_total,
-            backfill_cursor = '', start_ms = excluded.start_ms, update_ms = excluded.update_ms",
-    )
-    .bind(&s.connection_id)
-    .bind(&s.upstream_project_id)
-    .bind(&s.downstream_project_id)
-    .bind(&s.downstream_company_id)
-    .bind(s.items_total)
-    .bind(s.update_ms)
-    .bind(s.start_ms)
-    .execute(conn)
-    .await?;
-    Ok(())
-}
-
-pub async fn stop_sync(conn: &mut AnyConnection, connection_id: &str, now_ms: i64) -> Result<()> {
-    sqlx::query("UPDATE sync_connections SET state = 3, update_ms = $2 WHERE connection_id = $1")
-        .bind(connection_id)
-        .bind(now_ms)
-        .execute(conn)
-        .await?;
-    Ok(())
-}
-
-/// Adds copied counts (and, for live publishes, to the total too).
-pub async fn count_copies(
-    conn: &mut AnyConnection,
-    connection_id: &str,
-    revisions: i64,
-    drawings: i64,
-    add_to_total: bool,
-    now_ms: i64,
-) -> Result<()> {
-    sqlx::query(
-        "UPDATE sync_connections SET items_copied = items_copied + $2, drawings_copied = drawings_copied + $3,
-            items_total = items_total + $4, last_copy_ms = $5, update_ms = $5 WHERE connection_id = $1",
-    )
-    .bind(connection_id)
-    .bind(revisions)
-    .bind(drawings)
-    .bind(if add_to_total { revisions } else { 0 })
-    .bind(now_ms)
-    .execute(conn)
-    .await?;
-    Ok(())
-}
-
-/// Moves the backfill cursor if nobody else did. False: another worker got there first.
-pub async fn advance_cursor(
-    conn: &mut AnyConnection,
-    connection_id: &str,
-    from: &str,
-    to: &str,
-    now_ms: i64,
-) -> Result<bool> {
-    let n = sqlx::query(
-        "UPDATE sync_connections SET backfill_cursor = $3, update_ms = $4 WHERE connection_id = $1 AND backfill_cursor = $2 AND state = 1",
-    )
-    .bind(connection_id)
-    .bind(from)
-    .bind(to)
-    .bind(now_ms)
-    .execute(conn)
-    .await?
-    .rows_affected();
-    Ok(n == 1)
-}
-
-/// BACKFILLING -> IN_SYNC, once.
-pub async fn finish_backfill(
-    conn: &mut AnyConnection,
-    connection_id: &str,
-    now_ms: i64,
-) -> Result<bool> {
-    let n = sqlx::query("UPDATE sync_connections SET state = 2, update_ms = $2 WHERE connection_id = $1 AND state = 1")
-        .bind(connection_id)
-        .bind(now_ms)
-        .execute(conn)
-        .await?
-        .rows_affected();
-    Ok(n == 1)
-}
-
 /// Upstream drawings (ids after `cursor`) that have a published revision: the backfill's next batch.
 pub async fn backfill_batch(
     conn: &mut AnyConnection,
@@ -925,7 +542,7 @@ pub async fn drawings_by_ids(
     }
     let sql = format!(
         "{} WHERE project_id = $1 AND id IN ({})",
-        select!("drawings", DRAWING_COLUMNS),
+        select::<DrawingRow>(),
         in_list(2, ids.len())
     );
     let mut binds = vec![project];

@@ -26,13 +26,7 @@ pub mod reason {
     pub const CONNECTED_SET_READ_ONLY: &str = "CONNECTED_SET_READ_ONLY";
 }
 
-/// The stored sync states (the proto's SyncState values).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SyncState {
-    Backfilling = 1,
-    InSync = 2,
-    Stopped = 3,
-}
+pub use connectability_sync::SyncState;
 
 /// The caller's level on the project's Drawings tool.
 pub fn drawings_level(access: &ProjectAccess) -> PermissionLevel {

@@ -56,7 +56,7 @@ pub fn initial_sync_completed(s: &SyncRow) -> Envelope {
         upstream_project_id: s.upstream_project_id.clone(),
         downstream_project_id: s.downstream_project_id.clone(),
         downstream_company_id: s.downstream_company_id.clone(),
-        drawings_copied: s.drawings_copied,
+        drawings_copied: s.records_copied,
         revisions_copied: s.items_copied,
     };
     envelope(SOURCE, format!("connections/{}", s.connection_id), &msg)

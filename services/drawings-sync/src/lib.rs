@@ -75,7 +75,7 @@ impl DrawingsSync {
                 bus.as_ref(),
                 db.clone(),
                 spec("drawings-sync-connections", "connections"),
-                Arc::new(sync::ConnectionEvents(core.clone())),
+                Arc::new(connectability_sync::ConnectionEvents(core.clone())),
             )
             .await?,
             inbox::subscribe(
@@ -99,7 +99,7 @@ impl DrawingsSync {
     pub fn mount(self, server: &mut GrpcServer, max_message_bytes: usize) {
         server.add_relay(self.relay);
         let core = self.core;
-        server.add_task(move |stop| sync::run_backfills(core, stop));
+        server.add_task(move |stop| connectability_sync::run_backfills(core, stop));
         for sub in self.subscriptions {
             server.add_task(move |stop| async move {
                 connectability_platform::server::wait_for(stop).await;

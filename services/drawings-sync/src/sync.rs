@@ -3,36 +3,22 @@
 //! an event, or applying two out of order, therefore changes nothing: every copy records the
 //! upstream version it reflects and is rewritten only for a newer one.
 
-use std::{collections::HashMap, sync::Arc, time::Duration};
+use std::{collections::HashMap, sync::Arc};
 
 use async_trait::async_trait;
 use connectability_blobs::{Blobs, key};
 use connectability_events::Envelope;
 use connectability_platform::{clock::Clock, events::decode, input::Id};
-use connectability_proto::{
-    connections::v1::{self as cpb, ConnectionStatus, Feature},
-    drawings::v1 as pb,
-};
+use connectability_proto::{connections::v1::Feature, drawings::v1 as pb};
 use connectability_store::{Db, Tx, inbox::InboxHandler, outbox};
+use connectability_sync::{Change, Copied, Parts, SyncedTool};
 use tokio::sync::Notify;
 
 use crate::{
     db::{self, AreaRow, Copy, DrawingRow, FileRow, RevisionRow, SetRow, SyncRow},
-    domain::{AREA, DRAWING, FILE, REVISION, SET, SyncState},
+    domain::{AREA, DRAWING, FILE, REVISION, SET},
     events,
 };
-
-/// Upstream drawings copied per backfill transaction.
-const BACKFILL_BATCH: i64 = 200;
-
-/// What one reconcile did downstream.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Copied {
-    pub revisions: i64,
-    pub drawings: i64,
-    /// Numbers of drawings whose copies were deleted because the upstream deleted them.
-    pub deleted: Vec<String>,
-}
 
 fn copy_of(s: &SyncRow, origin_id: &str) -> Copy {
     Copy {
@@ -192,7 +178,7 @@ pub async fn reconcile(
                 };
                 copies.insert(d.id.clone(), c.clone());
                 new_drawings.push(c);
-                out.drawings += 1;
+                out.records += 1;
             }
             Some(c) if d.version > c.origin_version => {
                 let updated = DrawingRow {
@@ -266,7 +252,7 @@ pub async fn reconcile(
             create_ms: now,
             ..r.clone()
         });
-        out.revisions += 1;
+        out.items += 1;
     }
 
     // Many rows per statement, all in the caller's one transaction.
@@ -285,74 +271,94 @@ pub struct SyncCore {
     pub backfill: Arc<Notify>,
 }
 
-/// Consumes connection events: the projection of connections that carry DRAWINGS.
-pub struct ConnectionEvents(pub Arc<SyncCore>);
-
-fn has_drawings(features: &[i32]) -> bool {
-    features.contains(&(Feature::Drawings as i32))
-}
-
-impl SyncCore {
-    async fn start(&self, tx: &mut Tx, c: &cpb::Connection) -> anyhow::Result<()> {
-        let total = db::published_revision_count(tx, &c.upstream_project_id).await?;
-        let row = SyncRow {
-            connection_id: c.id.clone(),
-            upstream_project_id: c.upstream_project_id.clone(),
-            downstream_project_id: c.downstream_project_id.clone(),
-            downstream_company_id: c.downstream_company_id.clone(),
-            state: SyncState::Backfilling as i64,
-            items_total: total,
-            items_copied: 0,
-            drawings_copied: 0,
-            backfill_cursor: String::new(),
-            // Event times come from the wall clock; so does this, to compare with them.
-            start_ms: connectability_store::now_ms(),
-            last_copy_ms: None,
-            update_ms: self.clock.now_ms(),
-        };
-        db::start_sync(tx, &row).await?;
-        self.backfill.notify_one();
-        Ok(())
-    }
-}
-
 #[async_trait]
-impl InboxHandler for ConnectionEvents {
-    async fn handle(&self, tx: &mut Tx, e: &Envelope) -> anyhow::Result<()> {
-        let core = &self.0;
-        let now = core.clock.now_ms();
-        match e.event_type.rsplit('.').next().unwrap_or_default() {
-            "ConnectionActivated" => {
-                let m: cpb::ConnectionActivated = decode(e)?;
-                let c = m.connection.unwrap_or_default();
-                if has_drawings(&c.features) {
-                    core.start(tx, &c).await?;
-                }
-            }
-            "ConnectionFeaturesAdded" => {
-                let m: cpb::ConnectionFeaturesAdded = decode(e)?;
-                let c = m.connection.unwrap_or_default();
-                if has_drawings(&m.added_features) && c.status() == ConnectionStatus::Active {
-                    core.start(tx, &c).await?;
-                }
-            }
-            "ConnectionDisconnected" => {
-                // D12, C13: nothing more is applied; copies stay.
-                let m: cpb::ConnectionDisconnected = decode(e)?;
-                db::stop_sync(tx, &m.connection.unwrap_or_default().id, now).await?;
-            }
-            "ConnectionUndone" => {
-                // C12: an undone connection leaves no copies behind.
-                let m: cpb::ConnectionUndone = decode(e)?;
-                let id = m.connection.unwrap_or_default().id;
-                db::stop_sync(tx, &id, now).await?;
-                for key in db::withdraw_copies(tx, &id).await? {
-                    core.blobs.delete(&key).await?;
-                }
-            }
-            _ => {}
+impl SyncedTool for SyncCore {
+    const FEATURE: Feature = Feature::Drawings;
+    const CONTEXT: &'static str = "drawings";
+
+    fn parts(&self) -> Parts<'_> {
+        Parts {
+            db: &self.db,
+            clock: &*self.clock,
+            relay: &self.relay,
+            backfill: &self.backfill,
         }
-        Ok(())
+    }
+
+    /// Every published revision of the upstream project (D1).
+    async fn shareable_count(&self, tx: &mut Tx, s: &SyncRow) -> anyhow::Result<i64> {
+        Ok(db::published_revision_count(tx, &s.upstream_project_id).await?)
+    }
+
+    async fn backfill_batch(
+        &self,
+        tx: &mut Tx,
+        s: &SyncRow,
+        cursor: &str,
+        limit: i64,
+    ) -> anyhow::Result<Vec<String>> {
+        Ok(db::backfill_batch(tx, &s.upstream_project_id, cursor, limit).await?)
+    }
+
+    async fn reconcile(
+        &self,
+        tx: &mut Tx,
+        s: &SyncRow,
+        record_ids: &[String],
+        now_ms: i64,
+    ) -> anyhow::Result<Copied> {
+        reconcile(tx, &self.blobs, s, record_ids, now_ms).await
+    }
+
+    fn changed(&self, e: &Envelope) -> anyhow::Result<Option<Change>> {
+        let (project_id, record_ids, action_id) =
+            match e.event_type.rsplit('.').next().unwrap_or_default() {
+                "RevisionsPublished" => {
+                    let m: pb::RevisionsPublished = decode(e)?;
+                    (m.project_id, m.drawing_ids, Some(m.publish_id))
+                }
+                "DrawingUpdated" => {
+                    let m: pb::DrawingUpdated = decode(e)?;
+                    (m.project_id, vec![m.drawing_id], None)
+                }
+                "DrawingDeleted" => {
+                    let m: pb::DrawingDeleted = decode(e)?;
+                    (m.project_id, vec![m.drawing_id], None)
+                }
+                _ => return Ok(None),
+            };
+        Ok(Some(Change {
+            project_id,
+            record_ids,
+            action_id,
+        }))
+    }
+
+    /// N6: one message per publish per downstream; N7: one per delete.
+    fn announce(&self, s: &SyncRow, change: &Change, copied: &Copied, live: bool) -> Vec<Envelope> {
+        let mut out = Vec::new();
+        if let Some(publish_id) = &change.action_id
+            && copied.items > 0
+            && live
+        {
+            out.push(events::drawings_copied(s, publish_id, copied.items));
+        }
+        if !copied.deleted.is_empty() {
+            out.push(events::drawings_deleted_upstream(s, &copied.deleted));
+        }
+        out
+    }
+
+    fn initial_sync_completed(&self, s: &SyncRow) -> Envelope {
+        events::initial_sync_completed(s)
+    }
+
+    async fn withdraw(&self, tx: &mut Tx, connection_id: &str) -> anyhow::Result<Vec<String>> {
+        Ok(db::withdraw_copies(tx, connection_id).await?)
+    }
+
+    async fn delete_file(&self, object_key: &str) -> anyhow::Result<()> {
+        self.blobs.delete(object_key).await
     }
 }
 
@@ -362,116 +368,6 @@ pub struct DrawingEvents(pub Arc<SyncCore>);
 #[async_trait]
 impl InboxHandler for DrawingEvents {
     async fn handle(&self, tx: &mut Tx, e: &Envelope) -> anyhow::Result<()> {
-        let core = &self.0;
-        let now = core.clock.now_ms();
-        let (project, drawings, kind) = match e.event_type.rsplit('.').next().unwrap_or_default() {
-            "RevisionsPublished" => {
-                let m: pb::RevisionsPublished = decode(e)?;
-                (m.project_id, m.drawing_ids, Some(m.publish_id))
-            }
-            "DrawingUpdated" => {
-                let m: pb::DrawingUpdated = decode(e)?;
-                (m.project_id, vec![m.drawing_id], None)
-            }
-            "DrawingDeleted" => {
-                let m: pb::DrawingDeleted = decode(e)?;
-                (m.project_id, vec![m.drawing_id], None)
-            }
-            _ => return Ok(()),
-        };
-        let mut out = Vec::new();
-        for s in db::syncs_from(tx, &project).await? {
-            let copied = reconcile(tx, &core.blobs, &s, &drawings, now).await?;
-            // A change made before this connection started copying is the backfill's: it is
-            // copied all the same (reconcile is idempotent), but counted and announced once,
-            // by the backfill.
-            let live = e.time_ms >= s.start_ms;
-            if copied.revisions > 0 || copied.drawings > 0 {
-                db::count_copies(
-                    tx,
-                    &s.connection_id,
-                    copied.revisions,
-                    copied.drawings,
-                    live,
-                    now,
-                )
-                .await?;
-            }
-            if let Some(publish_id) = &kind
-                && copied.revisions > 0
-                && live
-            {
-                out.push(events::drawings_copied(&s, publish_id, copied.revisions));
-            }
-            if !copied.deleted.is_empty() {
-                out.push(events::drawings_deleted_upstream(&s, &copied.deleted));
-            }
-        }
-        outbox::enqueue(tx, &out).await?;
-        core.relay.wake();
-        Ok(())
+        connectability_sync::apply_tool_event(&*self.0, tx, e).await
     }
-}
-
-/// Runs backfills until `shutdown`: batches of upstream drawings, one transaction each, until
-/// a connection has everything that was published, then IN_SYNC and `InitialSyncCompleted`.
-pub async fn run_backfills(core: Arc<SyncCore>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
-    loop {
-        if let Err(e) = backfill_once(&core).await {
-            tracing::warn!(error = %e, "backfill failed; retrying");
-        }
-        tokio::select! {
-            _ = shutdown.changed() => return,
-            _ = core.backfill.notified() => {}
-            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
-        }
-    }
-}
-
-/// Advances every backfilling connection to completion (or until another worker moves it).
-pub async fn backfill_once(core: &SyncCore) -> anyhow::Result<()> {
-    let pending = db::backfilling(&mut *core.db.pool().acquire().await?).await?;
-    for mut s in pending {
-        loop {
-            let now = core.clock.now_ms();
-            let mut tx = core.db.begin().await?;
-            let batch = db::backfill_batch(
-                &mut tx,
-                &s.upstream_project_id,
-                &s.backfill_cursor,
-                BACKFILL_BATCH,
-            )
-            .await?;
-            let Some(last) = batch.last().cloned() else {
-                if db::finish_backfill(&mut tx, &s.connection_id, now).await? {
-                    let done = db::get_sync(&mut tx, &s.connection_id)
-                        .await?
-                        .unwrap_or(s.clone());
-                    outbox::enqueue(&mut tx, &[events::initial_sync_completed(&done)]).await?;
-                }
-                tx.commit().await?;
-                core.relay.wake();
-                break;
-            };
-            let copied = reconcile(&mut tx, &core.blobs, &s, &batch, now).await?;
-            if !db::advance_cursor(&mut tx, &s.connection_id, &s.backfill_cursor, &last, now)
-                .await?
-            {
-                tx.rollback().await?;
-                break;
-            }
-            db::count_copies(
-                &mut tx,
-                &s.connection_id,
-                copied.revisions,
-                copied.drawings,
-                false,
-                now,
-            )
-            .await?;
-            tx.commit().await?;
-            s.backfill_cursor = last;
-        }
-    }
-    Ok(())
 }

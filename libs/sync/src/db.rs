@@ -1,0 +1,222 @@
+//! Every SQL statement of the engine: the `sync_connections` projection (one table of the
+//! same shape in each tool service's database) and the lookups of copies.
+
+use connectability_store::{
+    placeholders,
+    table::{Result, Table, fetch, select},
+};
+use sqlx::{AnyConnection, Row, any::AnyRow};
+
+/// Where a row came from: set on every copy, empty on originals.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Copy {
+    pub connection_id: String,
+    pub origin_id: String,
+    pub origin_project_id: String,
+}
+
+impl Copy {
+    /// Reads the `connection_id`, `origin_id` and `origin_project_id` columns.
+    pub fn read(r: &AnyRow) -> Result<Copy> {
+        Ok(Copy {
+            connection_id: r.try_get("connection_id")?,
+            origin_id: r.try_get("origin_id")?,
+            origin_project_id: r.try_get("origin_project_id")?,
+        })
+    }
+
+    pub fn is_copy(&self) -> bool {
+        !self.connection_id.is_empty()
+    }
+}
+
+/// A connection's copies of these upstream items, from a table with the [`Copy`] columns.
+pub async fn copies<T: Table>(
+    conn: &mut AnyConnection,
+    connection_id: &str,
+    origin_ids: &[String],
+) -> Result<Vec<T>> {
+    if origin_ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sql = format!(
+        "{} WHERE connection_id = $1 AND origin_id IN ({})",
+        select::<T>(),
+        placeholders(2, origin_ids.len())
+    );
+    let mut binds = vec![connection_id];
+    binds.extend(origin_ids.iter().map(String::as_str));
+    fetch(conn, sql, &binds, T::read).await
+}
+
+/// One connection as the tool service sees it, and how far its copying got.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncRow {
+    pub connection_id: String,
+    pub upstream_project_id: String,
+    pub downstream_project_id: String,
+    pub downstream_company_id: String,
+    /// A [`crate::SyncState`] value.
+    pub state: i64,
+    /// Items (the unit the tool counts: revisions, RFIs) to copy, and copied so far.
+    pub items_total: i64,
+    pub items_copied: i64,
+    /// Records holding those items (drawings for revisions; RFIs for RFIs).
+    pub records_copied: i64,
+    /// The backfill's position: upstream record ids up to here are copied.
+    pub backfill_cursor: String,
+    /// When copying started (event time): earlier upstream changes belong to the backfill.
+    pub start_ms: i64,
+    pub last_copy_ms: Option<i64>,
+    pub update_ms: i64,
+}
+
+impl SyncRow {
+    fn read(r: &AnyRow) -> Result<Self> {
+        Ok(Self {
+            connection_id: r.try_get("connection_id")?,
+            upstream_project_id: r.try_get("upstream_project_id")?,
+            downstream_project_id: r.try_get("downstream_project_id")?,
+            downstream_company_id: r.try_get("downstream_company_id")?,
+            state: r.try_get("state")?,
+            items_total: r.try_get("items_total")?,
+            items_copied: r.try_get("items_copied")?,
+            records_copied: r.try_get("records_copied")?,
+            backfill_cursor: r.try_get("backfill_cursor")?,
+            start_ms: r.try_get("start_ms")?,
+            last_copy_ms: r.try_get("last_copy_ms")?,
+            update_ms: r.try_get("update_ms")?,
+        })
+    }
+}
+
+const SYNC_COLUMNS: &str =
+    "connection_id, upstream_project_id, downstream_project_id, downstream_company_id, state,
+    items_total, items_copied, records_copied, backfill_cursor, start_ms, last_copy_ms, update_ms";
+
+pub async fn get_sync(conn: &mut AnyConnection, connection_id: &str) -> Result<Option<SyncRow>> {
+    Ok(fetch(
+        conn,
+        format!("SELECT {SYNC_COLUMNS} FROM sync_connections WHERE connection_id = $1"),
+        &[connection_id],
+        SyncRow::read,
+    )
+    .await?
+    .pop())
+}
+
+/// Connections copying from `upstream` (not stopped).
+pub async fn syncs_from(conn: &mut AnyConnection, upstream: &str) -> Result<Vec<SyncRow>> {
+    fetch(
+        conn,
+        format!(
+            "SELECT {SYNC_COLUMNS} FROM sync_connections WHERE upstream_project_id = $1 AND state <> 3"
+        ),
+        &[upstream],
+        SyncRow::read,
+    )
+    .await
+}
+
+pub async fn backfilling(conn: &mut AnyConnection) -> Result<Vec<SyncRow>> {
+    fetch(
+        conn,
+        format!(
+            "SELECT {SYNC_COLUMNS} FROM sync_connections WHERE state = 1 ORDER BY connection_id"
+        ),
+        &[],
+        SyncRow::read,
+    )
+    .await
+}
+
+/// Starts (or restarts) a connection's backfill.
+pub async fn start_sync(conn: &mut AnyConnection, s: &SyncRow) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO sync_connections (connection_id, upstream_project_id, downstream_project_id, downstream_company_id,
+            state, items_total, items_copied, records_copied, backfill_cursor, start_ms, last_copy_ms, update_ms)
+         VALUES ($1, $2, $3, $4, 1, $5, 0, 0, '', $7, NULL, $6)
+         ON CONFLICT (connection_id) DO UPDATE SET state = 1, items_total = excluded.items_total,
+            backfill_cursor = '', start_ms = excluded.start_ms, update_ms = excluded.update_ms",
+    )
+    .bind(&s.connection_id)
+    .bind(&s.upstream_project_id)
+    .bind(&s.downstream_project_id)
+    .bind(&s.downstream_company_id)
+    .bind(s.items_total)
+    .bind(s.update_ms)
+    .bind(s.start_ms)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn stop_sync(conn: &mut AnyConnection, connection_id: &str, now_ms: i64) -> Result<()> {
+    sqlx::query("UPDATE sync_connections SET state = 3, update_ms = $2 WHERE connection_id = $1")
+        .bind(connection_id)
+        .bind(now_ms)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Adds copied counts (and, for live changes, to the total too).
+pub async fn count_copies(
+    conn: &mut AnyConnection,
+    connection_id: &str,
+    items: i64,
+    records: i64,
+    add_to_total: bool,
+    now_ms: i64,
+) -> Result<()> {
+    sqlx::query(
+        "UPDATE sync_connections SET items_copied = items_copied + $2, records_copied = records_copied + $3,
+            items_total = items_total + $4, last_copy_ms = $5, update_ms = $5 WHERE connection_id = $1",
+    )
+    .bind(connection_id)
+    .bind(items)
+    .bind(records)
+    .bind(if add_to_total { items } else { 0 })
+    .bind(now_ms)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Moves the backfill cursor if nobody else did. False: another worker got there first.
+pub async fn advance_cursor(
+    conn: &mut AnyConnection,
+    connection_id: &str,
+    from: &str,
+    to: &str,
+    now_ms: i64,
+) -> Result<bool> {
+    let n = sqlx::query(
+        "UPDATE sync_connections SET backfill_cursor = $3, update_ms = $4 WHERE connection_id = $1 AND backfill_cursor = $2 AND state = 1",
+    )
+    .bind(connection_id)
+    .bind(from)
+    .bind(to)
+    .bind(now_ms)
+    .execute(conn)
+    .await?
+    .rows_affected();
+    Ok(n == 1)
+}
+
+/// BACKFILLING -> IN_SYNC, once.
+pub async fn finish_backfill(
+    conn: &mut AnyConnection,
+    connection_id: &str,
+    now_ms: i64,
+) -> Result<bool> {
+    let n = sqlx::query(
+        "UPDATE sync_connections SET state = 2, update_ms = $2 WHERE connection_id = $1 AND state = 1",
+    )
+    .bind(connection_id)
+    .bind(now_ms)
+    .execute(conn)
+    .await?
+    .rows_affected();
+    Ok(n == 1)
+}

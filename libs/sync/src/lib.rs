@@ -1,0 +1,317 @@
+//! The one-way sync engine that drawings-sync, rfi-sync and submittal-sync share.
+//!
+//! A tool service describes its tool with [`SyncedTool`]: what counts as shareable upstream,
+//! how to make one connection's copies of some upstream records match the upstream now
+//! (`reconcile`), what to announce, and how to withdraw or mark copies. The engine does the
+//! rest the same way for every tool:
+//! - [`ConnectionEvents`]: the projection of connections (`sync_connections`) from
+//!   connection events; a connection that gains the tool's feature starts a backfill,
+//!   disconnect stops copying (copies stay), undo stops and withdraws every copy;
+//! - [`ToolEvents`]: the tool's own events name which upstream records changed, and each
+//!   connection from that project reconciles them in the event's one transaction;
+//! - [`run_backfills`]: batches of upstream records per transaction behind a cursor moved by
+//!   a conditional update (so replicas never copy twice), then IN_SYNC and the tool's
+//!   "initial sync complete" event;
+//! - [`status`]: sync status and the stream `WatchSyncStatus` serves.
+//!
+//! Events only say *which* records changed, and reconcile copies the upstream's current
+//! state, so a repeated or reordered event changes nothing.
+
+pub mod db;
+pub mod status;
+
+use std::{sync::Arc, time::Duration};
+
+use async_trait::async_trait;
+use connectability_events::Envelope;
+use connectability_platform::{clock::Clock, events::decode};
+use connectability_proto::connections::v1::{self as cpb, ConnectionStatus, Feature};
+use connectability_store::{Db, Tx, inbox::InboxHandler, outbox};
+use tokio::sync::Notify;
+
+pub use db::{Copy, SyncRow, copies};
+
+/// Upstream records copied per backfill transaction.
+pub const BACKFILL_BATCH: i64 = 200;
+
+/// The stored sync states (each tool proto's SyncState values).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyncState {
+    Backfilling = 1,
+    InSync = 2,
+    Stopped = 3,
+}
+
+/// What one reconcile did downstream.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Copied {
+    /// Items newly copied (the unit the tool counts: revisions, RFIs).
+    pub items: i64,
+    /// Records newly copied (drawings, RFIs).
+    pub records: i64,
+    /// Names of records whose copies were deleted because the upstream deleted them.
+    pub deleted: Vec<String>,
+}
+
+/// Which upstream records a tool event changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    pub project_id: String,
+    pub record_ids: Vec<String>,
+    /// Set for a publish-like change that the tool announces once per downstream.
+    pub action_id: Option<String>,
+}
+
+/// What the engine needs from the service around the tool.
+pub struct Parts<'a> {
+    pub db: &'a Db,
+    pub clock: &'a dyn Clock,
+    pub relay: &'a outbox::RelayWaker,
+    /// Woken when a backfill starts.
+    pub backfill: &'a Notify,
+}
+
+/// One tool's side of the sync. Every method that takes a transaction runs inside the
+/// engine's transaction for the event or backfill batch.
+#[async_trait]
+pub trait SyncedTool: Send + Sync + 'static {
+    /// The connection feature that carries this tool.
+    const FEATURE: Feature;
+    /// The events context of the tool's own events (`drawings`, `rfis`).
+    const CONTEXT: &'static str;
+
+    fn parts(&self) -> Parts<'_>;
+
+    /// How many items a new connection's backfill will copy.
+    async fn shareable_count(&self, tx: &mut Tx, s: &SyncRow) -> anyhow::Result<i64>;
+
+    /// The backfill's next upstream records (ids after `cursor`, in id order) for `s`.
+    async fn backfill_batch(
+        &self,
+        tx: &mut Tx,
+        s: &SyncRow,
+        cursor: &str,
+        limit: i64,
+    ) -> anyhow::Result<Vec<String>>;
+
+    /// Makes connection `s`'s copies of `record_ids` match the upstream records now.
+    async fn reconcile(
+        &self,
+        tx: &mut Tx,
+        s: &SyncRow,
+        record_ids: &[String],
+        now_ms: i64,
+    ) -> anyhow::Result<Copied>;
+
+    /// Which upstream records a tool event changed; `None` for events that copy nothing.
+    fn changed(&self, e: &Envelope) -> anyhow::Result<Option<Change>>;
+
+    /// Events that tell people what a change copied to `s` (`live`: made after `s` started).
+    fn announce(&self, s: &SyncRow, change: &Change, copied: &Copied, live: bool) -> Vec<Envelope>;
+
+    /// The event that says `s`'s backfill is complete (N5).
+    fn initial_sync_completed(&self, s: &SyncRow) -> Envelope;
+
+    /// The connection was disconnected: copies stay; a tool may mark them.
+    async fn disconnected(&self, _tx: &mut Tx, _connection_id: &str) -> anyhow::Result<()> {
+        Ok(())
+    }
+
+    /// The connection was undone: removes every copy it made and returns the object keys
+    /// of the copied files, which the engine deletes.
+    async fn withdraw(&self, tx: &mut Tx, connection_id: &str) -> anyhow::Result<Vec<String>>;
+
+    /// Deletes a stored file (after `withdraw`).
+    async fn delete_file(&self, object_key: &str) -> anyhow::Result<()>;
+}
+
+fn carries(features: &[i32], f: Feature) -> bool {
+    features.contains(&(f as i32))
+}
+
+async fn start<T: SyncedTool>(tool: &T, tx: &mut Tx, c: &cpb::Connection) -> anyhow::Result<()> {
+    let parts = tool.parts();
+    let mut row = SyncRow {
+        connection_id: c.id.clone(),
+        upstream_project_id: c.upstream_project_id.clone(),
+        downstream_project_id: c.downstream_project_id.clone(),
+        downstream_company_id: c.downstream_company_id.clone(),
+        state: SyncState::Backfilling as i64,
+        items_total: 0,
+        items_copied: 0,
+        records_copied: 0,
+        backfill_cursor: String::new(),
+        // Event times come from the wall clock; so does this, to compare with them.
+        start_ms: connectability_store::now_ms(),
+        last_copy_ms: None,
+        update_ms: parts.clock.now_ms(),
+    };
+    row.items_total = tool.shareable_count(tx, &row).await?;
+    db::start_sync(tx, &row).await?;
+    parts.backfill.notify_one();
+    Ok(())
+}
+
+/// Consumes connection events: the projection of the connections that carry the tool.
+pub struct ConnectionEvents<T>(pub Arc<T>);
+
+#[async_trait]
+impl<T: SyncedTool> InboxHandler for ConnectionEvents<T> {
+    async fn handle(&self, tx: &mut Tx, e: &Envelope) -> anyhow::Result<()> {
+        apply_connection_event(&*self.0, tx, e).await
+    }
+}
+
+/// Applies one connection event to the projection (see [`ConnectionEvents`]).
+pub async fn apply_connection_event<T: SyncedTool>(
+    tool: &T,
+    tx: &mut Tx,
+    e: &Envelope,
+) -> anyhow::Result<()> {
+    let now = tool.parts().clock.now_ms();
+    match e.event_type.rsplit('.').next().unwrap_or_default() {
+        "ConnectionActivated" => {
+            let m: cpb::ConnectionActivated = decode(e)?;
+            let c = m.connection.unwrap_or_default();
+            if carries(&c.features, T::FEATURE) {
+                start(tool, tx, &c).await?;
+            }
+        }
+        "ConnectionFeaturesAdded" => {
+            let m: cpb::ConnectionFeaturesAdded = decode(e)?;
+            let c = m.connection.unwrap_or_default();
+            if carries(&m.added_features, T::FEATURE) && c.status() == ConnectionStatus::Active {
+                start(tool, tx, &c).await?;
+            }
+        }
+        "ConnectionDisconnected" => {
+            // Nothing more is applied; copies stay.
+            let m: cpb::ConnectionDisconnected = decode(e)?;
+            let id = m.connection.unwrap_or_default().id;
+            if db::get_sync(tx, &id).await?.is_some() {
+                db::stop_sync(tx, &id, now).await?;
+                tool.disconnected(tx, &id).await?;
+            }
+        }
+        "ConnectionUndone" => {
+            // C12: an undone connection leaves no copies behind.
+            let m: cpb::ConnectionUndone = decode(e)?;
+            let id = m.connection.unwrap_or_default().id;
+            db::stop_sync(tx, &id, now).await?;
+            for key in tool.withdraw(tx, &id).await? {
+                tool.delete_file(&key).await?;
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// Consumes the tool's own events and copies upstream changes to every connection.
+pub struct ToolEvents<T>(pub Arc<T>);
+
+#[async_trait]
+impl<T: SyncedTool> InboxHandler for ToolEvents<T> {
+    async fn handle(&self, tx: &mut Tx, e: &Envelope) -> anyhow::Result<()> {
+        apply_tool_event(&*self.0, tx, e).await
+    }
+}
+
+/// Applies one tool event: reconcile, count and announce per connection (see [`ToolEvents`]).
+pub async fn apply_tool_event<T: SyncedTool>(
+    tool: &T,
+    tx: &mut Tx,
+    e: &Envelope,
+) -> anyhow::Result<()> {
+    let Some(change) = tool.changed(e)? else {
+        return Ok(());
+    };
+    let parts = tool.parts();
+    let now = parts.clock.now_ms();
+    let mut out = Vec::new();
+    for s in db::syncs_from(tx, &change.project_id).await? {
+        let copied = tool.reconcile(tx, &s, &change.record_ids, now).await?;
+        // A change made before this connection started copying is the backfill's: it is
+        // copied all the same (reconcile is idempotent), but counted and announced once,
+        // by the backfill.
+        let live = e.time_ms >= s.start_ms;
+        if copied.items > 0 || copied.records > 0 {
+            db::count_copies(
+                tx,
+                &s.connection_id,
+                copied.items,
+                copied.records,
+                live,
+                now,
+            )
+            .await?;
+        }
+        out.extend(tool.announce(&s, &change, &copied, live));
+    }
+    outbox::enqueue(tx, &out).await?;
+    parts.relay.wake();
+    Ok(())
+}
+
+/// Runs backfills until `shutdown`: batches of upstream records, one transaction each, until
+/// a connection has everything, then IN_SYNC and the tool's initial-sync event.
+pub async fn run_backfills<T: SyncedTool>(
+    tool: Arc<T>,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        if let Err(e) = backfill_once(&*tool).await {
+            tracing::warn!(error = %e, context = T::CONTEXT, "backfill failed; retrying");
+        }
+        tokio::select! {
+            _ = shutdown.changed() => return,
+            _ = tool.parts().backfill.notified() => {}
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+        }
+    }
+}
+
+/// Advances every backfilling connection to completion (or until another worker moves it).
+pub async fn backfill_once<T: SyncedTool>(tool: &T) -> anyhow::Result<()> {
+    let parts = tool.parts();
+    let pending = db::backfilling(&mut *parts.db.pool().acquire().await?).await?;
+    for mut s in pending {
+        loop {
+            let now = parts.clock.now_ms();
+            let mut tx = parts.db.begin().await?;
+            let batch = tool
+                .backfill_batch(&mut tx, &s, &s.backfill_cursor, BACKFILL_BATCH)
+                .await?;
+            let Some(last) = batch.last().cloned() else {
+                if db::finish_backfill(&mut tx, &s.connection_id, now).await? {
+                    let done = db::get_sync(&mut tx, &s.connection_id)
+                        .await?
+                        .unwrap_or(s.clone());
+                    outbox::enqueue(&mut tx, &[tool.initial_sync_completed(&done)]).await?;
+                }
+                tx.commit().await?;
+                parts.relay.wake();
+                break;
+            };
+            let copied = tool.reconcile(&mut tx, &s, &batch, now).await?;
+            if !db::advance_cursor(&mut tx, &s.connection_id, &s.backfill_cursor, &last, now)
+                .await?
+            {
+                tx.rollback().await?;
+                break;
+            }
+            db::count_copies(
+                &mut tx,
+                &s.connection_id,
+                copied.items,
+                copied.records,
+                false,
+                now,
+            )
+            .await?;
+            tx.commit().await?;
+            s.backfill_cursor = last;
+        }
+    }
+    Ok(())
+}
