@@ -95,6 +95,38 @@ pub fn parse_text(field: &str, raw: &str, max: usize) -> Result<String, Status> 
     Ok(text.to_string())
 }
 
+/// A calendar date `YYYY-MM-DD`; empty is allowed when `optional`.
+pub fn parse_date(field: &str, raw: &str, optional: bool) -> Result<String, Status> {
+    if raw.is_empty() && optional {
+        return Ok(String::new());
+    }
+    let bad = || invalid_argument(field, format!("`{raw}` is not a date YYYY-MM-DD"));
+    let parts: Vec<&str> = raw.split('-').collect();
+    let [y, m, d] = parts.as_slice() else {
+        return Err(bad());
+    };
+    if y.len() != 4 || m.len() != 2 || d.len() != 2 {
+        return Err(bad());
+    }
+    let (y, m, d): (u32, u32, u32) = (
+        y.parse().map_err(|_| bad())?,
+        m.parse().map_err(|_| bad())?,
+        d.parse().map_err(|_| bad())?,
+    );
+    let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    let days = match m {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        2 if leap => 29,
+        2 => 28,
+        _ => return Err(bad()),
+    };
+    if d == 0 || d > days || y < 1900 {
+        return Err(bad());
+    }
+    Ok(raw.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

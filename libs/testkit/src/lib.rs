@@ -20,6 +20,7 @@ use connectability_proto::{
     directory::v1::directory_service_client::DirectoryServiceClient,
     drawings::v1::drawing_service_client::DrawingServiceClient,
     notifications::v1::notification_service_client::NotificationServiceClient,
+    rfis::v1::rfi_service_client::RfiServiceClient,
 };
 use connectability_store::Db;
 use sqlx::AssertSqlSafe;
@@ -238,6 +239,8 @@ pub enum Service {
     ConnectionManager,
     /// Needs the directory in the same app.
     DrawingsSync,
+    /// Needs the directory and drawings-sync in the same app (it calls them over gRPC).
+    RfiSync,
     /// Needs the directory in the same app. Mail goes to `Options::smtp_url`, else to
     /// `.eml` files in `<test dir>/mail`.
     Notification,
@@ -249,6 +252,7 @@ pub struct Options {
     /// Shutdown grace period (NOT_SERVING before closing).
     pub grace: Duration,
     pub drawings: drawings_sync::Limits,
+    pub rfis: rfi_sync::Limits,
     /// SMTP server for the notification service (`smtp://127.0.0.1:PORT`).
     pub smtp_url: Option<String>,
 }
@@ -341,6 +345,33 @@ impl TestApp {
                     )
                     .await
                     .expect("drawings-sync")
+                    .mount(&mut server, MAX_MESSAGE_BYTES);
+                    dbs.push((*service, db));
+                }
+                Service::RfiSync => {
+                    let db = env.migrated_db("rfis", &rfi_sync::migrations()).await;
+                    let blobs = connectability_blobs::Blobs::from_url(&format!(
+                        "file://{}",
+                        env.dir.join("blobs").display()
+                    ))
+                    .expect("blobs folder");
+                    let token = issuer.service(rfi_sync::NAME);
+                    let gateway = connection_manager::DirectoryGateway::new(
+                        lazy_channel(addr),
+                        &token,
+                        Duration::ZERO,
+                    );
+                    rfi_sync::RfiSync::start(
+                        db.clone(),
+                        env.bus.clone(),
+                        blobs,
+                        gateway,
+                        rfi_sync::DrawingsGateway::new(lazy_channel(addr), &token),
+                        Arc::new(clock.clone()),
+                        options.rfis,
+                    )
+                    .await
+                    .expect("rfi-sync")
                     .mount(&mut server, MAX_MESSAGE_BYTES);
                     dbs.push((*service, db));
                 }
@@ -442,6 +473,10 @@ impl TestApp {
 
     pub fn drawings(&self, token: &str) -> DrawingServiceClient<AuthedChannel> {
         DrawingServiceClient::new(self.authed(token))
+    }
+
+    pub fn rfis(&self, token: &str) -> RfiServiceClient<AuthedChannel> {
+        RfiServiceClient::new(self.authed(token)).max_decoding_message_size(usize::MAX)
     }
 
     pub fn notifications(&self, token: &str) -> NotificationServiceClient<AuthedChannel> {

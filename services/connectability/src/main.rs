@@ -73,6 +73,8 @@ enum ServeService {
     ConnectionManager(Box<connection_manager::Config>),
     /// The Drawings tool and its sync to connected projects.
     DrawingsSync(Box<drawings_sync::Config>),
+    /// The RFIs tool and its sync to connected projects.
+    RfiSync(Box<rfi_sync::Config>),
     /// Notifications by inbox and email.
     Notification(Box<notification::Config>),
 }
@@ -82,6 +84,7 @@ enum ServiceName {
     Directory,
     ConnectionManager,
     DrawingsSync,
+    RfiSync,
     Notification,
 }
 
@@ -150,6 +153,13 @@ async fn main() -> anyhow::Result<()> {
             drawings_sync::serve(*config).await
         }
         Command::Serve {
+            service: ServeService::RfiSync(config),
+        } => {
+            let _t =
+                connectability_platform::telemetry::init(rfi_sync::NAME, config.common.log_format);
+            rfi_sync::serve(*config).await
+        }
+        Command::Serve {
             service: ServeService::Notification(config),
         } => {
             let _t = connectability_platform::telemetry::init(
@@ -186,6 +196,7 @@ async fn main() -> anyhow::Result<()> {
                 ServiceName::Directory => directory::migrations(),
                 ServiceName::ConnectionManager => connection_manager::migrations(),
                 ServiceName::DrawingsSync => drawings_sync::migrations(),
+                ServiceName::RfiSync => rfi_sync::migrations(),
                 ServiceName::Notification => notification::migrations(),
             };
             db.migrate(&migrations).await?;
@@ -275,7 +286,7 @@ async fn dev(args: DevArgs) -> anyhow::Result<()> {
     drawings_sync::DrawingsSync::start(
         drawings_db,
         bus.clone(),
-        blobs,
+        blobs.clone(),
         connectability_platform::directory::DirectoryGateway::new(
             own()?,
             &issuer.service(drawings_sync::NAME),
@@ -283,6 +294,25 @@ async fn dev(args: DevArgs) -> anyhow::Result<()> {
         ),
         clock.clone(),
         drawings_sync::Limits::default(),
+    )
+    .await?
+    .mount(&mut server, max_message_bytes);
+
+    let rfis_db = Db::connect(&sqlite(rfi_sync::NAME)).await?;
+    rfis_db.migrate(&rfi_sync::migrations()).await?;
+    rfi_sync::demo::load(&rfis_db, &blobs).await?;
+    rfi_sync::RfiSync::start(
+        rfis_db,
+        bus.clone(),
+        blobs,
+        connectability_platform::directory::DirectoryGateway::new(
+            own()?,
+            &issuer.service(rfi_sync::NAME),
+            cache,
+        ),
+        rfi_sync::DrawingsGateway::new(own()?, &issuer.service(rfi_sync::NAME)),
+        clock.clone(),
+        rfi_sync::Limits::default(),
     )
     .await?
     .mount(&mut server, max_message_bytes);

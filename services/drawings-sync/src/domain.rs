@@ -1,11 +1,7 @@
 //! Drawings rules as plain functions and parsed input: no network, no database.
 
-use connectability_platform::{
-    directory::{Tool, at_least, tool_level},
-    errors::invalid_argument,
-};
+use connectability_platform::directory::{Tool, at_least, tool_level};
 use connectability_proto::directory::v1::{PermissionLevel, ProjectAccess};
-use tonic::Status;
 
 pub const PROJECT: &str = "prj";
 pub const AREA: &str = "area";
@@ -56,37 +52,7 @@ pub fn can_watch_sync(access: &ProjectAccess) -> bool {
         )
 }
 
-/// A calendar date `YYYY-MM-DD`; empty is allowed when `optional`.
-pub fn parse_date(field: &str, raw: &str, optional: bool) -> Result<String, Status> {
-    if raw.is_empty() && optional {
-        return Ok(String::new());
-    }
-    let bad = || invalid_argument(field, format!("`{raw}` is not a date YYYY-MM-DD"));
-    let parts: Vec<&str> = raw.split('-').collect();
-    let [y, m, d] = parts.as_slice() else {
-        return Err(bad());
-    };
-    if y.len() != 4 || m.len() != 2 || d.len() != 2 {
-        return Err(bad());
-    }
-    let (y, m, d): (u32, u32, u32) = (
-        y.parse().map_err(|_| bad())?,
-        m.parse().map_err(|_| bad())?,
-        d.parse().map_err(|_| bad())?,
-    );
-    let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-    let days = match m {
-        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
-        4 | 6 | 9 | 11 => 30,
-        2 if leap => 29,
-        2 => 28,
-        _ => return Err(bad()),
-    };
-    if d == 0 || d > days || y < 1900 {
-        return Err(bad());
-    }
-    Ok(raw.to_string())
-}
+pub use connectability_platform::input::parse_date;
 
 /// A PDF starts with `%PDF-`.
 pub fn looks_like_pdf(first_bytes: &[u8]) -> bool {

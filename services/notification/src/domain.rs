@@ -20,6 +20,7 @@ pub enum Happened {
     Created,
     Disconnected { reason: String },
     InitialSyncComplete { drawings: i64, revisions: i64 },
+    InitialRfiSyncComplete { rfis: i64 },
     DrawingsPublished { revisions: i64 },
     DrawingsDeleted { numbers: Vec<String> },
 }
@@ -52,7 +53,7 @@ fn msg(side: Side, tool: Tool, kind: Kind, subject: String, body: String) -> Pla
 }
 
 /// The matrix: N1 requested (when review is required), N2 rejected, N3 created, N4
-/// disconnected, N5 initial sync complete, N6 drawings published, N7 drawings deleted.
+/// disconnected, N5 initial sync complete (drawings and RFIs), N6 drawings published, N7 drawings deleted.
 pub fn plan(what: &Happened, n: &Names) -> Vec<Planned> {
     let cm = Tool::ConnectionManager;
     let link = format!(
@@ -115,6 +116,13 @@ pub fn plan(what: &Happened, n: &Names) -> Vec<Planned> {
             Kind::InitialSyncComplete,
             format!("Initial drawings sync complete: {drawings} drawings from {}", n.upstream_company),
             format!("{drawings} drawings ({revisions} revisions) from {} arrived in {}, unpublished, ready to review and publish.\n\n{link}", n.upstream_project, n.downstream_project),
+        )],
+        Happened::InitialRfiSyncComplete { rfis } => vec![msg(
+            Side::Downstream,
+            Tool::Rfis,
+            Kind::InitialSyncComplete,
+            format!("Initial RFI sync complete: {rfis} RFIs from {}", n.upstream_company),
+            format!("{rfis} closed RFIs from {} arrived in {}, read-only, with their cover sheets and linked drawings.\n\n{link}", n.upstream_project, n.downstream_project),
         )],
         Happened::DrawingsPublished { revisions } => vec![msg(
             Side::Downstream,

@@ -13,9 +13,11 @@ use connectability_platform::{
     input::Id,
 };
 use connectability_proto::{
+    EventMessage,
     connections::v1 as cpb,
     directory::v1::{PermissionLevel, Tool},
     drawings::v1 as dpb,
+    rfis::v1 as rpb,
 };
 use connectability_store::{Tx, inbox::InboxHandler};
 
@@ -79,6 +81,20 @@ fn facts(e: &Envelope) -> anyhow::Result<Option<Facts>> {
         "ConnectionDisconnected" => {
             let m: cpb::ConnectionDisconnected = decode(e)?;
             of(m.connection, Happened::Disconnected { reason: m.reason })
+        }
+        "InitialSyncCompleted"
+            if e.event_type == <rpb::InitialSyncCompleted as EventMessage>::EVENT_TYPE =>
+        {
+            let m: rpb::InitialSyncCompleted = decode(e)?;
+            let h = Happened::InitialRfiSyncComplete {
+                rfis: m.rfis_copied,
+            };
+            sync(
+                m.connection_id,
+                m.upstream_project_id,
+                m.downstream_project_id,
+                h,
+            )
         }
         "InitialSyncCompleted" => {
             let m: dpb::InitialSyncCompleted = decode(e)?;

@@ -89,6 +89,13 @@ impl Notification {
                 handler.clone(),
             )
             .await?,
+            inbox::subscribe(
+                bus.as_ref(),
+                db.clone(),
+                spec("notification-rfis", "rfis"),
+                handler.clone(),
+            )
+            .await?,
         ];
         let outgoing = mailer::Outgoing {
             db: db.clone(),

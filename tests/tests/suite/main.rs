@@ -33,3 +33,4 @@ mod directory;
 mod drawings;
 mod notifications;
 mod platform;
+mod rfis;

@@ -1,0 +1,1307 @@
+//! The gRPC layer of the RFIs tool: parse, check the caller's RFIS level (directory over
+//! gRPC), apply the rules in `domain`, write through `db` with events in one transaction.
+//! Copying downstream happens in `sync`, driven by those events.
+
+use std::{collections::HashMap, pin::Pin, sync::Arc};
+
+use connectability_auth::Caller;
+use connectability_blobs::{
+    Blobs,
+    files::{self, UploadHeader, UploadPart},
+};
+use connectability_events::Envelope;
+use connectability_platform::{
+    clock::Clock,
+    directory::{DirectoryGateway, sees_project},
+    errors::{failed_precondition, internal, invalid_argument, not_found, permission_denied},
+    input::{Id, parse_name, parse_request_id, parse_text},
+    paging::PageRequest,
+    time::timestamp,
+};
+use connectability_proto::{
+    directory::v1::ProjectAccess,
+    rfis::v1::{self as pb, rfi_service_server::RfiService},
+};
+use connectability_store::{Db, Tx, outbox::RelayWaker, request_ids};
+use futures::Stream;
+use prost::Message as _;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::{
+    db::{self, FileRow, ResponseRow, RfiRow, SyncRow},
+    domain::{
+        self, CONNECTION, FILE, MAX_SUBJECT, MAX_TEXT, PROJECT, Participants, RESPONSE, REVISION,
+        RFI, RfiStatus, USER, reason,
+    },
+    drawings::DrawingsGateway,
+    events, pdf,
+};
+
+type Stream_<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+
+#[derive(Clone)]
+pub struct RfiApi {
+    db: Db,
+    blobs: Blobs,
+    relay: RelayWaker,
+    directory: DirectoryGateway,
+    drawings: DrawingsGateway,
+    clock: Arc<dyn Clock>,
+    limits: Limits,
+}
+
+/// Sizes the service enforces.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Largest accepted file, in bytes.
+    pub max_upload_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_upload_bytes: 64 * 1024 * 1024,
+        }
+    }
+}
+
+fn db_err(e: sqlx::Error) -> Status {
+    internal(e)
+}
+
+fn user_of(caller: &Caller) -> Result<&str, Status> {
+    match caller {
+        Caller::User { user_id } => Ok(user_id),
+        _ => Err(permission_denied(
+            "the RFIs tool is used by project members",
+        )),
+    }
+}
+
+fn origin(r: &RfiRow) -> Option<pb::Origin> {
+    r.copy.is_copy().then(|| pb::Origin {
+        connection_id: r.copy.connection_id.clone(),
+        upstream_project_id: r.copy.origin_project_id.clone(),
+        upstream_id: r.copy.origin_id.clone(),
+    })
+}
+
+fn response_pb(r: ResponseRow) -> pb::RfiResponse {
+    pb::RfiResponse {
+        id: r.id,
+        author_id: r.author_id,
+        body: r.body,
+        attachment_file_ids: r.file_ids,
+        official: r.official,
+        create_time: Some(timestamp(r.create_ms)),
+    }
+}
+
+fn rfi_pb(r: RfiRow, responses: Vec<ResponseRow>, linked: Vec<String>) -> pb::Rfi {
+    pb::Rfi {
+        connected: r.copy.is_copy(),
+        origin: origin(&r),
+        id: r.id,
+        project_id: r.project_id,
+        number: r.number,
+        subject: r.subject,
+        question: r.question,
+        question_file_ids: r.question_file_ids,
+        status: r.status as i32,
+        manager_id: r.manager_id,
+        received_from_id: r.received_from_id,
+        responsible_contractor: r.responsible_contractor,
+        assignee_ids: r.assignee_ids,
+        distribution_ids: r.distribution_ids,
+        creator_id: r.creator_id,
+        date_initiated: r.date_initiated,
+        due_date: r.due_date,
+        private: r.private,
+        drawing_revision_ids: r.drawing_revision_ids,
+        responses: responses.into_iter().map(response_pb).collect(),
+        cover_sheet_file_id: r.cover_file_id,
+        linked_drawings_file_id: r.drawings_file_id,
+        linked_rfi_ids: linked,
+        disconnected: r.disconnected,
+        create_time: Some(timestamp(r.create_ms)),
+        update_time: Some(timestamp(r.update_ms)),
+        close_time: r.close_ms.map(timestamp),
+    }
+}
+
+fn file_pb(f: FileRow) -> pb::File {
+    pb::File {
+        id: f.id,
+        project_id: f.project_id,
+        filename: f.filename,
+        size_bytes: f.size_bytes,
+        sha256: f.sha256,
+        content_type: f.content_type,
+        create_time: Some(timestamp(f.create_ms)),
+    }
+}
+
+fn sync_pb(s: SyncRow, now: i64) -> pb::SyncStatus {
+    pb::SyncStatus {
+        lag: Some(connectability_sync::status::lag(&s, now)),
+        connection_id: s.connection_id,
+        upstream_project_id: s.upstream_project_id,
+        downstream_project_id: s.downstream_project_id,
+        state: s.state as i32,
+        items_total: s.items_total,
+        items_copied: s.items_copied,
+        last_copy_time: s.last_copy_ms.map(timestamp),
+    }
+}
+
+/// RFI upload messages as the shared file upload reads them.
+fn upload_part(m: pb::UploadFileRequest) -> Option<UploadPart> {
+    use pb::upload_file_request::Part;
+    Some(match m.part? {
+        Part::Header(h) => UploadPart::Header(UploadHeader {
+            project_id: h.project_id,
+            filename: h.filename,
+            content_type: h.content_type,
+        }),
+        Part::Chunk(c) => UploadPart::Chunk(c),
+    })
+}
+
+fn participants(r: &RfiRow) -> Participants {
+    Participants {
+        creator_id: r.creator_id.clone(),
+        manager_id: r.manager_id.clone(),
+        received_from_id: r.received_from_id.clone(),
+        assignee_ids: r.assignee_ids.clone(),
+        distribution_ids: r.distribution_ids.clone(),
+    }
+}
+
+fn is_open(r: &RfiRow) -> bool {
+    r.status == RfiStatus::Open as i64 || r.status == RfiStatus::Reopened as i64
+}
+
+fn must_be_open(r: &RfiRow) -> Result<(), Status> {
+    if is_open(r) {
+        Ok(())
+    } else {
+        Err(failed_precondition(
+            reason::RFI_CLOSED,
+            format!("RFI #{} is closed; reopen it first", r.number),
+        ))
+    }
+}
+
+fn must_be_own(r: &RfiRow) -> Result<(), Status> {
+    if r.copy.is_copy() {
+        Err(failed_precondition(
+            reason::CONNECTED_READ_ONLY,
+            format!(
+                "RFI #{} is a connected copy and read-only here; it changes only upstream",
+                r.number
+            ),
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+fn changed_meanwhile() -> Status {
+    Status::aborted("the RFI changed meanwhile; read it again and retry")
+}
+
+/// Who may see what of an RFI: the caller's user id and access in its project.
+struct Viewer {
+    user: String,
+    access: ProjectAccess,
+}
+
+impl Viewer {
+    fn admin(&self) -> bool {
+        domain::is_admin(&self.access)
+    }
+
+    /// Admins and the RFI's manager manage it (edit, official response, close, reopen, delete).
+    fn manages(&self, r: &RfiRow) -> bool {
+        self.admin() || r.manager_id == self.user
+    }
+
+    fn sees(&self, r: &RfiRow) -> bool {
+        !r.private || self.admin() || participants(r).includes(&self.user)
+    }
+}
+
+impl RfiApi {
+    pub fn new(
+        db: Db,
+        blobs: Blobs,
+        relay: RelayWaker,
+        directory: DirectoryGateway,
+        drawings: DrawingsGateway,
+        clock: Arc<dyn Clock>,
+        limits: Limits,
+    ) -> Self {
+        Self {
+            db,
+            blobs,
+            relay,
+            directory,
+            drawings,
+            clock,
+            limits,
+        }
+    }
+
+    async fn read(&self) -> Result<sqlx::pool::PoolConnection<sqlx::Any>, Status> {
+        self.db.pool().acquire().await.map_err(db_err)
+    }
+
+    async fn begin(&self) -> Result<Tx, Status> {
+        self.db.begin().await.map_err(db_err)
+    }
+
+    /// The caller's access to a project they may see (else NOT_FOUND), with at least
+    /// READ_ONLY on RFIs (else PERMISSION_DENIED).
+    async fn viewer(&self, caller: &Caller, project_id: &str) -> Result<Viewer, Status> {
+        let user = user_of(caller)?;
+        let access = self
+            .directory
+            .project_access(project_id, user)
+            .await?
+            .filter(sees_project)
+            .ok_or_else(|| not_found("project", project_id))?;
+        if !domain::can_view(&access) {
+            return Err(permission_denied(
+                "you need at least READ_ONLY on RFIs in this project",
+            ));
+        }
+        Ok(Viewer {
+            user: user.to_string(),
+            access,
+        })
+    }
+
+    /// Like [`Self::viewer`], with at least STANDARD.
+    async fn contributor(&self, caller: &Caller, project_id: &str) -> Result<Viewer, Status> {
+        let v = self.viewer(caller, project_id).await?;
+        if !domain::can_contribute(&v.access) {
+            return Err(permission_denied(
+                "you need at least STANDARD on RFIs in this project",
+            ));
+        }
+        Ok(v)
+    }
+
+    /// An RFI the caller may see: a live original or any copy, public or naming the caller
+    /// (RFIS admins see every private RFI). Anything else is NOT_FOUND.
+    async fn visible(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        caller: &Caller,
+        id: &Id,
+    ) -> Result<(RfiRow, Viewer), Status> {
+        let missing = || not_found("RFI", id.as_str());
+        let r = db::get::<RfiRow>(conn, id.as_str())
+            .await
+            .map_err(db_err)?
+            .filter(|r| r.copy.is_copy() || r.deleted_ms.is_none())
+            .ok_or_else(missing)?;
+        let v = self
+            .viewer(caller, &r.project_id)
+            .await
+            .map_err(|e| match e.code() {
+                tonic::Code::PermissionDenied => e,
+                _ => missing(),
+            })?;
+        if !v.sees(&r) {
+            return Err(missing());
+        }
+        Ok((r, v))
+    }
+
+    /// An original RFI the caller manages.
+    async fn managed(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        caller: &Caller,
+        id: &Id,
+    ) -> Result<(RfiRow, Viewer), Status> {
+        let (r, v) = self.visible(conn, caller, id).await?;
+        must_be_own(&r)?;
+        if !v.manages(&r) {
+            return Err(permission_denied(
+                "only RFI admins of this project and the RFI's manager may do this",
+            ));
+        }
+        Ok((r, v))
+    }
+
+    /// The messages for `rows` as `v` sees them: responses (only official ones for
+    /// non-managers when the project says so) and links.
+    async fn rfis_pb(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        v: &Viewer,
+        project_id: &str,
+        rows: Vec<RfiRow>,
+    ) -> Result<Vec<pb::Rfi>, Status> {
+        let official_only = db::official_only(conn, project_id).await.map_err(db_err)?;
+        let ids: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
+        let mut responses: HashMap<String, Vec<ResponseRow>> = HashMap::new();
+        for r in db::responses_of(conn, &ids).await.map_err(db_err)? {
+            responses.entry(r.rfi_id.clone()).or_default().push(r);
+        }
+        let mut links: HashMap<String, Vec<String>> = HashMap::new();
+        for (own, copy) in db::links_in_project(conn, project_id)
+            .await
+            .map_err(db_err)?
+        {
+            links.entry(own.clone()).or_default().push(copy.clone());
+            links.entry(copy).or_default().push(own);
+        }
+        Ok(rows
+            .into_iter()
+            .map(|r| {
+                let mut rs = responses.remove(&r.id).unwrap_or_default();
+                if official_only && !v.manages(&r) {
+                    rs.retain(|x| x.official);
+                }
+                let mut linked = links.remove(&r.id).unwrap_or_default();
+                linked.sort();
+                rfi_pb(r, rs, linked)
+            })
+            .collect())
+    }
+
+    async fn rfi_pb(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        v: &Viewer,
+        row: RfiRow,
+    ) -> Result<pb::Rfi, Status> {
+        let project = row.project_id.clone();
+        Ok(self
+            .rfis_pb(conn, v, &project, vec![row])
+            .await?
+            .pop()
+            .unwrap_or_default())
+    }
+
+    /// Every named user exists; returns the companies of the R2 participants.
+    async fn participant_companies(
+        &self,
+        fields: &[(&str, &str)],
+        p: &Participants,
+    ) -> Result<Vec<String>, Status> {
+        let mut companies = HashMap::new();
+        for (field, id) in fields {
+            if id.is_empty() {
+                continue;
+            }
+            let user = self
+                .directory
+                .user(id)
+                .await?
+                .ok_or_else(|| invalid_argument(field, format!("no user `{id}`")))?;
+            companies.insert(id.to_string(), user.company_id);
+        }
+        let mut out: Vec<String> = p
+            .r2_users()
+            .iter()
+            .filter_map(|u| companies.get(u).cloned())
+            .collect();
+        out.sort();
+        out.dedup();
+        Ok(out)
+    }
+
+    /// Each file is one of the project's.
+    async fn check_files(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        field: &str,
+        project_id: &str,
+        ids: &[String],
+    ) -> Result<(), Status> {
+        let found = db::by_ids::<FileRow>(conn, ids).await.map_err(db_err)?;
+        for id in ids {
+            if !found
+                .iter()
+                .any(|f| &f.id == id && f.project_id == project_id)
+            {
+                return Err(failed_precondition(
+                    reason::FILE_NOT_IN_PROJECT,
+                    format!("{field}: `{id}` is not a file of this project (upload it first)"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Commits the change with its events and wakes the relay.
+    async fn commit(&self, tx: Tx, events: &[Envelope]) -> Result<(), Status> {
+        connectability_store::commit(tx, events, None, &self.relay)
+            .await
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    /// Renders the cover sheet and the linked drawings PDF of `r` as it closes, stores the
+    /// bytes and returns the two file rows (not yet recorded).
+    async fn render_close(&self, r: &RfiRow, now: i64) -> Result<Vec<FileRow>, Status> {
+        let mut conn = self.read().await?;
+        let official_only = db::official_only(&mut conn, &r.project_id)
+            .await
+            .map_err(db_err)?;
+        let responses = db::responses_of(&mut conn, std::slice::from_ref(&r.id))
+            .await
+            .map_err(db_err)?;
+        drop(conn);
+        let name = |id: String| async move {
+            if id.is_empty() {
+                return String::new();
+            }
+            match self.directory.user(&id).await {
+                Ok(Some(u)) => format!("{} ({id})", u.display_name),
+                _ => id,
+            }
+        };
+        let names = |ids: Vec<String>| async move {
+            let mut out = Vec::new();
+            for id in ids {
+                out.push(name(id).await);
+            }
+            out
+        };
+        let mut shown = Vec::new();
+        for x in responses.iter().filter(|x| x.official || !official_only) {
+            shown.push((name(x.author_id.clone()).await, x.official, x.body.clone()));
+        }
+        let cover = pdf::cover_sheet(&pdf::CoverSheet {
+            number: r.number,
+            subject: r.subject.clone(),
+            private: r.private,
+            manager: name(r.manager_id.clone()).await,
+            received_from: name(r.received_from_id.clone()).await,
+            responsible_contractor: r.responsible_contractor.clone(),
+            assignees: names(r.assignee_ids.clone()).await,
+            distribution: names(r.distribution_ids.clone()).await,
+            creator: name(r.creator_id.clone()).await,
+            date_initiated: r.date_initiated.clone(),
+            due_date: r.due_date.clone(),
+            drawing_revision_ids: r.drawing_revision_ids.clone(),
+            question: r.question.clone(),
+            responses: shown,
+            official_only,
+        })
+        .map_err(internal)?;
+
+        let (mut listed, mut parts) = (Vec::new(), Vec::new());
+        for rev in &r.drawing_revision_ids {
+            let Some((file, bytes)) = self.drawings.revision_file(&r.project_id, rev).await? else {
+                return Err(failed_precondition(
+                    reason::LINKED_DRAWING_NOT_FOUND,
+                    format!("linked drawing revision `{rev}` is not in this project's Drawings"),
+                ));
+            };
+            listed.push(format!(
+                "{rev}: {} ({} bytes, sha256 {})",
+                file.filename, file.size_bytes, file.sha256
+            ));
+            parts.push(bytes);
+        }
+        let drawings =
+            pdf::linked_drawings(r.number, &r.subject, &listed, &parts).map_err(internal)?;
+
+        let mut out = Vec::new();
+        for (label, bytes) in [("cover-sheet", cover), ("linked-drawings", drawings)] {
+            let file = FileRow::new(
+                Id::generate(FILE).to_string(),
+                &r.project_id,
+                &self.company_of_project(&r.project_id).await?,
+                format!("RFI-{}-{label}.pdf", r.number),
+                "application/pdf".into(),
+                &bytes,
+                now,
+            );
+            self.blobs
+                .put(&file.object_key, bytes.into())
+                .await
+                .map_err(internal)?;
+            out.push(file);
+        }
+        Ok(out)
+    }
+
+    async fn company_of_project(&self, project_id: &str) -> Result<String, Status> {
+        Ok(self
+            .directory
+            .project(project_id)
+            .await?
+            .map(|p| p.company_id)
+            .unwrap_or_default())
+    }
+
+    /// Writes `updated` if `r` is unchanged, with `events`; answers the new state.
+    async fn save(
+        &self,
+        v: &Viewer,
+        expected_version: i64,
+        updated: RfiRow,
+        events: Vec<Envelope>,
+    ) -> Result<pb::Rfi, Status> {
+        let mut tx = self.begin().await?;
+        if !db::update_rfi(&mut tx, &updated, expected_version)
+            .await
+            .map_err(db_err)?
+        {
+            return Err(changed_meanwhile());
+        }
+        self.commit(tx, &events).await?;
+        self.rfi_pb(&mut *self.read().await?, v, updated).await
+    }
+}
+
+/// Parsed RFI fields, shared by create and update.
+struct Fields {
+    subject: String,
+    question: String,
+    question_file_ids: Vec<String>,
+    manager_id: String,
+    received_from_id: String,
+    responsible_contractor: String,
+    assignee_ids: Vec<String>,
+    distribution_ids: Vec<String>,
+    date_initiated: String,
+    due_date: String,
+    private: bool,
+    drawing_revision_ids: Vec<String>,
+}
+
+fn parse_fields(r: &pb::Rfi) -> Result<Fields, Status> {
+    Ok(Fields {
+        subject: parse_text("subject", &r.subject, MAX_SUBJECT).and_then(|s| {
+            if s.trim().is_empty() {
+                Err(invalid_argument("subject", "must not be empty"))
+            } else {
+                Ok(s)
+            }
+        })?,
+        question: parse_text("question", &r.question, MAX_TEXT)?,
+        question_file_ids: domain::parse_ids(FILE, "question_file_ids", &r.question_file_ids)?,
+        manager_id: domain::parse_optional_user("manager_id", &r.manager_id)?,
+        received_from_id: domain::parse_optional_user("received_from_id", &r.received_from_id)?,
+        responsible_contractor: parse_text(
+            "responsible_contractor",
+            &r.responsible_contractor,
+            200,
+        )?,
+        assignee_ids: domain::parse_ids(USER, "assignee_ids", &r.assignee_ids)?,
+        distribution_ids: domain::parse_ids(USER, "distribution_ids", &r.distribution_ids)?,
+        date_initiated: domain::parse_date("date_initiated", &r.date_initiated, true)?,
+        due_date: domain::parse_date("due_date", &r.due_date, true)?,
+        private: r.private,
+        drawing_revision_ids: domain::parse_ids(
+            REVISION,
+            "drawing_revision_ids",
+            &r.drawing_revision_ids,
+        )?,
+    })
+}
+
+impl RfiApi {
+    /// Checks users and files and fills `row` with the parsed fields.
+    async fn apply_fields(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        row: &mut RfiRow,
+        f: Fields,
+    ) -> Result<(), Status> {
+        self.check_files(
+            conn,
+            "question_file_ids",
+            &row.project_id,
+            &f.question_file_ids,
+        )
+        .await?;
+        row.subject = f.subject;
+        row.question = f.question;
+        row.question_file_ids = f.question_file_ids;
+        if !f.manager_id.is_empty() {
+            row.manager_id = f.manager_id;
+        }
+        row.received_from_id = f.received_from_id;
+        row.responsible_contractor = f.responsible_contractor;
+        row.assignee_ids = f.assignee_ids;
+        row.distribution_ids = f.distribution_ids;
+        if !f.date_initiated.is_empty() {
+            row.date_initiated = f.date_initiated;
+        }
+        row.due_date = f.due_date;
+        row.private = f.private;
+        row.drawing_revision_ids = f.drawing_revision_ids;
+        let p = participants(row);
+        let mut fields: Vec<(String, String)> = vec![
+            ("manager_id".into(), row.manager_id.clone()),
+            ("received_from_id".into(), row.received_from_id.clone()),
+            ("creator_id".into(), row.creator_id.clone()),
+        ];
+        fields.extend(
+            row.assignee_ids
+                .iter()
+                .enumerate()
+                .map(|(i, u)| (format!("assignee_ids[{i}]"), u.clone())),
+        );
+        fields.extend(
+            row.distribution_ids
+                .iter()
+                .enumerate()
+                .map(|(i, u)| (format!("distribution_ids[{i}]"), u.clone())),
+        );
+        let refs: Vec<(&str, &str)> = fields
+            .iter()
+            .map(|(f, u)| (f.as_str(), u.as_str()))
+            .collect();
+        row.participant_company_ids = self.participant_companies(&refs, &p).await?;
+        Ok(())
+    }
+}
+
+#[tonic::async_trait]
+impl RfiService for RfiApi {
+    async fn create_rfi(
+        &self,
+        req: Request<pb::CreateRfiRequest>,
+    ) -> Result<Response<pb::Rfi>, Status> {
+        let caller = connectability_auth::caller(&req)?;
+        let r = req.into_inner();
+        let project = Id::parse(PROJECT, "project_id", &r.project_id)?;
+        let request_id = parse_request_id(&r.request_id)?;
+        let fields = parse_fields(&pb::Rfi {
+            subject: r.subject,
+            question: r.question,
+            question_file_ids: r.question_file_ids,
+            manager_id: r.manager_id,
+            received_from_id: r.received_from_id,
+            responsible_contractor: r.responsible_contractor,
+            assignee_ids: r.assignee_ids,
+            distribution_ids: r.distribution_ids,
+            date_initiated: r.date_initiated,
+            due_date: r.due_date,
+            private: r.private,
+            drawing_revision_ids: r.drawing_revision_ids,
+            ..Default::default()
+        })?;
+        let v = self.contributor(&caller, project.as_str()).await?;
+        let scope = format!("rfis.CreateRfi:{}", v.user);
+        let now = self.clock.now_ms();
+        let mut row = RfiRow {
+            id: Id::generate(RFI).to_string(),
+            project_id: project.to_string(),
+            number: 0,
+            subject: String::new(),
+            question: String::new(),
+            question_file_ids: Vec::new(),
+            status: RfiStatus::Open as i64,
+            manager_id: v.user.clone(),
+            received_from_id: String::new(),
+            responsible_contractor: String::new(),
+            assignee_ids: Vec::new(),
+            distribution_ids: Vec::new(),
+            creator_id: v.user.clone(),
+            participant_company_ids: Vec::new(),
+            date_initiated: domain::date_of(now),
+            due_date: String::new(),
+            private: false,
+            drawing_revision_ids: Vec::new(),
+            cover_file_id: String::new(),
+            drawings_file_id: String::new(),
+            version: 1,
+            close_ms: None,
+            deleted_ms: None,
+            copy: Default::default(),
+            origin_version: 0,
+            disconnected: false,
+            create_ms: now,
+            update_ms: now,
+        };
+        self.apply_fields(&mut *self.read().await?, &mut row, fields)
+            .await?;
+        // Numbers are per project: a concurrent create may take ours; then take the next.
+        for _ in 0..5 {
+            let mut tx = self.begin().await?;
+            if let Some(rid) = &request_id
+                && let Some(prev) = request_ids::find(&mut tx, &scope, rid)
+                    .await
+                    .map_err(db_err)?
+            {
+                return Ok(Response::new(
+                    pb::Rfi::decode(prev.as_slice()).map_err(internal)?,
+                ));
+            }
+            row.number = db::next_number(&mut tx, project.as_str())
+                .await
+                .map_err(db_err)?;
+            match db::insert(&mut tx, std::slice::from_ref(&row)).await {
+                Ok(()) => {}
+                Err(sqlx::Error::Database(e)) if e.is_unique_violation() => continue,
+                Err(e) => return Err(db_err(e)),
+            }
+            let out = rfi_pb(row.clone(), Vec::new(), Vec::new());
+            let request = request_id
+                .as_deref()
+                .map(|rid| (scope.as_str(), rid, out.encode_to_vec()));
+            if !connectability_store::commit(tx, &[], request, &self.relay)
+                .await
+                .map_err(db_err)?
+            {
+                return Err(Status::aborted(
+                    "a concurrent call with the same request_id won; retry to get its result",
+                ));
+            }
+            return Ok(Response::new(out));
+        }
+        Err(Status::aborted(
+            "RFI numbers were taken concurrently; retry",
+        ))
+    }
+
+    async fn get_rfi(&self, req: Request<pb::GetRfiRequest>) -> Result<Response<pb::Rfi>, Status> {
+        let caller = connectability_auth::caller(&req)?;
+        let id = Id::parse(RFI, "id", &req.get_ref().id)?;
+        let mut conn = self.read().await?;
+        let (r, v) = self.visible(&mut conn, &caller, &id).await?;
+        Ok(Response::new(self.rfi_pb(&mut conn, &v, r).await?))
+    }
+
+    async fn list_rfis(
+        &self,
+        req: Request<pb::ListRfisRequest>,
+    ) -> Result<Response<pb::ListRfisResponse>, Status> {
+        let caller = connectability_auth::caller(&req)?;
+        let r = req.into_inner();
+        let project = Id::parse(PROJECT, "project_id", &r.project_id)?;
+        let page = PageRequest::parse(r.page_size, &r.page_token)?;
+        let mut statuses = Vec::new();
+        for (i, s) in r.statuses.iter().enumerate() {
+            match pb::RfiStatus::try_from(*s) {
+                Ok(pb::RfiStatus::Unspecified) | Err(_) => {
+                    return Err(invalid_argument(
+                        &format!("statuses[{i}]"),
+                        format!("`{s}` is not an RFI status"),
+                    ));
+                }
+                Ok(s) => statuses.push(s as i64),
+            }
+        }
+        let v = self.viewer(&caller, project.as_str()).await?;
+        let mut conn = self.read().await?;
+        let sees_all = if v.admin() { "" } else { v.user.as_str() };
+        let mut rows = db::list_rfis(
+            &mut conn,
+            project.as_str(),
+            &statuses,
+            sees_all,
+            &page.after,
+            page.fetch_limit(),
+        )
+        .await
+        .map_err(db_err)?;
+        let next_page_token = page.finish(&mut rows, |r| &r.id);
+        let rfis = self.rfis_pb(&mut conn, &v, project.as_str(), rows).await?;
+        Ok(Response::new(pb::ListRfisResponse {
+            rfis,
+            next_page_token,
+        }))
+    }
+
+    async fn update_rfi(
+        &self,
+        req: Request<pb::UpdateRfiRequest>,
+    ) -> Result<Response<pb::Rfi>, Status> {
+        let caller = connectability_auth::caller(&req)?;
+        let r = req.into_inner();
+        let patch = r.rfi.unwrap_or_default();
+        let id = Id::parse(RFI, "rfi.id", &patch.id)?;
+        let paths = r.update_mask.map(|m| m.paths).unwrap_or_default();
+        if paths.is_empty() {
+            return Err(invalid_argument("update_mask", "name at least one field"));
+        }
+        let mut conn = self.read().await?;
+        let (current, v) = self.managed(&mut conn, &caller, &id).await?;
+        must_be_open(&current)?;
+        // Start from the stored fields and take the masked ones from the request.
+        let mut merged = rfi_pb(current.clone(), Vec::new(), Vec::new());
+        for path in &paths {
+            match path.as_str() {
+                "subject" => merged.subject = patch.subject.clone(),
+                "question" => merged.question = patch.question.clone(),
+                "question_file_ids" => merged.question_file_ids = patch.question_file_ids.clone(),
+                "manager_id" => merged.manager_id = patch.manager_id.clone(),
+                "received_from_id" => merged.received_from_id = patch.received_from_id.clone(),
+                "responsible_contractor" => {
+                    merged.responsible_contractor = patch.responsible_contractor.clone()
+                }
+                "assignee_ids" => merged.assignee_ids = patch.assignee_ids.clone(),
+                "distribution_ids" => merged.distribution_ids = patch.distribution_ids.clone(),
+                "date_initiated" => merged.date_initiated = patch.date_initiated.clone(),
+                "due_date" => merged.due_date = patch.due_date.clone(),
+                "private" => merged.private = patch.private,
+                "drawing_revision_ids" => {
+                    merged.drawing_revision_ids = patch.drawing_revision_ids.clone()
+                }
+                other => {
+                    return Err(invalid_argument(
+                        "update_mask",
+                        format!("`{other}` cannot be updated"),
+                    ));
+                }
+            }
+        }
+        if merged.manager_id.is_empty() {
+            return Err(invalid_argument("rfi.manager_id", "an RFI needs a manager"));
+        }
+        let fields = parse_fields(&merged).map_err(|e| {
+            // Name the field as the caller sent it.
+            let field = connectability_platform::errors::bad_field(&e).unwrap_or_default();
+            invalid_argument(&format!("rfi.{field}"), e.message())
+        })?;
+        let mut updated = current.clone();
+        self.apply_fields(&mut conn, &mut updated, fields).await?;
+        drop(conn);
+        updated.version += 1;
+        updated.update_ms = self.clock.now_ms();
+        Ok(Response::new(
+            self.save(&v, current.version, updated, Vec::new()).await?,
+        ))
+    }
+
+    async fn add_rfi_response(
+        &self,
+        req: Request<pb::AddRfiResponseRequest>,
+    ) -> Result<Response<pb::Rfi>, Status> {
+        let caller = connectability_auth::caller(&req)?;
+        let r = req.into_inner();
+        let id = Id::parse(RFI, "rfi_id", &r.rfi_id)?;
+        let body = parse_text("body", &r.body, MAX_TEXT)?;
+        if body.trim().is_empty() {
+            return Err(invalid_argument("body", "must not be empty"));
+        }
+        let file_ids = domain::parse_ids(FILE, "attachment_file_ids", &r.attachment_file_ids)?;
+        let mut conn = self.read().await?;
+        let (rfi, v) = self.visible(&mut conn, &caller, &id).await?;
+        must_be_own(&rfi)?;
+        if !domain::can_contribute(&v.access) {
+            return Err(permission_denied(
+                "you need at least STANDARD on RFIs in this project",
+            ));
+        }
+        must_be_open(&rfi)?;
+        self.check_files(&mut conn, "attachment_file_ids", &rfi.project_id, &file_ids)
+            .await?;
+        drop(conn);
+        let now = self.clock.now_ms();
+        let response = ResponseRow {
+            id: Id::generate(RESPONSE).to_string(),
+            rfi_id: rfi.id.clone(),
+            author_id: v.user.clone(),
+            body,
+            file_ids,
+            official: false,
+            create_ms: now,
+        };
+        let mut tx = self.begin().await?;
+        db::insert(&mut tx, std::slice::from_ref(&response))
+            .await
+            .map_err(db_err)?;
+        let updated = RfiRow {
+            version: rfi.version + 1,
+            update_ms: now,
+            ..rfi.clone()
+        };
+        if !db::update_rfi(&mut tx, &updated, rfi.version)
+            .await
+            .map_err(db_err)?
+        {
+            return Err(changed_meanwhile());
+        }
+        self.commit(tx, &[]).await?;
+        Ok(Response::new(
+            self.rfi_pb(&mut *self.read().await?, &v, updated).await?,
+        ))
+    }
+
+    async fn mark_official_response(
+        &self,
+        req: Request<pb::MarkOfficialResponseRequest>,
+    ) -> Result<Response<pb::Rfi>, Status> {
+        let caller = connectability_auth::caller(&req)?;
+        let r = req.into_inner();
+        let id = Id::parse(RFI, "rfi_id", &r.rfi_id)?;
+        let response = Id::parse(RESPONSE, "response_id", &r.response_id)?;
+        let mut conn = self.read().await?;
+        let (rfi, v) = self.managed(&mut conn, &caller, &id).await?;
+        must_be_open(&rfi)?;
+        let responses = db::responses_of(&mut conn, std::slice::from_ref(&rfi.id))
+            .await
+            .map_err(db_err)?;
+        if !responses.iter().any(|x| x.id == response.as_str()) {
+            return Err(not_found("response", response.as_str()));
+        }
+        drop(conn);
+        let mut tx = self.begin().await?;
+        db::mark_official(&mut tx, &rfi.id, response.as_str())
+            .await
+            .map_err(db_err)?;
+        let updated = RfiRow {
+            version: rfi.version + 1,
+            update_ms: self.clock.now_ms(),
+            ..rfi.clone()
+        };
+        if !db::update_rfi(&mut tx, &updated, rfi.version)
+            .await
+            .map_err(db_err)?
+        {
+            return Err(changed_meanwhile());
+        }
+        self.commit(tx, &[]).await?;
+        Ok(Response::new(
+            self.rfi_pb(&mut *self.read().await?, &v, updated).await?,
+        ))
+    }
+
+    async fn close_rfi(
+        &self,
+        req: Request<pb::CloseRfiRequest>,
+    ) -> Result<Response<pb::Rfi>, Status> {
+        let caller = connectability_auth::caller(&req)?;
+        let id = Id::parse(RFI, "id", &req.get_ref().id)?;
+        let (rfi, v) = self.managed(&mut *self.read().await?, &caller, &id).await?;
+        must_be_open(&rfi)?;
+        let now = self.clock.now_ms();
+        let files = self.render_close(&rfi, now).await?;
+        let updated = RfiRow {
+            status: RfiStatus::Closed as i64,
+            cover_file_id: files[0].id.clone(),
+            drawings_file_id: files[1].id.clone(),
+            close_ms: Some(now),
+            version: rfi.version + 1,
+            update_ms: now,
+            ..rfi.clone()
+        };
+        let saved = async {
+            let mut tx = self.begin().await?;
+            db::insert(&mut tx, &files).await.map_err(db_err)?;
+            if !db::update_rfi(&mut tx, &updated, rfi.version)
+                .await
+                .map_err(db_err)?
+            {
+                return Err(changed_meanwhile());
+            }
+            self.commit(tx, &[events::rfi_closed(&updated, &v.user)])
+                .await
+        }
+        .await;
+        if let Err(e) = saved {
+            // Nothing half-stored: the rendered files go if the close did not commit.
+            for f in &files {
+                let _ = self.blobs.delete(&f.object_key).await;
+            }
+            return Err(e);
+        }
+        Ok(Response::new(
+            self.rfi_pb(&mut *self.read().await?, &v, updated).await?,
+        ))
+    }
+
+    async fn reopen_rfi(
+        &self,
+        req: Request<pb::ReopenRfiRequest>,
+    ) -> Result<Response<pb::Rfi>, Status> {
+        let caller = connectability_auth::caller(&req)?;
+        let id = Id::parse(RFI, "id", &req.get_ref().id)?;
+        let (rfi, v) = self.managed(&mut *self.read().await?, &caller, &id).await?;
+        if rfi.status != RfiStatus::Closed as i64 {
+            return Err(failed_precondition(
+                reason::RFI_NOT_CLOSED,
+                format!("RFI #{} is not closed", rfi.number),
+            ));
+        }
+        let updated = RfiRow {
+            status: RfiStatus::Reopened as i64,
+            close_ms: None,
+            version: rfi.version + 1,
+            update_ms: self.clock.now_ms(),
+            ..rfi.clone()
+        };
+        let event = events::rfi_reopened(&updated, &v.user);
+        Ok(Response::new(
+            self.save(&v, rfi.version, updated, vec![event]).await?,
+        ))
+    }
+
+    async fn delete_rfi(&self, req: Request<pb::DeleteRfiRequest>) -> Result<Response<()>, Status> {
+        let caller = connectability_auth::caller(&req)?;
+        let id = Id::parse(RFI, "id", &req.get_ref().id)?;
+        let (rfi, v) = self.managed(&mut *self.read().await?, &caller, &id).await?;
+        let now = self.clock.now_ms();
+        let updated = RfiRow {
+            status: RfiStatus::Deleted as i64,
+            deleted_ms: Some(now),
+            version: rfi.version + 1,
+            update_ms: now,
+            ..rfi.clone()
+        };
+        let event = events::rfi_deleted(&updated, &v.user);
+        self.save(&v, rfi.version, updated, vec![event]).await?;
+        Ok(Response::new(()))
+    }
+
+    async fn upload_file(
+        &self,
+        req: Request<Streaming<pb::UploadFileRequest>>,
+    ) -> Result<Response<pb::File>, Status> {
+        let caller = connectability_auth::caller(&req)?;
+        let mut stream = req.into_inner();
+        let header = files::upload_header(&mut stream, upload_part).await?;
+        let project = Id::parse(PROJECT, "header.project_id", &header.project_id)?;
+        let filename = parse_name("header.filename", &header.filename)?;
+        let content_type = domain::parse_content_type("header.content_type", &header.content_type)?;
+        let v = self.contributor(&caller, project.as_str()).await?;
+        let content =
+            files::upload_body(&mut stream, upload_part, self.limits.max_upload_bytes).await?;
+        let file = FileRow::new(
+            Id::generate(FILE).to_string(),
+            project.as_str(),
+            &v.access.project_company_id,
+            filename,
+            content_type,
+            &content,
+            self.clock.now_ms(),
+        );
+        files::store(&self.blobs, &mut *self.read().await?, &file, content).await?;
+        Ok(Response::new(file_pb(file)))
+    }
+
+    type DownloadFileStream = Stream_<pb::DownloadFileResponse>;
+
+    async fn download_file(
+        &self,
+        req: Request<pb::DownloadFileRequest>,
+    ) -> Result<Response<Self::DownloadFileStream>, Status> {
+        use pb::download_file_response::Part;
+        let caller = connectability_auth::caller(&req)?;
+        let id = Id::parse(FILE, "id", &req.get_ref().id)?;
+        let file = db::get::<FileRow>(&mut *self.read().await?, id.as_str())
+            .await
+            .map_err(db_err)?
+            .ok_or_else(|| not_found("file", id.as_str()))?;
+        self.viewer(&caller, &file.project_id)
+            .await
+            .map_err(|_| not_found("file", id.as_str()))?;
+        let key = file.object_key.clone();
+        let first = pb::DownloadFileResponse {
+            part: Some(Part::File(file_pb(file))),
+        };
+        let chunk = |c| pb::DownloadFileResponse {
+            part: Some(Part::Chunk(c)),
+        };
+        let stream = files::download(&self.blobs, &key, first, chunk).await?;
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn get_rfi_settings(
+        &self,
+        req: Request<pb::GetRfiSettingsRequest>,
+    ) -> Result<Response<pb::RfiSettings>, Status> {
+        let caller = connectability_auth::caller(&req)?;
+        let project = Id::parse(PROJECT, "project_id", &req.get_ref().project_id)?;
+        self.viewer(&caller, project.as_str()).await?;
+        let official_responses_only = db::official_only(&mut *self.read().await?, project.as_str())
+            .await
+            .map_err(db_err)?;
+        Ok(Response::new(pb::RfiSettings {
+            project_id: project.to_string(),
+            official_responses_only,
+        }))
+    }
+
+    async fn update_rfi_settings(
+        &self,
+        req: Request<pb::UpdateRfiSettingsRequest>,
+    ) -> Result<Response<pb::RfiSettings>, Status> {
+        let caller = connectability_auth::caller(&req)?;
+        let r = req.into_inner();
+        let project = Id::parse(PROJECT, "project_id", &r.project_id)?;
+        let v = self.viewer(&caller, project.as_str()).await?;
+        if !v.admin() {
+            return Err(permission_denied(
+                "only RFI admins of this project change its settings",
+            ));
+        }
+        db::set_official_only(
+            &mut *self.read().await?,
+            project.as_str(),
+            r.official_responses_only,
+            self.clock.now_ms(),
+        )
+        .await
+        .map_err(db_err)?;
+        Ok(Response::new(pb::RfiSettings {
+            project_id: project.to_string(),
+            official_responses_only: r.official_responses_only,
+        }))
+    }
+
+    async fn link_rfi(
+        &self,
+        req: Request<pb::LinkRfiRequest>,
+    ) -> Result<Response<pb::Rfi>, Status> {
+        let caller = connectability_auth::caller(&req)?;
+        let r = req.into_inner();
+        let id = Id::parse(RFI, "rfi_id", &r.rfi_id)?;
+        let copy_id = Id::parse(RFI, "connected_rfi_id", &r.connected_rfi_id)?;
+        let mut conn = self.read().await?;
+        let (own, copy, v) = self.own_and_copy(&mut conn, &caller, &id, &copy_id).await?;
+        db::link(
+            &mut conn,
+            &own.id,
+            &copy.id,
+            &own.project_id,
+            &v.user,
+            self.clock.now_ms(),
+        )
+        .await
+        .map_err(db_err)?;
+        Ok(Response::new(self.rfi_pb(&mut conn, &v, own).await?))
+    }
+
+    async fn copy_official_answer(
+        &self,
+        req: Request<pb::CopyOfficialAnswerRequest>,
+    ) -> Result<Response<pb::Rfi>, Status> {
+        let caller = connectability_auth::caller(&req)?;
+        let r = req.into_inner();
+        let id = Id::parse(RFI, "rfi_id", &r.rfi_id)?;
+        let copy_id = Id::parse(RFI, "connected_rfi_id", &r.connected_rfi_id)?;
+        let mut conn = self.read().await?;
+        let (own, copy, v) = self.own_and_copy(&mut conn, &caller, &id, &copy_id).await?;
+        must_be_open(&own)?;
+        let official = db::responses_of(&mut conn, std::slice::from_ref(&copy.id))
+            .await
+            .map_err(db_err)?
+            .into_iter()
+            .find(|x| x.official)
+            .ok_or_else(|| {
+                failed_precondition(
+                    reason::NO_OFFICIAL_ANSWER,
+                    format!("connected RFI #{} has no official answer", copy.number),
+                )
+            })?;
+        drop(conn);
+        let now = self.clock.now_ms();
+        let response = ResponseRow {
+            id: Id::generate(RESPONSE).to_string(),
+            rfi_id: own.id.clone(),
+            author_id: v.user.clone(),
+            body: format!(
+                "Official answer to connected RFI #{} ({}): {}",
+                copy.number, copy.subject, official.body
+            ),
+            // The copy's files are files of this same project.
+            file_ids: official.file_ids,
+            official: false,
+            create_ms: now,
+        };
+        let mut tx = self.begin().await?;
+        db::insert(&mut tx, std::slice::from_ref(&response))
+            .await
+            .map_err(db_err)?;
+        let updated = RfiRow {
+            version: own.version + 1,
+            update_ms: now,
+            ..own.clone()
+        };
+        if !db::update_rfi(&mut tx, &updated, own.version)
+            .await
+            .map_err(db_err)?
+        {
+            return Err(changed_meanwhile());
+        }
+        self.commit(tx, &[]).await?;
+        Ok(Response::new(
+            self.rfi_pb(&mut *self.read().await?, &v, updated).await?,
+        ))
+    }
+
+    async fn get_sync_status(
+        &self,
+        req: Request<pb::GetSyncStatusRequest>,
+    ) -> Result<Response<pb::SyncStatus>, Status> {
+        let caller = connectability_auth::caller(&req)?;
+        let id = Id::parse(CONNECTION, "connection_id", &req.get_ref().connection_id)?;
+        let row = self.watched_sync(&caller, &id).await?;
+        Ok(Response::new(sync_pb(row, self.clock.now_ms())))
+    }
+
+    type WatchSyncStatusStream = Stream_<pb::SyncStatus>;
+
+    async fn watch_sync_status(
+        &self,
+        req: Request<pb::WatchSyncStatusRequest>,
+    ) -> Result<Response<Self::WatchSyncStatusStream>, Status> {
+        let caller = connectability_auth::caller(&req)?;
+        let id = Id::parse(CONNECTION, "connection_id", &req.get_ref().connection_id)?;
+        let first = connectability_sync::status::first(|| self.watched_sync(&caller, &id)).await?;
+        let stream =
+            connectability_sync::status::watch(self.db.clone(), self.clock.clone(), first, sync_pb);
+        Ok(Response::new(Box::pin(stream)))
+    }
+}
+
+impl RfiApi {
+    /// The caller's own RFI and a connected copy in the same project, for linking (R5).
+    async fn own_and_copy(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        caller: &Caller,
+        id: &Id,
+        copy_id: &Id,
+    ) -> Result<(RfiRow, RfiRow, Viewer), Status> {
+        let (own, v) = self.visible(conn, caller, id).await?;
+        must_be_own(&own)?;
+        if !domain::can_contribute(&v.access) {
+            return Err(permission_denied(
+                "you need at least STANDARD on RFIs in this project",
+            ));
+        }
+        let (copy, _) = self.visible(conn, caller, copy_id).await?;
+        if !copy.copy.is_copy() || copy.project_id != own.project_id {
+            return Err(failed_precondition(
+                reason::NOT_A_CONNECTED_RFI,
+                format!(
+                    "`{}` is not a connected RFI of this project",
+                    copy_id.as_str()
+                ),
+            ));
+        }
+        Ok((own, copy, v))
+    }
+
+    /// A connection's sync state, for someone with access to its downstream project.
+    async fn watched_sync(&self, caller: &Caller, id: &Id) -> Result<SyncRow, Status> {
+        let row = connectability_sync::db::get_sync(&mut *self.read().await?, id.as_str())
+            .await
+            .map_err(db_err)?
+            .ok_or_else(|| not_found("connection sync", id.as_str()))?;
+        let user = user_of(caller)?;
+        let access = self
+            .directory
+            .project_access(&row.downstream_project_id, user)
+            .await?;
+        if !access.is_some_and(|a| domain::can_watch_sync(&a)) {
+            return Err(not_found("connection sync", id.as_str()));
+        }
+        Ok(row)
+    }
+}

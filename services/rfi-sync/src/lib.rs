@@ -1,0 +1,178 @@
+//! The `rfi-sync` service: the RFIs tool of every project (RFIs, responses, attachments,
+//! cover sheets, linked drawings PDFs) and the one-way copy of closed RFIs to connected
+//! downstream projects (rules R1-R6) on the shared sync engine (`libs/sync`).
+//!
+//! Layout as in every service: `api` (thin gRPC layer), `domain` (rules, parsed input),
+//! `db` (all SQL), `events` (what it publishes), `sync` (the tool's side of the engine:
+//! what is shared and how a copy is made), `pdf` (cover sheet and linked drawings),
+//! `drawings` (the gRPC client for linked drawing files), `demo` (dev data).
+
+mod api;
+mod db;
+pub mod demo;
+pub mod domain;
+mod drawings;
+mod events;
+pub mod pdf;
+pub mod sync;
+
+use std::{sync::Arc, time::Duration};
+
+use connectability_blobs::Blobs;
+use connectability_events::{EventBus, RetryPolicy, SubscriptionSpec};
+use connectability_platform::{
+    CommonConfig, GrpcServer,
+    clock::{Clock, SystemClock},
+    directory::DirectoryGateway,
+    standalone::Standalone,
+};
+use connectability_proto::rfis::v1::rfi_service_server::RfiServiceServer;
+use connectability_store::{Db, ServiceMigrations, inbox, outbox::Relay};
+
+pub use api::{Limits, RfiApi};
+pub use drawings::DrawingsGateway;
+
+pub const NAME: &str = "rfi-sync";
+
+/// The DDL is portable, so both backends share one folder.
+pub fn migrations() -> ServiceMigrations {
+    ServiceMigrations {
+        postgres: sqlx::migrate!("./migrations"),
+        sqlite: sqlx::migrate!("./migrations"),
+    }
+}
+
+/// The service's parts: the API, its relay, its consumers and the backfill worker.
+pub struct RfiSync {
+    pub api: RfiApi,
+    pub relay: Relay,
+    core: Arc<sync::SyncCore>,
+    subscriptions: Vec<inbox::InboxSubscription>,
+}
+
+impl RfiSync {
+    /// Wires the service and subscribes its consumers (before any relay runs, so in-process
+    /// events are not missed).
+    pub async fn start(
+        db: Db,
+        bus: Arc<dyn EventBus>,
+        blobs: Blobs,
+        directory: DirectoryGateway,
+        drawings: DrawingsGateway,
+        clock: Arc<dyn Clock>,
+        limits: Limits,
+    ) -> anyhow::Result<Self> {
+        let relay = Relay::new(db.clone(), bus.clone());
+        let core = Arc::new(sync::SyncCore {
+            db: db.clone(),
+            blobs: blobs.clone(),
+            clock: clock.clone(),
+            relay: relay.waker(),
+            backfill: Arc::default(),
+        });
+        let spec = |durable: &str, context: &str| SubscriptionSpec {
+            durable: durable.into(),
+            context: context.into(),
+            retry: RetryPolicy::default(),
+        };
+        let subscriptions = vec![
+            inbox::subscribe(
+                bus.as_ref(),
+                db.clone(),
+                spec("rfi-sync-connections", "connections"),
+                Arc::new(connectability_sync::ConnectionEvents(core.clone())),
+            )
+            .await?,
+            inbox::subscribe(
+                bus.as_ref(),
+                db.clone(),
+                spec("rfi-sync-copies", "rfis"),
+                Arc::new(connectability_sync::ToolEvents(core.clone())),
+            )
+            .await?,
+        ];
+        let api = RfiApi::new(db, blobs, relay.waker(), directory, drawings, clock, limits);
+        Ok(Self {
+            api,
+            relay,
+            core,
+            subscriptions,
+        })
+    }
+
+    /// Mounts the gRPC service, its relay, consumers and backfill worker on `server`.
+    pub fn mount(self, server: &mut GrpcServer, max_message_bytes: usize) {
+        server.add_relay(self.relay);
+        let core = self.core;
+        server.add_task(move |stop| connectability_sync::run_backfills(core, stop));
+        for sub in self.subscriptions {
+            server.add_task(move |stop| async move {
+                connectability_platform::server::wait_for(stop).await;
+                sub.stop().await;
+            });
+        }
+        server.add_service(
+            RfiServiceServer::new(self.api)
+                .max_decoding_message_size(max_message_bytes)
+                .max_encoding_message_size(max_message_bytes),
+        );
+    }
+}
+
+/// Settings of the standalone binary (and `connectability serve rfi-sync`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct Config {
+    /// This service's own database: `sqlite://data/rfi-sync.db` or `postgres://…`.
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "sqlite://data/rfi-sync.db"
+    )]
+    pub database_url: String,
+    /// Where files live: `file://PATH` or `s3://BUCKET/PREFIX`.
+    #[arg(long, env = "BLOBS_URL", default_value = "file://data/blobs")]
+    pub blobs_url: String,
+    /// Largest accepted file, in bytes.
+    #[arg(long, env = "MAX_UPLOAD_BYTES", default_value_t = 64 * 1024 * 1024)]
+    pub max_upload_bytes: usize,
+    /// Where the directory service answers.
+    #[arg(long, env = "DIRECTORY_URL", default_value = "http://127.0.0.1:50051")]
+    pub directory_url: String,
+    /// Where drawings-sync answers (linked drawing files for the linked drawings PDF).
+    #[arg(long, env = "DRAWINGS_URL", default_value = "http://127.0.0.1:50051")]
+    pub drawings_url: String,
+    /// How long directory answers are cached, in milliseconds.
+    #[arg(long, env = "DIRECTORY_CACHE_TTL_MS", default_value_t = 2000)]
+    pub directory_cache_ttl_ms: u64,
+    #[command(flatten)]
+    pub common: CommonConfig,
+}
+
+/// Runs rfi-sync alone until SIGTERM or Ctrl-C.
+pub async fn serve(config: Config) -> anyhow::Result<()> {
+    let mut app =
+        Standalone::start(NAME, &config.common, &config.database_url, &migrations()).await?;
+    let directory = app.directory(
+        &config.directory_url,
+        Duration::from_millis(config.directory_cache_ttl_ms),
+    )?;
+    let drawings = DrawingsGateway::new(
+        connectability_platform::directory::channel(&config.drawings_url)?,
+        &app.service_token()?,
+    );
+    let max = app.max_message_bytes();
+    RfiSync::start(
+        app.db.clone(),
+        app.bus.clone(),
+        Blobs::from_url(&config.blobs_url)?,
+        directory,
+        drawings,
+        Arc::new(SystemClock),
+        Limits {
+            max_upload_bytes: config.max_upload_bytes,
+        },
+    )
+    .await?
+    .mount(&mut app.server, max);
+    app.serve().await
+}
