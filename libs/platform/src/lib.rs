@@ -6,6 +6,7 @@
 pub mod clock;
 pub mod config;
 pub mod directory;
+pub mod drawings;
 pub mod errors;
 pub mod events;
 pub mod input;

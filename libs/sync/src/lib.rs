@@ -315,3 +315,61 @@ pub async fn backfill_once<T: SyncedTool>(tool: &T) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// A tool service's sync workers: its two inbox consumers (connection events, and the
+/// tool's own events) and the backfill worker, wired the same way in every service.
+pub struct Workers<T> {
+    core: Arc<T>,
+    subscriptions: Vec<connectability_store::inbox::InboxSubscription>,
+}
+
+impl<T: SyncedTool> Workers<T> {
+    /// Subscribes the consumers `<service>-connections` and `<service>-copies` (before any
+    /// relay runs, so in-process events are not missed).
+    pub async fn subscribe(
+        bus: &dyn connectability_events::EventBus,
+        db: Db,
+        service: &str,
+        core: Arc<T>,
+    ) -> anyhow::Result<Self> {
+        use connectability_events::{RetryPolicy, SubscriptionSpec};
+        use connectability_store::inbox::subscribe;
+        let spec = |durable: String, context: &str| SubscriptionSpec {
+            durable,
+            context: context.into(),
+            retry: RetryPolicy::default(),
+        };
+        let subscriptions = vec![
+            subscribe(
+                bus,
+                db.clone(),
+                spec(format!("{service}-connections"), "connections"),
+                Arc::new(ConnectionEvents(core.clone())),
+            )
+            .await?,
+            subscribe(
+                bus,
+                db,
+                spec(format!("{service}-copies"), T::CONTEXT),
+                Arc::new(ToolEvents(core.clone())),
+            )
+            .await?,
+        ];
+        Ok(Self {
+            core,
+            subscriptions,
+        })
+    }
+
+    /// Runs the backfill worker and stops the consumers with `server`.
+    pub fn mount(self, server: &mut connectability_platform::GrpcServer) {
+        let core = self.core;
+        server.add_task(move |stop| run_backfills(core, stop));
+        for sub in self.subscriptions {
+            server.add_task(move |stop| async move {
+                connectability_platform::server::wait_for(stop).await;
+                sub.stop().await;
+            });
+        }
+    }
+}

@@ -24,9 +24,9 @@ use connectability_store::{Db, Tx, outbox::RelayWaker, request_ids};
 use tonic::{Request, Response, Status};
 
 use crate::{
+    DrawingsGateway,
     db::{self, HistoryEntry, Stored},
     domain::{self, COMPANY, CONNECTION, PROJECT, Undo, Violation, reason},
-    drawings::DrawingsGateway,
     events,
 };
 

@@ -9,7 +9,6 @@ mod api;
 mod db;
 pub mod demo;
 pub mod domain;
-mod drawings;
 mod events;
 
 use std::{sync::Arc, time::Duration};
@@ -21,7 +20,7 @@ use connectability_store::{Db, ServiceMigrations, outbox::Relay};
 
 pub use api::ConnectionApi;
 pub use connectability_platform::directory::DirectoryGateway;
-pub use drawings::DrawingsGateway;
+pub use connectability_platform::drawings::DrawingsGateway;
 
 pub const NAME: &str = "connection-manager";
 

@@ -16,7 +16,7 @@ pub mod sync;
 use std::{sync::Arc, time::Duration};
 
 use connectability_blobs::Blobs;
-use connectability_events::{EventBus, RetryPolicy, SubscriptionSpec};
+use connectability_events::EventBus;
 use connectability_platform::{
     CommonConfig, GrpcServer,
     clock::{Clock, SystemClock},
@@ -24,7 +24,7 @@ use connectability_platform::{
     standalone::Standalone,
 };
 use connectability_proto::drawings::v1::drawing_service_server::DrawingServiceServer;
-use connectability_store::{Db, ServiceMigrations, inbox, outbox::Relay};
+use connectability_store::{Db, ServiceMigrations, outbox::Relay};
 
 pub use api::{DrawingApi, Limits};
 
@@ -42,8 +42,7 @@ pub fn migrations() -> ServiceMigrations {
 pub struct DrawingsSync {
     pub api: DrawingApi,
     pub relay: Relay,
-    core: Arc<sync::SyncCore>,
-    subscriptions: Vec<inbox::InboxSubscription>,
+    workers: connectability_sync::Workers<sync::SyncCore>,
 }
 
 impl DrawingsSync {
@@ -65,47 +64,20 @@ impl DrawingsSync {
             relay: relay.waker(),
             backfill: Arc::default(),
         });
-        let spec = |durable: &str, context: &str| SubscriptionSpec {
-            durable: durable.into(),
-            context: context.into(),
-            retry: RetryPolicy::default(),
-        };
-        let subscriptions = vec![
-            inbox::subscribe(
-                bus.as_ref(),
-                db.clone(),
-                spec("drawings-sync-connections", "connections"),
-                Arc::new(connectability_sync::ConnectionEvents(core.clone())),
-            )
-            .await?,
-            inbox::subscribe(
-                bus.as_ref(),
-                db.clone(),
-                spec("drawings-sync-copies", "drawings"),
-                Arc::new(sync::DrawingEvents(core.clone())),
-            )
-            .await?,
-        ];
+        let workers =
+            connectability_sync::Workers::subscribe(bus.as_ref(), db.clone(), NAME, core).await?;
         let api = DrawingApi::new(db, blobs, relay.waker(), directory, clock, limits);
         Ok(Self {
             api,
             relay,
-            core,
-            subscriptions,
+            workers,
         })
     }
 
     /// Mounts the gRPC service, its relay, consumers and backfill worker on `server`.
     pub fn mount(self, server: &mut GrpcServer, max_message_bytes: usize) {
         server.add_relay(self.relay);
-        let core = self.core;
-        server.add_task(move |stop| connectability_sync::run_backfills(core, stop));
-        for sub in self.subscriptions {
-            server.add_task(move |stop| async move {
-                connectability_platform::server::wait_for(stop).await;
-                sub.stop().await;
-            });
-        }
+        self.workers.mount(server);
         server.add_service(
             DrawingServiceServer::new(self.api)
                 .max_decoding_message_size(max_message_bytes)

@@ -13,6 +13,7 @@ use connectability_events::Envelope;
 use connectability_platform::{
     clock::Clock,
     directory::{DirectoryGateway, sees_project},
+    drawings::DrawingsGateway,
     errors::{failed_precondition, internal, invalid_argument, not_found, permission_denied},
     input::{Id, parse_name, parse_request_id, parse_text},
     paging::PageRequest,
@@ -33,7 +34,6 @@ use crate::{
         self, CONNECTION, FILE, MAX_SUBJECT, MAX_TEXT, PROJECT, Participants, RESPONSE, REVISION,
         RFI, RfiStatus, USER, reason,
     },
-    drawings::DrawingsGateway,
     events, pdf,
 };
 
@@ -542,6 +542,32 @@ impl RfiApi {
             .unwrap_or_default())
     }
 
+    /// Adds a response to `rfi` if it is unchanged; answers the new state.
+    async fn add_response(
+        &self,
+        v: &Viewer,
+        rfi: &RfiRow,
+        response: ResponseRow,
+    ) -> Result<pb::Rfi, Status> {
+        let mut tx = self.begin().await?;
+        db::insert(&mut tx, std::slice::from_ref(&response))
+            .await
+            .map_err(db_err)?;
+        let updated = RfiRow {
+            version: rfi.version + 1,
+            update_ms: response.create_ms,
+            ..rfi.clone()
+        };
+        if !db::update_rfi(&mut tx, &updated, rfi.version)
+            .await
+            .map_err(db_err)?
+        {
+            return Err(changed_meanwhile());
+        }
+        self.commit(tx, &[]).await?;
+        self.rfi_pb(&mut *self.read().await?, v, updated).await
+    }
+
     /// Writes `updated` if `r` is unchanged, with `events`; answers the new state.
     async fn save(
         &self,
@@ -910,25 +936,7 @@ impl RfiService for RfiApi {
             official: false,
             create_ms: now,
         };
-        let mut tx = self.begin().await?;
-        db::insert(&mut tx, std::slice::from_ref(&response))
-            .await
-            .map_err(db_err)?;
-        let updated = RfiRow {
-            version: rfi.version + 1,
-            update_ms: now,
-            ..rfi.clone()
-        };
-        if !db::update_rfi(&mut tx, &updated, rfi.version)
-            .await
-            .map_err(db_err)?
-        {
-            return Err(changed_meanwhile());
-        }
-        self.commit(tx, &[]).await?;
-        Ok(Response::new(
-            self.rfi_pb(&mut *self.read().await?, &v, updated).await?,
-        ))
+        Ok(Response::new(self.add_response(&v, &rfi, response).await?))
     }
 
     async fn mark_official_response(
@@ -1213,25 +1221,7 @@ impl RfiService for RfiApi {
             official: false,
             create_ms: now,
         };
-        let mut tx = self.begin().await?;
-        db::insert(&mut tx, std::slice::from_ref(&response))
-            .await
-            .map_err(db_err)?;
-        let updated = RfiRow {
-            version: own.version + 1,
-            update_ms: now,
-            ..own.clone()
-        };
-        if !db::update_rfi(&mut tx, &updated, own.version)
-            .await
-            .map_err(db_err)?
-        {
-            return Err(changed_meanwhile());
-        }
-        self.commit(tx, &[]).await?;
-        Ok(Response::new(
-            self.rfi_pb(&mut *self.read().await?, &v, updated).await?,
-        ))
+        Ok(Response::new(self.add_response(&v, &own, response).await?))
     }
 
     async fn get_sync_status(

@@ -5,13 +5,13 @@
 //! Layout as in every service: `api` (thin gRPC layer), `domain` (rules, parsed input),
 //! `db` (all SQL), `events` (what it publishes), `sync` (the tool's side of the engine:
 //! what is shared and how a copy is made), `pdf` (cover sheet and linked drawings),
-//! `drawings` (the gRPC client for linked drawing files), `demo` (dev data).
+//! `demo` (dev data). Linked drawing files come from drawings-sync through
+//! `connectability_platform::drawings::DrawingsGateway`.
 
 mod api;
 mod db;
 pub mod demo;
 pub mod domain;
-mod drawings;
 mod events;
 pub mod pdf;
 pub mod sync;
@@ -19,7 +19,7 @@ pub mod sync;
 use std::{sync::Arc, time::Duration};
 
 use connectability_blobs::Blobs;
-use connectability_events::{EventBus, RetryPolicy, SubscriptionSpec};
+use connectability_events::EventBus;
 use connectability_platform::{
     CommonConfig, GrpcServer,
     clock::{Clock, SystemClock},
@@ -27,10 +27,10 @@ use connectability_platform::{
     standalone::Standalone,
 };
 use connectability_proto::rfis::v1::rfi_service_server::RfiServiceServer;
-use connectability_store::{Db, ServiceMigrations, inbox, outbox::Relay};
+use connectability_store::{Db, ServiceMigrations, outbox::Relay};
 
 pub use api::{Limits, RfiApi};
-pub use drawings::DrawingsGateway;
+pub use connectability_platform::drawings::DrawingsGateway;
 
 pub const NAME: &str = "rfi-sync";
 
@@ -46,8 +46,7 @@ pub fn migrations() -> ServiceMigrations {
 pub struct RfiSync {
     pub api: RfiApi,
     pub relay: Relay,
-    core: Arc<sync::SyncCore>,
-    subscriptions: Vec<inbox::InboxSubscription>,
+    workers: connectability_sync::Workers<sync::SyncCore>,
 }
 
 impl RfiSync {
@@ -70,47 +69,20 @@ impl RfiSync {
             relay: relay.waker(),
             backfill: Arc::default(),
         });
-        let spec = |durable: &str, context: &str| SubscriptionSpec {
-            durable: durable.into(),
-            context: context.into(),
-            retry: RetryPolicy::default(),
-        };
-        let subscriptions = vec![
-            inbox::subscribe(
-                bus.as_ref(),
-                db.clone(),
-                spec("rfi-sync-connections", "connections"),
-                Arc::new(connectability_sync::ConnectionEvents(core.clone())),
-            )
-            .await?,
-            inbox::subscribe(
-                bus.as_ref(),
-                db.clone(),
-                spec("rfi-sync-copies", "rfis"),
-                Arc::new(connectability_sync::ToolEvents(core.clone())),
-            )
-            .await?,
-        ];
+        let workers =
+            connectability_sync::Workers::subscribe(bus.as_ref(), db.clone(), NAME, core).await?;
         let api = RfiApi::new(db, blobs, relay.waker(), directory, drawings, clock, limits);
         Ok(Self {
             api,
             relay,
-            core,
-            subscriptions,
+            workers,
         })
     }
 
     /// Mounts the gRPC service, its relay, consumers and backfill worker on `server`.
     pub fn mount(self, server: &mut GrpcServer, max_message_bytes: usize) {
         server.add_relay(self.relay);
-        let core = self.core;
-        server.add_task(move |stop| connectability_sync::run_backfills(core, stop));
-        for sub in self.subscriptions {
-            server.add_task(move |stop| async move {
-                connectability_platform::server::wait_for(stop).await;
-                sub.stop().await;
-            });
-        }
+        self.workers.mount(server);
         server.add_service(
             RfiServiceServer::new(self.api)
                 .max_decoding_message_size(max_message_bytes)

@@ -1098,6 +1098,81 @@ async fn an_undone_rfi_connection_leaves_no_copies(backend: Backend) {
     w.app.stop().await;
 }
 
+async fn repeated_and_reordered_rfi_events_leave_the_same_state(backend: Backend) {
+    use connectability_events::Envelope;
+    use connectability_store::inbox::{Applied, InboxConsumer};
+    use sqlx::Row;
+    use std::sync::Arc;
+    let w = world(backend).await;
+    let rfi = w.closed("Replayed").await;
+    let c = w.connect().await;
+    w.in_sync(&c).await;
+    w.rfis(&w.gc_admin)
+        .reopen_rfi(rpb::ReopenRfiRequest { id: rfi.id.clone() })
+        .await
+        .unwrap();
+    w.copy_until(&rfi, "reopened", |c| c.status() == S::Reopened)
+        .await;
+    let again = w.respond(&w.gc_admin, &rfi, "Second answer", &[]).await;
+    w.close(&again).await;
+    w.copy_until(&rfi, "closed again", |c| {
+        c.status() == S::Closed && c.responses.len() == 2
+    })
+    .await;
+    let before = w.copies().await;
+
+    // The real events, as rfi-sync wrote them to its outbox.
+    let db = w.app.db(Service::RfiSync).clone();
+    let rows = sqlx::query(
+        "SELECT event_id, event_type, source, subject, time_ms, traceparent, data FROM outbox ORDER BY seq",
+    )
+    .fetch_all(db.pool())
+    .await
+    .unwrap();
+    let events: Vec<Envelope> = rows
+        .iter()
+        .map(|r| Envelope {
+            id: r.get("event_id"),
+            event_type: r.get("event_type"),
+            source: r.get("source"),
+            subject: r.get("subject"),
+            time_ms: r.get("time_ms"),
+            traceparent: r.get("traceparent"),
+            data: r.get("data"),
+        })
+        .filter(|e| e.event_type.contains(".RfiClosed") || e.event_type.contains(".RfiReopened"))
+        .collect();
+    assert_eq!(events.len(), 3, "close, reopen, close");
+    let core = Arc::new(rfi_sync::sync::SyncCore {
+        db: db.clone(),
+        blobs: connectability_blobs::Blobs::from_url(&format!(
+            "file://{}",
+            w.app.env.dir.join("blobs").display()
+        ))
+        .unwrap(),
+        clock: Arc::new(w.app.clock.clone()),
+        relay: Default::default(),
+        backfill: Default::default(),
+    });
+    let handler = Arc::new(connectability_sync::ToolEvents(core));
+    // Delivered again in order, then in reverse order (fresh inboxes, so the handler really
+    // runs each time), then once more to an inbox that has them.
+    let again = InboxConsumer::new(db.clone(), "replay-in-order", handler.clone());
+    for e in &events {
+        assert_eq!(again.apply(e).await.unwrap(), Applied::Now);
+    }
+    let reversed = InboxConsumer::new(db.clone(), "replay-reversed", handler.clone());
+    for e in events.iter().rev() {
+        assert_eq!(reversed.apply(e).await.unwrap(), Applied::Now);
+    }
+    assert_eq!(
+        again.apply(&events[0]).await.unwrap(),
+        Applied::AlreadyHandled
+    );
+    assert_eq!(w.copies().await, before);
+    w.app.stop().await;
+}
+
 on_both_backends!(
     r01_only_closed_rfis_are_copied_by_backfill_and_on_close,
     r02_private_rfis_need_a_downstream_participant,
@@ -1108,6 +1183,7 @@ on_both_backends!(
     n05_initial_rfi_sync_complete_reaches_the_downstream_rfis_list,
     rfi_permissions_and_bad_input_are_named,
     an_undone_rfi_connection_leaves_no_copies,
+    repeated_and_reordered_rfi_events_leave_the_same_state,
 );
 
 /// Issue 8 moved the sync machinery of drawings-sync into libs/sync with the promise that

@@ -1,16 +1,22 @@
-//! The one question rfi-sync asks drawings-sync: a linked revision's file, for the linked
-//! drawings PDF, over gRPC with the service identity.
+//! The questions other services ask drawings-sync over gRPC, with the asking service's
+//! identity: revision counts for the connection manager (C17), and a linked revision's file
+//! for rfi-sync (an RFI's linked drawings PDF).
 
 use connectability_auth::BearerToken;
 use connectability_proto::drawings::v1::{
-    DownloadRevisionFileRequest, File, download_file_response::Part,
-    drawing_service_client::DrawingServiceClient,
+    DownloadRevisionFileRequest, File, GetPublishedRevisionCountRequest, PublishedRevisionCount,
+    download_file_response::Part, drawing_service_client::DrawingServiceClient,
 };
 use tonic::{Code, Status, service::interceptor::InterceptedService, transport::Channel};
 
 #[derive(Clone)]
 pub struct DrawingsGateway {
     client: DrawingServiceClient<InterceptedService<Channel, BearerToken>>,
+}
+
+fn unavailable(s: Status) -> Status {
+    tracing::warn!(code = ?s.code(), message = s.message(), "drawings-sync call failed");
+    Status::unavailable(format!("drawings service: {}", s.message()))
 }
 
 impl DrawingsGateway {
@@ -24,16 +30,27 @@ impl DrawingsGateway {
         }
     }
 
+    /// How many published revisions the project has, and the limit (C17).
+    pub async fn published_revisions(
+        &self,
+        project_id: &str,
+    ) -> Result<PublishedRevisionCount, Status> {
+        self.client
+            .clone()
+            .get_published_revision_count(GetPublishedRevisionCountRequest {
+                project_id: project_id.to_string(),
+            })
+            .await
+            .map(|r| r.into_inner())
+            .map_err(unavailable)
+    }
+
     /// The revision's file and its bytes; `None` when the project has no such revision.
     pub async fn revision_file(
         &self,
         project_id: &str,
         revision_id: &str,
     ) -> Result<Option<(File, Vec<u8>)>, Status> {
-        let unavailable = |s: Status| {
-            tracing::warn!(code = ?s.code(), message = s.message(), "drawings-sync call failed");
-            Status::unavailable(format!("drawings service: {}", s.message()))
-        };
         let request = DownloadRevisionFileRequest {
             project_id: project_id.into(),
             revision_id: revision_id.into(),
