@@ -13,7 +13,7 @@ pids=()
 cleanup() {
   for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
-  for s in dir cm dwg rfi ntf; do psql "$PG" -qc "DROP DATABASE IF EXISTS ${RUN}_$s WITH (FORCE)" >/dev/null 2>&1 || true; done
+  for s in dir cm dwg rfi sub ntf; do psql "$PG" -qc "DROP DATABASE IF EXISTS ${RUN}_$s WITH (FORCE)" >/dev/null 2>&1 || true; done
   rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -27,14 +27,15 @@ start() { # name db port extra-env...
   pids+=($!)
 }
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-P_DIR=$(port); P_CM=$(port); P_DWG=$(port); P_RFI=$(port); P_NTF=$(port)
+P_DIR=$(port); P_CM=$(port); P_DWG=$(port); P_RFI=$(port); P_SUB=$(port); P_NTF=$(port)
 start directory dir "$P_DIR"
 start connection-manager cm "$P_CM" DIRECTORY_URL=http://127.0.0.1:$P_DIR DRAWINGS_URL=http://127.0.0.1:$P_DWG
 start drawings-sync dwg "$P_DWG" DIRECTORY_URL=http://127.0.0.1:$P_DIR BLOBS_URL=file://$WORK/blobs
 start rfi-sync rfi "$P_RFI" DIRECTORY_URL=http://127.0.0.1:$P_DIR DRAWINGS_URL=http://127.0.0.1:$P_DWG BLOBS_URL=file://$WORK/blobs
+start submittal-sync sub "$P_SUB" DIRECTORY_URL=http://127.0.0.1:$P_DIR BLOBS_URL=file://$WORK/blobs
 start notification ntf "$P_NTF" DIRECTORY_URL=http://127.0.0.1:$P_DIR MAIL_DIR=$WORK/mail
 
-for p in $P_DIR $P_CM $P_DWG $P_RFI $P_NTF; do
+for p in $P_DIR $P_CM $P_DWG $P_RFI $P_SUB $P_NTF; do
   for _ in $(seq 1 100); do
     grpcurl -plaintext 127.0.0.1:$p grpc.health.v1.Health/Check 2>/dev/null | grep -q SERVING && break
     sleep 0.1
@@ -52,13 +53,13 @@ U1=$(call "$OP" $P_DIR $D/CreateUser "{\"company_id\":\"$GC\",\"display_name\":\
 U2=$(call "$OP" $P_DIR $D/CreateUser "{\"company_id\":\"$SUB\",\"display_name\":\"R\",\"email\":\"r@$RUN.example\"}" | id id)
 P1=$(call "$OP" $P_DIR $D/CreateProject "{\"company_id\":\"$GC\",\"name\":\"Tower\"}" | id id)
 P2=$(call "$OP" $P_DIR $D/CreateProject "{\"company_id\":\"$SUB\",\"name\":\"Tower E\"}" | id id)
-ADMIN='{"connection_manager":"PERMISSION_LEVEL_ADMIN","drawings":"PERMISSION_LEVEL_ADMIN","rfis":"PERMISSION_LEVEL_ADMIN"}'
+ADMIN='{"connection_manager":"PERMISSION_LEVEL_ADMIN","drawings":"PERMISSION_LEVEL_ADMIN","rfis":"PERMISSION_LEVEL_ADMIN","submittals":"PERMISSION_LEVEL_ADMIN"}'
 call "$OP" $P_DIR $D/AddProjectMember "{\"project_id\":\"$P1\",\"user_id\":\"$U1\",\"permissions\":$ADMIN}" >/dev/null
 call "$OP" $P_DIR $D/AddProjectMember "{\"project_id\":\"$P2\",\"user_id\":\"$U2\",\"permissions\":$ADMIN}" >/dev/null
-call "$OP" $P_DIR $D/AddProjectMember "{\"project_id\":\"$P1\",\"user_id\":\"$U2\",\"permissions\":{\"drawings\":\"PERMISSION_LEVEL_READ_ONLY\",\"rfis\":\"PERMISSION_LEVEL_READ_ONLY\"}}" >/dev/null
+call "$OP" $P_DIR $D/AddProjectMember "{\"project_id\":\"$P1\",\"user_id\":\"$U2\",\"permissions\":{\"drawings\":\"PERMISSION_LEVEL_READ_ONLY\",\"rfis\":\"PERMISSION_LEVEL_READ_ONLY\",\"submittals\":\"PERMISSION_LEVEL_READ_ONLY\"}}" >/dev/null
 T1=$("$BIN" token --user "$U1"); T2=$("$BIN" token --user "$U2")
 call "$T2" $P_CM connectability.connections.v1.ConnectionService/RequestConnection \
-  "{\"downstream_project_id\":\"$P2\",\"upstream_project_id\":\"$P1\",\"features\":[\"FEATURE_DRAWINGS\",\"FEATURE_RFIS\"]}" \
+  "{\"downstream_project_id\":\"$P2\",\"upstream_project_id\":\"$P1\",\"features\":[\"FEATURE_DRAWINGS\",\"FEATURE_RFIS\",\"FEATURE_SUBMITTALS\"]}" \
   | grep -q CONNECTION_STATUS_ACTIVE || fail "connection not active"
 for _ in $(seq 1 100); do
   call "$T1" $P_NTF connectability.notifications.v1.NotificationService/ListNotifications '{}' 2>/dev/null \
@@ -77,4 +78,13 @@ for _ in $(seq 1 100); do
   sleep 0.2
 done
 call "$T2" $P_RFI $R/ListRfis "{\"project_id\":\"$P2\"}" | grep -q '"coverSheetFileId"' || fail "the closed RFI did not reach the downstream project"
-echo "smoke: production mode (5 processes, postgres+nats) ok: connection created, notified, emailed; RFI copied"
+# A submittal distributed with the sub's user as approver arrives downstream.
+SB=connectability.submittals.v1.SubmittalService
+SUBM=$(call "$T1" $P_SUB $SB/CreateSubmittal "{\"project_id\":\"$P1\",\"title\":\"Switchgear\",\"approver_ids\":[\"$U2\"]}" | id id)
+call "$T1" $P_SUB $SB/DistributeSubmittal "{\"submittal_id\":\"$SUBM\",\"message\":\"for review\"}" | grep -q coverSheetFileId || fail "submittal not distributed"
+for _ in $(seq 1 100); do
+  call "$T2" $P_SUB $SB/ListSubmittals "{\"project_id\":\"$P2\"}" 2>/dev/null | grep -q '"connected": true' && break
+  sleep 0.2
+done
+call "$T2" $P_SUB $SB/ListSubmittals "{\"project_id\":\"$P2\"}" | grep -q '"coverSheetFileId"' || fail "the distributed submittal did not reach the downstream project"
+echo "smoke: production mode (6 processes, postgres+nats) ok: connection created, notified, emailed; RFI and submittal copied"

@@ -127,6 +127,72 @@ pub fn parse_date(field: &str, raw: &str, optional: bool) -> Result<String, Stat
     Ok(raw.to_string())
 }
 
+/// A list of ids of one kind, each checked, duplicates removed, order kept.
+pub fn parse_ids(
+    prefix: &str,
+    field: &str,
+    raw: &[String],
+    max: usize,
+) -> Result<Vec<String>, Status> {
+    if raw.len() > max {
+        return Err(invalid_argument(field, format!("at most {max} entries")));
+    }
+    let mut out: Vec<String> = Vec::with_capacity(raw.len());
+    for (i, id) in raw.iter().enumerate() {
+        let id = Id::parse(prefix, &format!("{field}[{i}]"), id)?.to_string();
+        if !out.contains(&id) {
+            out.push(id);
+        }
+    }
+    Ok(out)
+}
+
+/// An optional id of one kind (empty allowed).
+pub fn parse_optional_id(prefix: &str, field: &str, raw: &str) -> Result<String, Status> {
+    if raw.is_empty() {
+        Ok(String::new())
+    } else {
+        Ok(Id::parse(prefix, field, raw)?.to_string())
+    }
+}
+
+/// Today (UTC) as `YYYY-MM-DD`, from Unix milliseconds.
+pub fn date_of(ms: i64) -> String {
+    // Civil-from-days (Howard Hinnant's algorithm): no calendar crate needed for one date.
+    let z = ms.div_euclid(86_400_000) + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+/// A content type `type/subtype` (parameters allowed).
+pub fn parse_content_type(field: &str, raw: &str) -> Result<String, Status> {
+    let essence = raw.split(';').next().unwrap_or_default().trim();
+    let ok = essence.split_once('/').is_some_and(|(t, s)| {
+        let token = |x: &str| {
+            !x.is_empty()
+                && x.len() <= 127
+                && x.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "!#$&^_.+-".contains(c))
+        };
+        token(t) && token(s)
+    });
+    if ok {
+        Ok(raw.trim().to_string())
+    } else {
+        Err(invalid_argument(
+            field,
+            format!("`{raw}` is not a media type like application/pdf"),
+        ))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

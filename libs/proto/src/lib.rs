@@ -50,6 +50,16 @@ pub mod rfis {
     }
 }
 
+pub mod submittals {
+    pub mod v1 {
+        tonic::include_proto!("connectability.submittals.v1");
+
+        event_messages!("connectability.submittals.v1" =>
+            SubmittalDistributed, SubmittalRevised, SubmittalStatusChanged, InitialSyncCompleted,
+        );
+    }
+}
+
 pub mod notifications {
     pub mod v1 {
         tonic::include_proto!("connectability.notifications.v1");

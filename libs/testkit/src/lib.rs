@@ -21,6 +21,7 @@ use connectability_proto::{
     drawings::v1::drawing_service_client::DrawingServiceClient,
     notifications::v1::notification_service_client::NotificationServiceClient,
     rfis::v1::rfi_service_client::RfiServiceClient,
+    submittals::v1::submittal_service_client::SubmittalServiceClient,
 };
 use connectability_store::Db;
 use sqlx::AssertSqlSafe;
@@ -241,6 +242,8 @@ pub enum Service {
     DrawingsSync,
     /// Needs the directory and drawings-sync in the same app (it calls them over gRPC).
     RfiSync,
+    /// Needs the directory in the same app.
+    SubmittalSync,
     /// Needs the directory in the same app. Mail goes to `Options::smtp_url`, else to
     /// `.eml` files in `<test dir>/mail`.
     Notification,
@@ -253,6 +256,7 @@ pub struct Options {
     pub grace: Duration,
     pub drawings: drawings_sync::Limits,
     pub rfis: rfi_sync::Limits,
+    pub submittals: submittal_sync::Limits,
     /// SMTP server for the notification service (`smtp://127.0.0.1:PORT`).
     pub smtp_url: Option<String>,
 }
@@ -375,6 +379,33 @@ impl TestApp {
                     .mount(&mut server, MAX_MESSAGE_BYTES);
                     dbs.push((*service, db));
                 }
+                Service::SubmittalSync => {
+                    let db = env
+                        .migrated_db("submittals", &submittal_sync::migrations())
+                        .await;
+                    let blobs = connectability_blobs::Blobs::from_url(&format!(
+                        "file://{}",
+                        env.dir.join("blobs").display()
+                    ))
+                    .expect("blobs folder");
+                    let gateway = connection_manager::DirectoryGateway::new(
+                        lazy_channel(addr),
+                        &issuer.service(submittal_sync::NAME),
+                        Duration::ZERO,
+                    );
+                    submittal_sync::SubmittalSync::start(
+                        db.clone(),
+                        env.bus.clone(),
+                        blobs,
+                        gateway,
+                        Arc::new(clock.clone()),
+                        options.submittals,
+                    )
+                    .await
+                    .expect("submittal-sync")
+                    .mount(&mut server, MAX_MESSAGE_BYTES);
+                    dbs.push((*service, db));
+                }
                 Service::Notification => {
                     let db = env
                         .migrated_db("notification", &notification::migrations())
@@ -477,6 +508,10 @@ impl TestApp {
 
     pub fn rfis(&self, token: &str) -> RfiServiceClient<AuthedChannel> {
         RfiServiceClient::new(self.authed(token)).max_decoding_message_size(usize::MAX)
+    }
+
+    pub fn submittals(&self, token: &str) -> SubmittalServiceClient<AuthedChannel> {
+        SubmittalServiceClient::new(self.authed(token)).max_decoding_message_size(usize::MAX)
     }
 
     pub fn notifications(&self, token: &str) -> NotificationServiceClient<AuthedChannel> {

@@ -75,6 +75,8 @@ enum ServeService {
     DrawingsSync(Box<drawings_sync::Config>),
     /// The RFIs tool and its sync to connected projects.
     RfiSync(Box<rfi_sync::Config>),
+    /// The Submittals tool and its sync to connected projects.
+    SubmittalSync(Box<submittal_sync::Config>),
     /// Notifications by inbox and email.
     Notification(Box<notification::Config>),
 }
@@ -85,6 +87,7 @@ enum ServiceName {
     ConnectionManager,
     DrawingsSync,
     RfiSync,
+    SubmittalSync,
     Notification,
 }
 
@@ -160,6 +163,15 @@ async fn main() -> anyhow::Result<()> {
             rfi_sync::serve(*config).await
         }
         Command::Serve {
+            service: ServeService::SubmittalSync(config),
+        } => {
+            let _t = connectability_platform::telemetry::init(
+                submittal_sync::NAME,
+                config.common.log_format,
+            );
+            submittal_sync::serve(*config).await
+        }
+        Command::Serve {
             service: ServeService::Notification(config),
         } => {
             let _t = connectability_platform::telemetry::init(
@@ -197,6 +209,7 @@ async fn main() -> anyhow::Result<()> {
                 ServiceName::ConnectionManager => connection_manager::migrations(),
                 ServiceName::DrawingsSync => drawings_sync::migrations(),
                 ServiceName::RfiSync => rfi_sync::migrations(),
+                ServiceName::SubmittalSync => submittal_sync::migrations(),
                 ServiceName::Notification => notification::migrations(),
             };
             db.migrate(&migrations).await?;
@@ -304,7 +317,7 @@ async fn dev(args: DevArgs) -> anyhow::Result<()> {
     rfi_sync::RfiSync::start(
         rfis_db,
         bus.clone(),
-        blobs,
+        blobs.clone(),
         connectability_platform::directory::DirectoryGateway::new(
             own()?,
             &issuer.service(rfi_sync::NAME),
@@ -313,6 +326,24 @@ async fn dev(args: DevArgs) -> anyhow::Result<()> {
         rfi_sync::DrawingsGateway::new(own()?, &issuer.service(rfi_sync::NAME)),
         clock.clone(),
         rfi_sync::Limits::default(),
+    )
+    .await?
+    .mount(&mut server, max_message_bytes);
+
+    let submittals_db = Db::connect(&sqlite(submittal_sync::NAME)).await?;
+    submittals_db.migrate(&submittal_sync::migrations()).await?;
+    submittal_sync::demo::load(&submittals_db, &blobs).await?;
+    submittal_sync::SubmittalSync::start(
+        submittals_db,
+        bus.clone(),
+        blobs,
+        connectability_platform::directory::DirectoryGateway::new(
+            own()?,
+            &issuer.service(submittal_sync::NAME),
+            cache,
+        ),
+        clock.clone(),
+        submittal_sync::Limits::default(),
     )
     .await?
     .mount(&mut server, max_message_bytes);
@@ -417,7 +448,9 @@ fn print_welcome(addr: &SocketAddr, issuer: &Issuer, loaded: bool, data_dir: &st
     println!(
         "  grpcurl -plaintext -H 'authorization: Bearer {raj}' -d '{{\"downstream_project_id\":\"prj_harbor_electrical\",\"upstream_project_id\":\"prj_harbor_tower\",\"features\":[\"FEATURE_DRAWINGS\"]}}' {addr} connectability.connections.v1.ConnectionService/RequestConnection"
     );
-    println!("More in the README's walkthrough (Keystone Builders reviews requests).");
+    println!(
+        "More in the README's walkthrough (Keystone Builders reviews requests; its HQ project has demo RFIs and submittals)."
+    );
     println!(
         "Emails land in {}/mail as .eml files (set SMTP_URL to send them).",
         data_dir.display()

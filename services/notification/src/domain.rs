@@ -21,6 +21,7 @@ pub enum Happened {
     Disconnected { reason: String },
     InitialSyncComplete { drawings: i64, revisions: i64 },
     InitialRfiSyncComplete { rfis: i64 },
+    InitialSubmittalSyncComplete { submittals: i64 },
     DrawingsPublished { revisions: i64 },
     DrawingsDeleted { numbers: Vec<String> },
 }
@@ -53,7 +54,7 @@ fn msg(side: Side, tool: Tool, kind: Kind, subject: String, body: String) -> Pla
 }
 
 /// The matrix: N1 requested (when review is required), N2 rejected, N3 created, N4
-/// disconnected, N5 initial sync complete (drawings and RFIs), N6 drawings published, N7 drawings deleted.
+/// disconnected, N5 initial sync complete (drawings, RFIs, submittals), N6 drawings published, N7 drawings deleted.
 pub fn plan(what: &Happened, n: &Names) -> Vec<Planned> {
     let cm = Tool::ConnectionManager;
     let link = format!(
@@ -123,6 +124,13 @@ pub fn plan(what: &Happened, n: &Names) -> Vec<Planned> {
             Kind::InitialSyncComplete,
             format!("Initial RFI sync complete: {rfis} RFIs from {}", n.upstream_company),
             format!("{rfis} closed RFIs from {} arrived in {}, read-only, with their cover sheets and linked drawings.\n\n{link}", n.upstream_project, n.downstream_project),
+        )],
+        Happened::InitialSubmittalSyncComplete { submittals } => vec![msg(
+            Side::Downstream,
+            Tool::Submittals,
+            Kind::InitialSyncComplete,
+            format!("Initial submittal sync complete: {submittals} submittals from {}", n.upstream_company),
+            format!("{submittals} distributed submittals from {} arrived in {}, read-only, with their cover sheets and distributed attachments.\n\n{link}", n.upstream_project, n.downstream_project),
         )],
         Happened::DrawingsPublished { revisions } => vec![msg(
             Side::Downstream,

@@ -18,6 +18,7 @@ use connectability_proto::{
     directory::v1::{PermissionLevel, Tool},
     drawings::v1 as dpb,
     rfis::v1 as rpb,
+    submittals::v1 as spb,
 };
 use connectability_store::{Tx, inbox::InboxHandler};
 
@@ -88,6 +89,20 @@ fn facts(e: &Envelope) -> anyhow::Result<Option<Facts>> {
             let m: rpb::InitialSyncCompleted = decode(e)?;
             let h = Happened::InitialRfiSyncComplete {
                 rfis: m.rfis_copied,
+            };
+            sync(
+                m.connection_id,
+                m.upstream_project_id,
+                m.downstream_project_id,
+                h,
+            )
+        }
+        "InitialSyncCompleted"
+            if e.event_type == <spb::InitialSyncCompleted as EventMessage>::EVENT_TYPE =>
+        {
+            let m: spb::InitialSyncCompleted = decode(e)?;
+            let h = Happened::InitialSubmittalSyncComplete {
+                submittals: m.submittals_copied,
             };
             sync(
                 m.connection_id,

@@ -96,6 +96,13 @@ impl Notification {
                 handler.clone(),
             )
             .await?,
+            inbox::subscribe(
+                bus.as_ref(),
+                db.clone(),
+                spec("notification-submittals", "submittals"),
+                handler.clone(),
+            )
+            .await?,
         ];
         let outgoing = mailer::Outgoing {
             db: db.clone(),

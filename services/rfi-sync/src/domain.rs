@@ -1,10 +1,6 @@
 //! RFI rules as plain functions and parsed input: no network, no database.
 
-use connectability_platform::{
-    directory::{Tool, at_least, tool_level},
-    errors::invalid_argument,
-    input::Id,
-};
+use connectability_platform::directory::{Tool, at_least, tool_level};
 use connectability_proto::directory::v1::{PermissionLevel, ProjectAccess};
 use tonic::Status;
 
@@ -33,7 +29,18 @@ pub mod reason {
     pub const UNKNOWN_USER: &str = "UNKNOWN_USER";
 }
 
-pub use connectability_platform::input::parse_date;
+pub use connectability_platform::input::{date_of, parse_content_type, parse_date};
+
+/// A list of user, file or revision ids (at most [`MAX_LIST`]).
+pub fn parse_ids(prefix: &str, field: &str, raw: &[String]) -> Result<Vec<String>, Status> {
+    connectability_platform::input::parse_ids(prefix, field, raw, MAX_LIST)
+}
+
+/// An optional user id (empty allowed).
+pub fn parse_optional_user(field: &str, raw: &str) -> Result<String, Status> {
+    connectability_platform::input::parse_optional_id(USER, field, raw)
+}
+
 pub use connectability_sync::SyncState;
 
 /// The stored statuses (the proto's RfiStatus values).
@@ -129,70 +136,6 @@ pub fn shared_with(
             || participant_company_ids
                 .iter()
                 .any(|c| c == downstream_company_id))
-}
-
-/// A list of ids of one kind, each checked, duplicates removed, order kept.
-pub fn parse_ids(prefix: &str, field: &str, raw: &[String]) -> Result<Vec<String>, Status> {
-    if raw.len() > MAX_LIST {
-        return Err(invalid_argument(
-            field,
-            format!("at most {MAX_LIST} entries"),
-        ));
-    }
-    let mut out: Vec<String> = Vec::with_capacity(raw.len());
-    for (i, id) in raw.iter().enumerate() {
-        let id = Id::parse(prefix, &format!("{field}[{i}]"), id)?.to_string();
-        if !out.contains(&id) {
-            out.push(id);
-        }
-    }
-    Ok(out)
-}
-
-/// An optional user id (empty allowed).
-pub fn parse_optional_user(field: &str, raw: &str) -> Result<String, Status> {
-    if raw.is_empty() {
-        Ok(String::new())
-    } else {
-        Ok(Id::parse(USER, field, raw)?.to_string())
-    }
-}
-
-/// Today (UTC) as `YYYY-MM-DD`, from Unix milliseconds.
-pub fn date_of(ms: i64) -> String {
-    // Civil-from-days (Howard Hinnant's algorithm): no calendar crate needed for one date.
-    let z = ms.div_euclid(86_400_000) + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02}")
-}
-
-/// A content type `type/subtype` (parameters allowed).
-pub fn parse_content_type(field: &str, raw: &str) -> Result<String, Status> {
-    let essence = raw.split(';').next().unwrap_or_default().trim();
-    let ok = essence.split_once('/').is_some_and(|(t, s)| {
-        let token = |x: &str| {
-            !x.is_empty()
-                && x.len() <= 127
-                && x.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "!#$&^_.+-".contains(c))
-        };
-        token(t) && token(s)
-    });
-    if ok {
-        Ok(raw.trim().to_string())
-    } else {
-        Err(invalid_argument(
-            field,
-            format!("`{raw}` is not a media type like application/pdf"),
-        ))
-    }
 }
 
 #[cfg(test)]

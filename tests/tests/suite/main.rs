@@ -34,3 +34,4 @@ mod drawings;
 mod notifications;
 mod platform;
 mod rfis;
+mod submittals;
