@@ -5,7 +5,7 @@
 CARGO ?= cargo
 export CARGO_TARGET_DIR ?= $(HOME)/.cache/connectability/target
 
-.PHONY: run test test-embedded smoke lint fmt clippy buf-lint bench proto clean-data
+.PHONY: run test test-embedded smoke lint fmt clippy buf-lint bench bench-quick proto clean-data
 
 ## Build and start every service in one process on 127.0.0.1:50051 (SQLite in .data/, in-process events).
 run:
@@ -42,9 +42,14 @@ clippy:
 buf-lint:
 	buf lint
 
-## Benchmarks on both backends: outbox throughput, and a drawings backfill end to end.
+## Benchmarks on both backends: outbox throughput, a drawings backfill end to end, and the
+## fan-out goals (table, bench/results/fanout.json and .svg).
 bench:
-	$(CARGO) bench -p connectability-tests --bench outbox --bench sync
+	$(CARGO) bench -p connectability-tests --bench outbox --bench sync --bench fanout
+
+## The fan-out bench at small sizes, unoptimized, so it cannot rot (CI); never fails on speed.
+bench-quick:
+	$(CARGO) bench --profile dev -p connectability-tests --bench fanout -- --quick
 
 ## Regenerate code from proto/ (cargo does it on every build; this just forces it).
 proto:

@@ -521,10 +521,47 @@ impl TestApp {
     /// A second connection-manager server (another replica) on the same database and bus.
     pub async fn connection_manager_replica(&self) -> Replica {
         let db = self.db(Service::ConnectionManager).clone();
-        let verifier = connectability_auth::Verifier::hs256(DEV_ONLY_HS256_SECRET.as_bytes());
-        let mut server = GrpcServer::new(verifier, Metrics::new());
+        let mut server = Self::replica_server();
         connection_manager_parts(db, &self.env, self.addr, &self.issuer, &self.clock)
             .mount(&mut server, MAX_MESSAGE_BYTES);
+        Self::serve_replica(server).await
+    }
+
+    /// A second drawings-sync (API, relay, consumers, backfill worker) on the app's database
+    /// and event bus, as a second pod would run.
+    pub async fn drawings_replica(&self) -> Replica {
+        let db = self.db(Service::DrawingsSync).clone();
+        let mut server = Self::replica_server();
+        let blobs = connectability_blobs::Blobs::from_url(&format!(
+            "file://{}",
+            self.env.dir.join("blobs").display()
+        ))
+        .expect("blobs folder");
+        let gateway = connection_manager::DirectoryGateway::new(
+            lazy_channel(self.addr),
+            &self.issuer.service(drawings_sync::NAME),
+            Duration::ZERO,
+        );
+        drawings_sync::DrawingsSync::start(
+            db,
+            self.env.bus.clone(),
+            blobs,
+            gateway,
+            Arc::new(self.clock.clone()),
+            drawings_sync::Limits::default(),
+        )
+        .await
+        .expect("drawings-sync replica")
+        .mount(&mut server, MAX_MESSAGE_BYTES);
+        Self::serve_replica(server).await
+    }
+
+    fn replica_server() -> GrpcServer {
+        let verifier = connectability_auth::Verifier::hs256(DEV_ONLY_HS256_SECRET.as_bytes());
+        GrpcServer::new(verifier, Metrics::new())
+    }
+
+    async fn serve_replica(server: GrpcServer) -> Replica {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind port 0");
