@@ -13,6 +13,7 @@
 //! figure can include up to one query's time of observation delay.
 //!
 //! `--quick` (CI) runs small sizes so the bench cannot rot; it never fails on speed.
+//! `BENCH_SHEETS`, `BENCH_DOWNSTREAMS` and `BENCH_SAMPLES` override the sizes.
 //! Results: a table on stdout, `bench/results/fanout.json` and `bench/results/fanout.svg`.
 
 use std::time::{Duration, Instant};
@@ -649,7 +650,20 @@ fn chart(path: &std::path::Path, lines: &[Line]) -> anyhow::Result<()> {
 fn main() -> anyhow::Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let quick = std::env::args().any(|a| a == "--quick") || std::env::var("BENCH_QUICK").is_ok();
-    let sizes = if quick { QUICK } else { FULL };
+    let base = if quick { QUICK } else { FULL };
+    // BENCH_SHEETS, BENCH_DOWNSTREAMS, BENCH_SAMPLES override the sizes (for profiling).
+    let size = |name: &str, default: usize| {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    };
+    let sizes = Sizes {
+        sheets: size("BENCH_SHEETS", base.sheets),
+        downstreams: size("BENCH_DOWNSTREAMS", base.downstreams),
+        samples: size("BENCH_SAMPLES", base.samples),
+        publishes: base.publishes,
+    };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

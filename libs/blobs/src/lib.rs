@@ -15,6 +15,9 @@ use object_store::{
     path::Path, prefix::PrefixStore,
 };
 
+/// Object copies in flight at once in [`Blobs::copy_many`].
+pub const COPY_CONCURRENCY: usize = 16;
+
 #[derive(Clone, Debug)]
 pub struct Blobs {
     store: Arc<dyn ObjectStore>,
@@ -73,6 +76,24 @@ impl Blobs {
     pub async fn copy(&self, from: &str, to: &str) -> anyhow::Result<()> {
         self.store.copy(&Path::from(from), &Path::from(to)).await?;
         Ok(())
+    }
+
+    /// Copies many objects, [`COPY_CONCURRENCY`] at a time: each copy is a blocking
+    /// filesystem call (or a request to S3), so overlapping them is what makes a batch fast.
+    pub async fn copy_many(&self, pairs: &[(String, String)]) -> anyhow::Result<()> {
+        // Owned jobs, so the future stays `Send` for any caller's lifetimes.
+        let jobs: Vec<_> = pairs
+            .iter()
+            .map(|(from, to)| {
+                let (blobs, from, to) = (self.clone(), from.clone(), to.clone());
+                async move { blobs.copy(&from, &to).await }
+            })
+            .collect();
+        let results: Vec<anyhow::Result<()>> = futures::stream::iter(jobs)
+            .buffer_unordered(COPY_CONCURRENCY)
+            .collect()
+            .await;
+        results.into_iter().collect()
     }
 
     pub async fn delete(&self, key: &str) -> anyhow::Result<()> {

@@ -3,7 +3,10 @@
 //! an event, or applying two out of order, therefore changes nothing: every copy records the
 //! upstream version it reflects and is rewritten only for a newer one.
 
-use std::{collections::HashMap, sync::Arc};
+use std::{
+    collections::{HashMap, HashSet},
+    sync::Arc,
+};
 
 use async_trait::async_trait;
 use connectability_blobs::{Blobs, key};
@@ -49,11 +52,12 @@ pub async fn reconcile(
             .map(|d| (d.copy.origin_id.clone(), d))
             .collect();
     // Only drawings with something published, or already copied, take part.
+    let with_published: HashSet<&str> = published.iter().map(|r| r.drawing_id.as_str()).collect();
     let live: Vec<&DrawingRow> = upstream
         .iter()
         .filter(|d| {
             copies.contains_key(&d.id)
-                || (d.deleted_ms.is_none() && published.iter().any(|r| r.drawing_id == d.id))
+                || (d.deleted_ms.is_none() && with_published.contains(d.id.as_str()))
         })
         .collect();
 
@@ -202,7 +206,7 @@ pub async fn reconcile(
 
     // Revisions and their files, under the downstream company's own prefix.
     let rev_ids: Vec<String> = published.iter().map(|r| r.id.clone()).collect();
-    let copied: Vec<String> = db::copies::<RevisionRow>(tx, &s.connection_id, &rev_ids)
+    let copied: HashSet<String> = db::copies::<RevisionRow>(tx, &s.connection_id, &rev_ids)
         .await?
         .into_iter()
         .map(|r| r.copy.origin_id)
@@ -224,13 +228,14 @@ pub async fn reconcile(
         .collect();
     let mut new_files = Vec::new();
     let mut new_revisions = Vec::new();
+    let mut blob_copies = Vec::new();
     for r in todo {
         let Some(file) = files.get(&r.file_id) else {
             continue;
         };
         let file_id = Id::generate(FILE).to_string();
         let object_key = key(&s.downstream_company_id, &s.downstream_project_id, &file_id);
-        blobs.copy(&file.object_key, &object_key).await?;
+        blob_copies.push((file.object_key.clone(), object_key.clone()));
         new_files.push(FileRow {
             id: file_id.clone(),
             project_id: s.downstream_project_id.clone(),
@@ -255,7 +260,9 @@ pub async fn reconcile(
         out.items += 1;
     }
 
-    // Many rows per statement, all in the caller's one transaction.
+    // The files first, many at a time; then many rows per statement, all in the caller's
+    // one transaction.
+    blobs.copy_many(&blob_copies).await?;
     db::insert(tx, &new_files).await?;
     db::insert(tx, &new_drawings).await?;
     db::insert(tx, &new_revisions).await?;

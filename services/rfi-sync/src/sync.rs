@@ -47,6 +47,7 @@ async fn copy_files(
         .filter(|id| !id.is_empty() && !map.contains_key(*id))
         .cloned()
         .collect();
+    let mut pairs = Vec::new();
     for f in db::by_ids::<FileRow>(tx, &todo).await? {
         let copy = f.copied_to(
             Id::generate(FILE).to_string(),
@@ -54,11 +55,11 @@ async fn copy_files(
             &s.downstream_company_id,
             now,
         );
-        blobs.copy(&f.object_key, &copy.object_key).await?;
+        pairs.push((f.object_key.clone(), copy.object_key.clone()));
         map.insert(f.id.clone(), copy.id.clone());
         new_files.push(copy);
     }
-    Ok(())
+    blobs.copy_many(&pairs).await
 }
 
 fn mapped(ids: &[String], map: &HashMap<String, String>) -> Vec<String> {

@@ -62,6 +62,7 @@ async fn copy_distributions(
     wanted.dedup();
     let mut map = HashMap::new();
     let mut files = Vec::new();
+    let mut pairs = Vec::new();
     for f in db::by_ids::<FileRow>(tx, &wanted).await? {
         let copy = f.copied_to(
             Id::generate(FILE).to_string(),
@@ -69,10 +70,11 @@ async fn copy_distributions(
             &s.downstream_company_id,
             now,
         );
-        blobs.copy(&f.object_key, &copy.object_key).await?;
+        pairs.push((f.object_key.clone(), copy.object_key.clone()));
         map.insert(f.id.clone(), copy.id.clone());
         files.push(copy);
     }
+    blobs.copy_many(&pairs).await?;
     let mapped = |ids: &[String]| -> Vec<String> {
         ids.iter().filter_map(|id| map.get(id).cloned()).collect()
     };
