@@ -16,6 +16,10 @@ use crate::{Db, Tx, now_ms};
 #[async_trait]
 pub trait InboxHandler: Send + Sync + 'static {
     async fn handle(&self, tx: &mut Tx, event: &Envelope) -> anyhow::Result<()>;
+
+    /// Called once the effect of a newly applied event is committed (e.g. to wake workers
+    /// that act on what `handle` wrote).
+    fn after_commit(&self) {}
 }
 
 /// Adapts an [`InboxHandler`] to the bus: dedup by event id, one transaction per event.
@@ -60,6 +64,7 @@ impl InboxConsumer {
         }
         self.handler.handle(&mut tx, event).await?;
         tx.commit().await?;
+        self.handler.after_commit();
         Ok(Applied::Now)
     }
 }

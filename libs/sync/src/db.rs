@@ -220,3 +220,124 @@ pub async fn finish_backfill(
     .rows_affected();
     Ok(n == 1)
 }
+
+/// One connection's share of a tool event, waiting to be copied (see `crate::run_work`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkRow {
+    pub id: String,
+    pub connection_id: String,
+    pub record_ids: Vec<String>,
+    /// The change's action id (a publish), or empty.
+    pub action_id: String,
+    /// When the event happened: changes before the connection started belong to its backfill.
+    pub event_ms: i64,
+}
+
+impl WorkRow {
+    fn read(r: &AnyRow) -> Result<Self> {
+        let ids: String = r.try_get("record_ids")?;
+        Ok(Self {
+            id: r.try_get("id")?,
+            connection_id: r.try_get("connection_id")?,
+            record_ids: ids
+                .split(',')
+                .filter(|s| !s.is_empty())
+                .map(String::from)
+                .collect(),
+            action_id: r.try_get("action_id")?,
+            event_ms: r.try_get("event_ms")?,
+        })
+    }
+}
+
+/// Queues work items, many per statement.
+pub async fn enqueue_work(conn: &mut AnyConnection, items: &[WorkRow]) -> Result<()> {
+    use connectability_store::table::{V, insert_many};
+    let rows: Vec<Vec<V>> = items
+        .iter()
+        .map(|w| {
+            vec![
+                V::T(w.id.clone()),
+                V::T(w.connection_id.clone()),
+                // Ids are letters, digits and `_`: a comma joins them unambiguously.
+                V::T(w.record_ids.join(",")),
+                V::T(w.action_id.clone()),
+                V::I(w.event_ms),
+                V::T(String::new()),
+                V::I(0),
+            ]
+        })
+        .collect();
+    insert_many(
+        conn,
+        "sync_work",
+        &[
+            "id",
+            "connection_id",
+            "record_ids",
+            "action_id",
+            "event_ms",
+            "claimed_by",
+            "claim_ms",
+        ],
+        &rows,
+    )
+    .await
+}
+
+/// Work that may be taken now: the oldest item of each connection (so a connection's
+/// changes apply in order), unclaimed or claimed before `stale_before`.
+pub async fn claimable_work(
+    conn: &mut AnyConnection,
+    stale_before: i64,
+    limit: i64,
+) -> Result<Vec<WorkRow>> {
+    let sql = format!(
+        "SELECT w.id, w.connection_id, w.record_ids, w.action_id, w.event_ms FROM sync_work w
+         WHERE (w.claimed_by = '' OR w.claim_ms < {stale_before})
+           AND NOT EXISTS (SELECT 1 FROM sync_work p WHERE p.connection_id = w.connection_id AND p.id < w.id)
+         ORDER BY w.id LIMIT {limit}"
+    );
+    fetch(conn, sql, &[], WorkRow::read).await
+}
+
+/// Takes a work item unless another worker holds it; true when it is ours.
+pub async fn claim_work(
+    conn: &mut AnyConnection,
+    id: &str,
+    worker: &str,
+    now_ms: i64,
+    stale_before: i64,
+) -> Result<bool> {
+    let n = sqlx::query(
+        "UPDATE sync_work SET claimed_by = $2, claim_ms = $3
+         WHERE id = $1 AND (claimed_by = '' OR claim_ms < $4)",
+    )
+    .bind(id)
+    .bind(worker)
+    .bind(now_ms)
+    .bind(stale_before)
+    .execute(conn)
+    .await?
+    .rows_affected();
+    Ok(n == 1)
+}
+
+/// Removes a finished item, in the transaction of its effect; false when the claim was lost
+/// (another worker took it over), so the effect must roll back.
+pub async fn finish_work(conn: &mut AnyConnection, id: &str, worker: &str) -> Result<bool> {
+    let n = sqlx::query("DELETE FROM sync_work WHERE id = $1 AND claimed_by = $2")
+        .bind(id)
+        .bind(worker)
+        .execute(conn)
+        .await?
+        .rows_affected();
+    Ok(n == 1)
+}
+
+/// Work items still queued (for tests and metrics).
+pub async fn work_count(conn: &mut AnyConnection) -> Result<i64> {
+    sqlx::query_scalar("SELECT COUNT(*) FROM sync_work")
+        .fetch_one(conn)
+        .await
+}

@@ -7,8 +7,10 @@
 //! - [`ConnectionEvents`]: the projection of connections (`sync_connections`) from
 //!   connection events; a connection that gains the tool's feature starts a backfill,
 //!   disconnect stops copying (copies stay), undo stops and withdraws every copy;
-//! - [`ToolEvents`]: the tool's own events name which upstream records changed, and each
-//!   connection from that project reconciles them in the event's one transaction;
+//! - [`ToolEvents`]: the tool's own events name which upstream records changed; the event's
+//!   inbox transaction queues one work item per connection from that project, and copy
+//!   workers ([`run_work`], several per replica, shared by all replicas) reconcile each item
+//!   in its own transaction, a connection's items in order;
 //! - [`run_backfills`]: batches of upstream records per transaction behind a cursor moved by
 //!   a conditional update (so replicas never copy twice), then IN_SYNC and the tool's
 //!   "initial sync complete" event;
@@ -33,6 +35,9 @@ pub use db::{Copy, SyncRow, copies};
 
 /// Upstream records copied per backfill transaction.
 pub const BACKFILL_BATCH: i64 = 200;
+
+/// Copy workers per replica on Postgres.
+pub const COPY_WORKERS: usize = 4;
 
 /// The stored sync states (each tool proto's SyncState values).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,7 +72,7 @@ pub struct Parts<'a> {
     pub db: &'a Db,
     pub clock: &'a dyn Clock,
     pub relay: &'a outbox::RelayWaker,
-    /// Woken when a backfill starts.
+    /// Woken when a backfill starts or copy work is queued.
     pub backfill: &'a Notify,
 }
 
@@ -215,9 +220,14 @@ impl<T: SyncedTool> InboxHandler for ToolEvents<T> {
     async fn handle(&self, tx: &mut Tx, e: &Envelope) -> anyhow::Result<()> {
         apply_tool_event(&*self.0, tx, e).await
     }
+
+    fn after_commit(&self) {
+        self.0.parts().backfill.notify_waiters();
+    }
 }
 
-/// Applies one tool event: reconcile, count and announce per connection (see [`ToolEvents`]).
+/// Applies one tool event: one work item per connection copying from the event's project,
+/// queued in the event's inbox transaction (see [`run_work`] for the copying).
 pub async fn apply_tool_event<T: SyncedTool>(
     tool: &T,
     tx: &mut Tx,
@@ -226,18 +236,80 @@ pub async fn apply_tool_event<T: SyncedTool>(
     let Some(change) = tool.changed(e)? else {
         return Ok(());
     };
+    let work: Vec<db::WorkRow> = db::syncs_from(tx, &change.project_id)
+        .await?
+        .into_iter()
+        .map(|s| db::WorkRow {
+            id: connectability_platform::input::Id::generate("wrk").to_string(),
+            connection_id: s.connection_id,
+            record_ids: change.record_ids.clone(),
+            action_id: change.action_id.clone().unwrap_or_default(),
+            event_ms: e.time_ms,
+        })
+        .collect();
+    // The workers are woken once this commits (`after_commit`); they also poll.
+    db::enqueue_work(tx, &work).await?;
+    Ok(())
+}
+
+/// A claim older than this is free again (its worker died or failed).
+pub const WORK_STALE_MS: i64 = 10_000;
+
+/// Copies queued work until `shutdown`: claims the oldest item of a connection, reconciles
+/// it, counts and announces in one transaction that also removes the item. Several workers
+/// (and replicas) share the queue; a connection's items apply in order.
+pub async fn run_work<T: SyncedTool>(
+    tool: Arc<T>,
+    worker: String,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        match work_once(&*tool, &worker).await {
+            Ok(true) => continue,
+            Ok(false) => {}
+            Err(e) => tracing::warn!(error = %e, context = T::CONTEXT, "copy failed; retrying"),
+        }
+        tokio::select! {
+            _ = shutdown.changed() => return,
+            _ = tool.parts().backfill.notified() => {}
+            _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+        }
+    }
+}
+
+/// Claims and applies one work item; false when there was none to take.
+pub async fn work_once<T: SyncedTool>(tool: &T, worker: &str) -> anyhow::Result<bool> {
     let parts = tool.parts();
+    let now = connectability_store::now_ms();
+    let stale_before = now - WORK_STALE_MS;
+    let mut conn = parts.db.pool().acquire().await?;
+    let mut mine = None;
+    for w in db::claimable_work(&mut conn, stale_before, 8).await? {
+        if db::claim_work(&mut conn, &w.id, worker, now, stale_before).await? {
+            mine = Some(w);
+            break;
+        }
+    }
+    drop(conn);
+    let Some(w) = mine else {
+        return Ok(false);
+    };
     let now = parts.clock.now_ms();
+    let mut tx = parts.db.begin().await?;
     let mut out = Vec::new();
-    for s in db::syncs_from(tx, &change.project_id).await? {
-        let copied = tool.reconcile(tx, &s, &change.record_ids, now).await?;
+    // Nothing more is applied once a connection stopped (disconnected or undone).
+    if let Some(s) = db::get_sync(&mut tx, &w.connection_id)
+        .await?
+        .filter(|s| s.state != SyncState::Stopped as i64)
+    {
+        let copied = tool.reconcile(&mut tx, &s, &w.record_ids, now).await?;
         // A change made before this connection started copying is the backfill's: it is
         // copied all the same (reconcile is idempotent), but counted and announced once,
         // by the backfill.
-        let live = e.time_ms >= s.start_ms;
+        let live = w.event_ms >= s.start_ms;
         if copied.items > 0 || copied.records > 0 {
             db::count_copies(
-                tx,
+                &mut tx,
                 &s.connection_id,
                 copied.items,
                 copied.records,
@@ -246,11 +318,22 @@ pub async fn apply_tool_event<T: SyncedTool>(
             )
             .await?;
         }
-        out.extend(tool.announce(&s, &change, &copied, live));
+        let change = Change {
+            project_id: s.upstream_project_id.clone(),
+            record_ids: w.record_ids.clone(),
+            action_id: (!w.action_id.is_empty()).then(|| w.action_id.clone()),
+        };
+        out = tool.announce(&s, &change, &copied, live);
     }
-    outbox::enqueue(tx, &out).await?;
+    if !db::finish_work(&mut tx, &w.id, worker).await? {
+        // Another worker took the item over after our claim went stale: its effect counts.
+        tx.rollback().await?;
+        return Ok(true);
+    }
+    outbox::enqueue(&mut tx, &out).await?;
+    tx.commit().await?;
     parts.relay.wake();
-    Ok(())
+    Ok(true)
 }
 
 /// Runs backfills until `shutdown`: batches of upstream records, one transaction each, until
@@ -361,9 +444,19 @@ impl<T: SyncedTool> Workers<T> {
         })
     }
 
-    /// Runs the backfill worker and stops the consumers with `server`.
+    /// Runs the backfill worker and the copy workers, and stops the consumers with `server`.
     pub fn mount(self, server: &mut connectability_platform::GrpcServer) {
         let core = self.core;
+        // SQLite has one writer: more workers would only queue on its lock.
+        let workers = match core.parts().db.backend() {
+            connectability_store::Backend::Sqlite => 1,
+            connectability_store::Backend::Postgres => COPY_WORKERS,
+        };
+        let replica = connectability_platform::input::Id::generate("wkr").to_string();
+        for i in 0..workers {
+            let (core, name) = (core.clone(), format!("{replica}_{i}"));
+            server.add_task(move |stop| run_work(core, name, stop));
+        }
         server.add_task(move |stop| run_backfills(core, stop));
         for sub in self.subscriptions {
             server.add_task(move |stop| async move {

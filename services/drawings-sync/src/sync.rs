@@ -377,4 +377,8 @@ impl InboxHandler for DrawingEvents {
     async fn handle(&self, tx: &mut Tx, e: &Envelope) -> anyhow::Result<()> {
         connectability_sync::apply_tool_event(&*self.0, tx, e).await
     }
+
+    fn after_commit(&self) {
+        self.0.backfill.notify_waiters();
+    }
 }

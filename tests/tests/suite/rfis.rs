@@ -1169,6 +1169,14 @@ async fn repeated_and_reordered_rfi_events_leave_the_same_state(backend: Backend
         again.apply(&events[0]).await.unwrap(),
         Applied::AlreadyHandled
     );
+    // The events queued copy work; once the workers have done it, nothing changed.
+    eventually("the queued copies done", WAIT, || async {
+        let left = connectability_sync::db::work_count(&mut *db.pool().acquire().await.ok()?)
+            .await
+            .ok()?;
+        (left == 0).then_some(())
+    })
+    .await;
     assert_eq!(w.copies().await, before);
     w.app.stop().await;
 }
