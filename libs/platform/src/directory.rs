@@ -212,6 +212,44 @@ pub enum Tool {
     Submittals,
 }
 
+impl Tool {
+    /// The tool's name as people read it.
+    pub fn label(self) -> &'static str {
+        match self {
+            Tool::ConnectionManager => "Connection Manager",
+            Tool::Drawings => "Drawings",
+            Tool::Rfis => "RFIs",
+            Tool::Submittals => "Submittals",
+        }
+    }
+}
+
+impl DirectoryGateway {
+    /// A user's access to a project they may see (else NOT_FOUND, the same as for a project
+    /// that does not exist), with at least `min` on `tool` (else PERMISSION_DENIED).
+    pub async fn tool_access(
+        &self,
+        user_id: &str,
+        project_id: &str,
+        tool: Tool,
+        min: PermissionLevel,
+    ) -> Result<ProjectAccess, Status> {
+        let access = self
+            .project_access(project_id, user_id)
+            .await?
+            .filter(sees_project)
+            .ok_or_else(|| crate::errors::not_found("project", project_id))?;
+        if !at_least(tool_level(&access, tool), min) {
+            return Err(crate::errors::permission_denied(format!(
+                "you need at least {} on {} in this project",
+                min.as_str_name().trim_start_matches("PERMISSION_LEVEL_"),
+                tool.label()
+            )));
+        }
+        Ok(access)
+    }
+}
+
 /// The user's level on a tool in a project (NONE unless a directory member).
 pub fn tool_level(access: &ProjectAccess, tool: Tool) -> PermissionLevel {
     if !access.member {

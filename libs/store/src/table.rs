@@ -151,3 +151,40 @@ pub async fn delete_by_ids<T: Table>(conn: &mut AnyConnection, ids: &[String]) -
     q.execute(conn).await?;
     Ok(())
 }
+
+/// Rewrites every column of `row` (found by its first column, `id`) if the stored `version`
+/// is still `expected_version`; false when another writer changed it first (optimistic
+/// concurrency for tables with a `version` column).
+pub async fn update_if_version<T: Table>(
+    conn: &mut AnyConnection,
+    row: &T,
+    expected_version: i64,
+) -> Result<bool> {
+    let sets: Vec<String> = T::COLUMNS
+        .iter()
+        .enumerate()
+        .skip(1)
+        .map(|(i, c)| format!("{c} = ${}", i + 1))
+        .collect();
+    let sql = format!(
+        "UPDATE {} SET {} WHERE {} = $1 AND version = ${}",
+        T::NAME,
+        sets.join(", "),
+        T::COLUMNS[0],
+        T::COLUMNS.len() + 1
+    );
+    let mut q = sqlx::query(AssertSqlSafe(sql));
+    for v in row.values() {
+        q = match v {
+            V::T(s) => q.bind(s),
+            V::I(i) => q.bind(i),
+            V::N(n) => q.bind(n),
+        };
+    }
+    let n = q
+        .bind(expected_version)
+        .execute(conn)
+        .await?
+        .rows_affected();
+    Ok(n == 1)
+}

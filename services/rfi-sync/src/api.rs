@@ -12,7 +12,7 @@ use connectability_blobs::{
 use connectability_events::Envelope;
 use connectability_platform::{
     clock::Clock,
-    directory::{DirectoryGateway, sees_project},
+    directory::{DirectoryGateway, Tool},
     drawings::DrawingsGateway,
     errors::{failed_precondition, internal, invalid_argument, not_found, permission_denied},
     input::{Id, parse_name, parse_request_id, parse_text},
@@ -20,7 +20,7 @@ use connectability_platform::{
     time::timestamp,
 };
 use connectability_proto::{
-    directory::v1::ProjectAccess,
+    directory::v1::{PermissionLevel, ProjectAccess},
     rfis::v1::{self as pb, rfi_service_server::RfiService},
 };
 use connectability_store::{Db, Tx, outbox::RelayWaker, request_ids};
@@ -261,35 +261,32 @@ impl RfiApi {
     }
 
     /// The caller's access to a project they may see (else NOT_FOUND), with at least
-    /// READ_ONLY on RFIs (else PERMISSION_DENIED).
-    async fn viewer(&self, caller: &Caller, project_id: &str) -> Result<Viewer, Status> {
+    /// `min` on Rfis (else PERMISSION_DENIED).
+    async fn member(
+        &self,
+        caller: &Caller,
+        project_id: &str,
+        min: PermissionLevel,
+    ) -> Result<Viewer, Status> {
         let user = user_of(caller)?;
         let access = self
             .directory
-            .project_access(project_id, user)
-            .await?
-            .filter(sees_project)
-            .ok_or_else(|| not_found("project", project_id))?;
-        if !domain::can_view(&access) {
-            return Err(permission_denied(
-                "you need at least READ_ONLY on RFIs in this project",
-            ));
-        }
+            .tool_access(user, project_id, Tool::Rfis, min)
+            .await?;
         Ok(Viewer {
             user: user.to_string(),
             access,
         })
     }
 
-    /// Like [`Self::viewer`], with at least STANDARD.
+    async fn viewer(&self, caller: &Caller, project_id: &str) -> Result<Viewer, Status> {
+        self.member(caller, project_id, PermissionLevel::ReadOnly)
+            .await
+    }
+
     async fn contributor(&self, caller: &Caller, project_id: &str) -> Result<Viewer, Status> {
-        let v = self.viewer(caller, project_id).await?;
-        if !domain::can_contribute(&v.access) {
-            return Err(permission_denied(
-                "you need at least STANDARD on RFIs in this project",
-            ));
-        }
-        Ok(v)
+        self.member(caller, project_id, PermissionLevel::Standard)
+            .await
     }
 
     /// An RFI the caller may see: a live original or any copy, public or naming the caller

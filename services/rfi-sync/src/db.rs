@@ -205,38 +205,14 @@ impl ResponseRow {
 table!(RfiRow, "rfis", RFI_COLUMNS);
 table!(ResponseRow, "rfi_responses", RESPONSE_COLUMNS);
 
-/// Rewrites every column of an RFI whose stored version is still `expected_version`;
-/// false when another writer changed it first.
+/// Rewrites a n RFI if its stored version is still `expected_version`; false when
+/// another writer changed it first.
 pub async fn update_rfi(
     conn: &mut AnyConnection,
-    r: &RfiRow,
+    row: &RfiRow,
     expected_version: i64,
 ) -> Result<bool> {
-    let sets: Vec<String> = RFI_COLUMNS
-        .iter()
-        .enumerate()
-        .skip(1)
-        .map(|(i, c)| format!("{c} = ${}", i + 1))
-        .collect();
-    let sql = format!(
-        "UPDATE rfis SET {} WHERE id = $1 AND version = ${}",
-        sets.join(", "),
-        RFI_COLUMNS.len() + 1
-    );
-    let mut q = sqlx::query(AssertSqlSafe(sql));
-    for v in r.row_values() {
-        q = match v {
-            V::T(s) => q.bind(s),
-            V::I(i) => q.bind(i),
-            V::N(n) => q.bind(n),
-        };
-    }
-    let n = q
-        .bind(expected_version)
-        .execute(conn)
-        .await?
-        .rows_affected();
-    Ok(n == 1)
+    connectability_store::table::update_if_version(conn, row, expected_version).await
 }
 
 /// Every link of a project's RFIs: (own RFI, connected copy).

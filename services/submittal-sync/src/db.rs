@@ -197,38 +197,14 @@ impl DistributionRow {
 table!(SubmittalRow, "submittals", SUBMITTAL_COLUMNS);
 table!(DistributionRow, "distributions", DISTRIBUTION_COLUMNS);
 
-/// Rewrites every column of a submittal whose stored version is still `expected_version`;
-/// false when another writer changed it first.
+/// Rewrites a  submittal if its stored version is still `expected_version`; false when
+/// another writer changed it first.
 pub async fn update_submittal(
     conn: &mut AnyConnection,
-    s: &SubmittalRow,
+    row: &SubmittalRow,
     expected_version: i64,
 ) -> Result<bool> {
-    let sets: Vec<String> = SUBMITTAL_COLUMNS
-        .iter()
-        .enumerate()
-        .skip(1)
-        .map(|(i, c)| format!("{c} = ${}", i + 1))
-        .collect();
-    let sql = format!(
-        "UPDATE submittals SET {} WHERE id = $1 AND version = ${}",
-        sets.join(", "),
-        SUBMITTAL_COLUMNS.len() + 1
-    );
-    let mut q = sqlx::query(AssertSqlSafe(sql));
-    for v in s.row_values() {
-        q = match v {
-            V::T(t) => q.bind(t),
-            V::I(i) => q.bind(i),
-            V::N(n) => q.bind(n),
-        };
-    }
-    let n = q
-        .bind(expected_version)
-        .execute(conn)
-        .await?
-        .rows_affected();
-    Ok(n == 1)
+    connectability_store::table::update_if_version(conn, row, expected_version).await
 }
 
 /// The next number of a project's own submittals.
