@@ -49,6 +49,29 @@ pub async fn copies<T: Table>(
     fetch(conn, sql, &binds, T::read).await
 }
 
+/// Many connections' copies of these upstream items (one query for a whole copy batch).
+pub async fn copies_in<T: Table>(
+    conn: &mut AnyConnection,
+    connection_ids: &[String],
+    origin_ids: &[String],
+) -> Result<Vec<T>> {
+    if origin_ids.is_empty() || connection_ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sql = format!(
+        "{} WHERE connection_id IN ({}) AND origin_id IN ({})",
+        select::<T>(),
+        placeholders(1, connection_ids.len()),
+        placeholders(1 + connection_ids.len(), origin_ids.len())
+    );
+    let binds: Vec<&str> = connection_ids
+        .iter()
+        .chain(origin_ids)
+        .map(String::as_str)
+        .collect();
+    fetch(conn, sql, &binds, T::read).await
+}
+
 /// One connection as the tool service sees it, and how far its copying got.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SyncRow {
@@ -103,6 +126,27 @@ pub async fn get_sync(conn: &mut AnyConnection, connection_id: &str) -> Result<O
     )
     .await?
     .pop())
+}
+
+/// These connections' rows (any order; unknown ids are left out).
+pub async fn get_syncs(
+    conn: &mut AnyConnection,
+    connection_ids: &[String],
+) -> Result<Vec<SyncRow>> {
+    if connection_ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let binds: Vec<&str> = connection_ids.iter().map(String::as_str).collect();
+    fetch(
+        conn,
+        format!(
+            "SELECT {SYNC_COLUMNS} FROM sync_connections WHERE connection_id IN ({})",
+            placeholders(1, binds.len())
+        ),
+        &binds,
+        SyncRow::read,
+    )
+    .await
 }
 
 /// Connections copying from `upstream` (not stopped).
@@ -180,6 +224,35 @@ pub async fn count_copies(
     .bind(now_ms)
     .execute(conn)
     .await?;
+    Ok(())
+}
+
+/// [`count_copies`] for several connections that copied the same amounts (one statement).
+pub async fn count_copies_of(
+    conn: &mut AnyConnection,
+    connection_ids: &[String],
+    items: i64,
+    records: i64,
+    add_to_total: bool,
+    now_ms: i64,
+) -> Result<()> {
+    if connection_ids.is_empty() {
+        return Ok(());
+    }
+    let sql = format!(
+        "UPDATE sync_connections SET items_copied = items_copied + $1, records_copied = records_copied + $2,
+            items_total = items_total + $3, last_copy_ms = $4, update_ms = $4 WHERE connection_id IN ({})",
+        placeholders(5, connection_ids.len())
+    );
+    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(items)
+        .bind(records)
+        .bind(if add_to_total { items } else { 0 })
+        .bind(now_ms);
+    for id in connection_ids {
+        q = q.bind(id);
+    }
+    q.execute(conn).await?;
     Ok(())
 }
 
@@ -301,38 +374,48 @@ pub async fn claimable_work(
     fetch(conn, sql, &[], WorkRow::read).await
 }
 
-/// Takes a work item unless another worker holds it; true when it is ours.
+/// Takes these work items for `worker`, except those another worker holds; returns the ids
+/// it got. One statement, so workers racing for the same heads never both win one.
 pub async fn claim_work(
     conn: &mut AnyConnection,
-    id: &str,
+    ids: &[String],
     worker: &str,
     now_ms: i64,
     stale_before: i64,
-) -> Result<bool> {
-    let n = sqlx::query(
-        "UPDATE sync_work SET claimed_by = $2, claim_ms = $3
-         WHERE id = $1 AND (claimed_by = '' OR claim_ms < $4)",
-    )
-    .bind(id)
-    .bind(worker)
-    .bind(now_ms)
-    .bind(stale_before)
-    .execute(conn)
-    .await?
-    .rows_affected();
-    Ok(n == 1)
+) -> Result<Vec<String>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sql = format!(
+        "UPDATE sync_work SET claimed_by = $1, claim_ms = $2
+         WHERE (claimed_by = '' OR claim_ms < $3) AND id IN ({}) RETURNING id",
+        placeholders(4, ids.len())
+    );
+    let mut q = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+        .bind(worker)
+        .bind(now_ms)
+        .bind(stale_before);
+    for id in ids {
+        q = q.bind(id);
+    }
+    q.fetch_all(conn).await
 }
 
-/// Removes a finished item, in the transaction of its effect; false when the claim was lost
-/// (another worker took it over), so the effect must roll back.
-pub async fn finish_work(conn: &mut AnyConnection, id: &str, worker: &str) -> Result<bool> {
-    let n = sqlx::query("DELETE FROM sync_work WHERE id = $1 AND claimed_by = $2")
-        .bind(id)
-        .bind(worker)
-        .execute(conn)
-        .await?
-        .rows_affected();
-    Ok(n == 1)
+/// Removes finished items, in the transaction of their effect; false when a claim was lost
+/// (another worker took an item over), so the effect must roll back.
+pub async fn finish_work(conn: &mut AnyConnection, ids: &[String], worker: &str) -> Result<bool> {
+    if ids.is_empty() {
+        return Ok(true);
+    }
+    let sql = format!(
+        "DELETE FROM sync_work WHERE claimed_by = $1 AND id IN ({})",
+        placeholders(2, ids.len())
+    );
+    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(worker);
+    for id in ids {
+        q = q.bind(id);
+    }
+    Ok(q.execute(conn).await?.rows_affected() == ids.len() as u64)
 }
 
 /// Work items still queued (for tests and metrics).

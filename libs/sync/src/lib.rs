@@ -31,7 +31,7 @@ use connectability_proto::connections::v1::{self as cpb, ConnectionStatus, Featu
 use connectability_store::{Db, Tx, inbox::InboxHandler, outbox};
 use tokio::sync::Notify;
 
-pub use db::{Copy, SyncRow, copies};
+pub use db::{Copy, SyncRow, copies, copies_in};
 
 /// Upstream records copied per backfill transaction.
 pub const BACKFILL_BATCH: i64 = 200;
@@ -107,6 +107,24 @@ pub trait SyncedTool: Send + Sync + 'static {
         record_ids: &[String],
         now_ms: i64,
     ) -> anyhow::Result<Copied>;
+
+    /// [`SyncedTool::reconcile`] for several connections from one upstream project at once,
+    /// one [`Copied`] per connection in `syncs`' order. This default reconciles them one after
+    /// another; a tool overrides it to read the upstream once and write every connection's
+    /// rows with one statement per table.
+    async fn reconcile_many(
+        &self,
+        tx: &mut Tx,
+        syncs: &[SyncRow],
+        record_ids: &[String],
+        now_ms: i64,
+    ) -> anyhow::Result<Vec<Copied>> {
+        let mut out = Vec::with_capacity(syncs.len());
+        for s in syncs {
+            out.push(self.reconcile(tx, s, record_ids, now_ms).await?);
+        }
+        Ok(out)
+    }
 
     /// Which upstream records a tool event changed; `None` for events that copy nothing.
     fn changed(&self, e: &Envelope) -> anyhow::Result<Option<Change>>;
@@ -277,63 +295,139 @@ pub async fn run_work<T: SyncedTool>(
     }
 }
 
-/// Claims and applies one work item; false when there was none to take.
+/// Work items one copy transaction takes at most.
+pub const WORK_BATCH_ITEMS: i64 = 64;
+
+/// Upstream records (summed over its items) one copy transaction reconciles at most: enough
+/// that one change to many connections is one transaction, small enough that a large change
+/// still spreads over every worker.
+pub const WORK_BATCH_RECORDS: usize = 2_000;
+
+/// Claims a batch of work items (the heads of up to [`WORK_BATCH_ITEMS`] connections) and
+/// applies them in one transaction; false when there was nothing to take. Should that
+/// transaction fail, each item is tried again alone, so one failing item never holds back
+/// the others.
 pub async fn work_once<T: SyncedTool>(tool: &T, worker: &str) -> anyhow::Result<bool> {
     let parts = tool.parts();
     let now = connectability_store::now_ms();
     let stale_before = now - WORK_STALE_MS;
     let mut conn = parts.db.pool().acquire().await?;
-    let mut mine = None;
-    for w in db::claimable_work(&mut conn, stale_before, 8).await? {
-        if db::claim_work(&mut conn, &w.id, worker, now, stale_before).await? {
-            mine = Some(w);
+    let mut wanted = Vec::new();
+    let mut records = 0;
+    for w in db::claimable_work(&mut conn, stale_before, WORK_BATCH_ITEMS).await? {
+        if !wanted.is_empty() && records + w.record_ids.len() > WORK_BATCH_RECORDS {
             break;
         }
+        records += w.record_ids.len();
+        wanted.push(w);
     }
+    let ids: Vec<String> = wanted.iter().map(|w| w.id.clone()).collect();
+    let got: std::collections::HashSet<String> =
+        db::claim_work(&mut conn, &ids, worker, now, stale_before)
+            .await?
+            .into_iter()
+            .collect();
     drop(conn);
-    let Some(w) = mine else {
+    let mine: Vec<db::WorkRow> = wanted.into_iter().filter(|w| got.contains(&w.id)).collect();
+    if mine.is_empty() {
         return Ok(false);
-    };
+    }
+    match apply_work(tool, worker, &mine).await {
+        Ok(()) => {}
+        Err(e) if mine.len() > 1 => {
+            tracing::warn!(error = %e, context = T::CONTEXT, items = mine.len(), "copy batch failed; applying its items one by one");
+            for w in &mine {
+                if let Err(e) = apply_work(tool, worker, std::slice::from_ref(w)).await {
+                    // The claim goes stale and the item is tried again later.
+                    tracing::warn!(error = %e, context = T::CONTEXT, item = %w.id, connection = %w.connection_id, "copy failed; retrying");
+                }
+            }
+        }
+        Err(e) => return Err(e),
+    }
+    Ok(true)
+}
+
+/// Applies claimed work items in one transaction: the items of one change are reconciled
+/// together across their connections ([`SyncedTool::reconcile_many`]), then counted,
+/// announced and removed, all committed at once (or nothing, if a claim was lost).
+async fn apply_work<T: SyncedTool>(
+    tool: &T,
+    worker: &str,
+    items: &[db::WorkRow],
+) -> anyhow::Result<()> {
+    let parts = tool.parts();
     let now = parts.clock.now_ms();
     let mut tx = parts.db.begin().await?;
-    let mut out = Vec::new();
+    let connection_ids: Vec<String> = items.iter().map(|w| w.connection_id.clone()).collect();
     // Nothing more is applied once a connection stopped (disconnected or undone).
-    if let Some(s) = db::get_sync(&mut tx, &w.connection_id)
+    let syncs: std::collections::HashMap<String, SyncRow> = db::get_syncs(&mut tx, &connection_ids)
         .await?
+        .into_iter()
         .filter(|s| s.state != SyncState::Stopped as i64)
-    {
-        let copied = tool.reconcile(&mut tx, &s, &w.record_ids, now).await?;
-        // A change made before this connection started copying is the backfill's: it is
-        // copied all the same (reconcile is idempotent), but counted and announced once,
-        // by the backfill.
-        let live = w.event_ms >= s.start_ms;
-        if copied.items > 0 || copied.records > 0 {
-            db::count_copies(
-                &mut tx,
-                &s.connection_id,
-                copied.items,
-                copied.records,
-                live,
-                now,
-            )
-            .await?;
-        }
-        let change = Change {
-            project_id: s.upstream_project_id.clone(),
-            record_ids: w.record_ids.clone(),
-            action_id: (!w.action_id.is_empty()).then(|| w.action_id.clone()),
+        .map(|s| (s.connection_id.clone(), s))
+        .collect();
+    // Items of one change (the same upstream project and records) reconcile together.
+    let mut groups: Vec<(&[String], Vec<(&db::WorkRow, &SyncRow)>)> = Vec::new();
+    for w in items {
+        let Some(s) = syncs.get(&w.connection_id) else {
+            continue;
         };
-        out = tool.announce(&s, &change, &copied, live);
+        match groups.iter_mut().find(|(ids, members)| {
+            *ids == w.record_ids.as_slice()
+                && members[0].1.upstream_project_id == s.upstream_project_id
+        }) {
+            Some((_, members)) => members.push((w, s)),
+            None => groups.push((&w.record_ids, vec![(w, s)])),
+        }
     }
-    if !db::finish_work(&mut tx, &w.id, worker).await? {
-        // Another worker took the item over after our claim went stale: its effect counts.
+    let mut counts: Vec<((i64, i64, bool), Vec<String>)> = Vec::new();
+    let mut out = Vec::new();
+    for (record_ids, members) in groups {
+        let group: Vec<SyncRow> = members.iter().map(|(_, s)| (*s).clone()).collect();
+        let copied = tool
+            .reconcile_many(&mut tx, &group, record_ids, now)
+            .await?;
+        anyhow::ensure!(
+            copied.len() == group.len(),
+            "reconcile_many answered for {} of {} connections",
+            copied.len(),
+            group.len()
+        );
+        for ((w, s), copied) in members.into_iter().zip(copied) {
+            // A change made before this connection started copying is the backfill's: it is
+            // copied all the same (reconcile is idempotent), but counted and announced once,
+            // by the backfill.
+            let live = w.event_ms >= s.start_ms;
+            if copied.items > 0 || copied.records > 0 {
+                let key = (copied.items, copied.records, live);
+                match counts.iter_mut().find(|(k, _)| *k == key) {
+                    Some((_, ids)) => ids.push(s.connection_id.clone()),
+                    None => counts.push((key, vec![s.connection_id.clone()])),
+                }
+            }
+            let change = Change {
+                project_id: s.upstream_project_id.clone(),
+                record_ids: w.record_ids.clone(),
+                action_id: (!w.action_id.is_empty()).then(|| w.action_id.clone()),
+            };
+            out.extend(tool.announce(s, &change, &copied, live));
+        }
+    }
+    // Connections that copied the same amounts are counted by one statement.
+    for ((items, records, live), ids) in counts {
+        db::count_copies_of(&mut tx, &ids, items, records, live, now).await?;
+    }
+    let ids: Vec<String> = items.iter().map(|w| w.id.clone()).collect();
+    if !db::finish_work(&mut tx, &ids, worker).await? {
+        // Another worker took an item over after our claim went stale: its effect counts.
         tx.rollback().await?;
-        return Ok(true);
+        return Ok(());
     }
     outbox::enqueue(&mut tx, &out).await?;
     tx.commit().await?;
     parts.relay.wake();
-    Ok(true)
+    Ok(())
 }
 
 /// Runs backfills until `shutdown`: batches of upstream records, one transaction each, until

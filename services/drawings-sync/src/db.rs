@@ -8,7 +8,7 @@ use sqlx::{AnyConnection, AssertSqlSafe, Row, any::AnyRow};
 
 pub use connectability_blobs::files::FileRow;
 pub use connectability_store::table::{Table, by_ids, get, insert, list_in_project};
-pub use connectability_sync::{Copy, SyncRow, copies};
+pub use connectability_sync::{Copy, SyncRow, copies_in};
 
 fn in_list(first: usize, n: usize) -> String {
     placeholders(first, n)

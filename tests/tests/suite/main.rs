@@ -35,3 +35,4 @@ mod notifications;
 mod platform;
 mod rfis;
 mod submittals;
+mod sync_engine;
