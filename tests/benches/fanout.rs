@@ -19,17 +19,12 @@
 
 use std::time::{Duration, Instant};
 
-use connectability_proto::{
-    connections::v1::{self as cpb, Feature},
-    directory::v1::{self as pb, PermissionLevel as L},
-    drawings::v1::{self as dpb, upload_file_request::Part},
-};
 use connectability_store::{
     Db,
     table::{V, insert_many},
 };
-use connectability_testkit::{Backend, Service, TestApp};
-use futures::StreamExt;
+use connectability_testkit::Backend;
+use connectability_tests::fanout::{Fanout, wait_until};
 
 struct Sizes {
     sheets: usize,
@@ -52,217 +47,9 @@ const QUICK: Sizes = Sizes {
     publishes: 2,
 };
 
-fn admin() -> pb::ToolPermissions {
-    pb::ToolPermissions {
-        connection_manager: L::Admin as i32,
-        drawings: L::Admin as i32,
-        rfis: L::Admin as i32,
-        submittals: L::Admin as i32,
-    }
-}
-
-/// An upstream project with D connected downstream projects, all IN_SYNC.
-struct Fanout {
-    app: TestApp,
-    up: String,
-    gina: String,
-    area: String,
-    set: String,
-    file: String,
-    next: usize,
-}
-
+/// The fan-out world with a 100 KB PDF per sheet.
 async fn fanout(backend: Backend, downstreams: usize) -> anyhow::Result<Fanout> {
-    let app = TestApp::spawn(
-        backend,
-        &[
-            Service::Directory,
-            Service::DrawingsSync,
-            Service::ConnectionManager,
-        ],
-    )
-    .await;
-    let mut op = app.directory_as_operator();
-    let company = |name: &str| pb::CreateCompanyRequest {
-        name: name.into(),
-        storage_location: "us-east".into(),
-        ..Default::default()
-    };
-    let gc = op.create_company(company("GC")).await?.into_inner().id;
-    let sub = op.create_company(company("Sub")).await?.into_inner().id;
-    let user = |company: &str, name: &str| pb::CreateUserRequest {
-        company_id: company.into(),
-        display_name: name.into(),
-        email: format!("{name}@{company}.example"),
-        ..Default::default()
-    };
-    let gina = op.create_user(user(&gc, "gina")).await?.into_inner().id;
-    let raj = op.create_user(user(&sub, "raj")).await?.into_inner().id;
-    let project = |company: &str, name: String| pb::CreateProjectRequest {
-        company_id: company.into(),
-        name,
-        ..Default::default()
-    };
-    let up = op
-        .create_project(project(&gc, "Tower".into()))
-        .await?
-        .into_inner()
-        .id;
-    let member = |project: &str, user: &str| pb::AddProjectMemberRequest {
-        project_id: project.into(),
-        user_id: user.into(),
-        permissions: Some(admin()),
-        ..Default::default()
-    };
-    op.add_project_member(member(&up, &gina)).await?;
-    op.add_project_member(member(&up, &raj)).await?;
-    let drawings = app.drawings(&app.user_token(&gina));
-    let area = drawings
-        .clone()
-        .create_drawing_area(dpb::CreateDrawingAreaRequest {
-            project_id: up.clone(),
-            name: "Level 1".into(),
-            description: String::new(),
-        })
-        .await?
-        .into_inner()
-        .id;
-    let set = drawings
-        .clone()
-        .create_drawing_set(dpb::CreateDrawingSetRequest {
-            project_id: up.clone(),
-            name: "IFC".into(),
-            date: "2026-03-01".into(),
-        })
-        .await?
-        .into_inner()
-        .id;
-    let mut pdf = b"%PDF-1.4\n".to_vec();
-    pdf.resize(100 * 1024, b'x');
-    let file = drawings
-        .clone()
-        .upload_file(tokio_stream::iter(vec![
-            dpb::UploadFileRequest {
-                part: Some(Part::Header(dpb::upload_file_request::Header {
-                    project_id: up.clone(),
-                    filename: "sheet.pdf".into(),
-                    content_type: "application/pdf".into(),
-                })),
-            },
-            dpb::UploadFileRequest {
-                part: Some(Part::Chunk(pdf)),
-            },
-        ]))
-        .await?
-        .into_inner()
-        .id;
-    let connections = app.connections(&app.user_token(&raj));
-    for i in 0..downstreams {
-        let down = op
-            .create_project(project(&sub, format!("Tower - trade {i}")))
-            .await?
-            .into_inner()
-            .id;
-        op.add_project_member(member(&down, &raj)).await?;
-        connections
-            .clone()
-            .request_connection(cpb::RequestConnectionRequest {
-                downstream_project_id: down,
-                upstream_project_id: up.clone(),
-                features: vec![Feature::Drawings as i32],
-                request_id: String::new(),
-            })
-            .await?;
-    }
-    let db = app.db(Service::DrawingsSync).clone();
-    wait_until(
-        &db,
-        "SELECT COUNT(*) FROM sync_connections WHERE state = 2",
-        downstreams as i64,
-        &[],
-    )
-    .await?;
-    Ok(Fanout {
-        app,
-        up,
-        gina,
-        area,
-        set,
-        file,
-        next: 0,
-    })
-}
-
-impl Fanout {
-    /// Creates `n` unpublished revisions of new sheets (8 calls at a time).
-    async fn revisions(&mut self, n: usize) -> anyhow::Result<Vec<String>> {
-        let client = self.app.drawings(&self.app.user_token(&self.gina));
-        let first = self.next;
-        self.next += n;
-        let calls = (first..first + n).map(|i| {
-            let mut client = client.clone();
-            let r = dpb::CreateDrawingRevisionRequest {
-                project_id: self.up.clone(),
-                area_id: self.area.clone(),
-                set_id: self.set.clone(),
-                number: format!("A-{i:05}"),
-                title: format!("Sheet {i}"),
-                discipline_name: "Architectural".into(),
-                discipline_position: 1,
-                revision_number: "0".into(),
-                revision_status: "Issued".into(),
-                drawing_date: "2026-02-14".into(),
-                received_date: "2026-02-20".into(),
-                file_id: self.file.clone(),
-                custom_fields: Default::default(),
-            };
-            async move {
-                client
-                    .create_drawing_revision(r)
-                    .await
-                    .map(|r| r.into_inner().id)
-            }
-        });
-        let ids: Vec<Result<String, tonic::Status>> =
-            futures::stream::iter(calls).buffered(8).collect().await;
-        Ok(ids.into_iter().collect::<Result<_, _>>()?)
-    }
-
-    /// Publishes `ids` in one call; returns when the call returns.
-    async fn publish(&self, ids: Vec<String>) -> anyhow::Result<()> {
-        self.app
-            .drawings(&self.app.user_token(&self.gina))
-            .publish_drawing_revisions(dpb::PublishDrawingRevisionsRequest {
-                project_id: self.up.clone(),
-                revision_ids: ids,
-            })
-            .await?;
-        Ok(())
-    }
-
-    fn db(&self) -> Db {
-        self.app.db(Service::DrawingsSync).clone()
-    }
-}
-
-/// Polls `sql` (one COUNT with text binds) every 2 ms until it reaches `want`.
-async fn wait_until(db: &Db, sql: &'static str, want: i64, binds: &[&str]) -> anyhow::Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(600);
-    loop {
-        let mut q = sqlx::query_scalar::<_, i64>(sql);
-        for b in binds {
-            q = q.bind(b.to_string());
-        }
-        let n = q.fetch_one(db.pool()).await?;
-        if n >= want {
-            return Ok(());
-        }
-        anyhow::ensure!(
-            Instant::now() < deadline,
-            "gave up waiting for {sql} to reach {want}"
-        );
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
+    Fanout::new(backend, downstreams, 100 * 1024).await
 }
 
 /// Copies committed so far, over every connection (a few rows, cheap to poll).
@@ -281,13 +68,7 @@ async fn publish_at_once(backend: Backend, s: &Sizes) -> anyhow::Result<f64> {
     let before = copied_now(&f.db()).await?;
     let start = Instant::now();
     f.publish(ids).await?;
-    wait_until(
-        &f.db(),
-        COPIED,
-        before + (s.sheets * s.downstreams) as i64,
-        &[],
-    )
-    .await?;
+    wait_until(&f.db(), COPIED, before + (s.sheets * s.downstreams) as i64).await?;
     let secs = start.elapsed().as_secs_f64();
     f.app.stop().await;
     Ok(secs)
@@ -303,7 +84,7 @@ async fn one_sheet_latency(backend: Backend, s: &Sizes) -> anyhow::Result<Vec<f6
         let before = copied_now(&db).await?;
         let start = Instant::now();
         f.publish(vec![id.clone()]).await?;
-        wait_until(&db, COPIED, before + s.downstreams as i64, &[]).await?;
+        wait_until(&db, COPIED, before + s.downstreams as i64).await?;
         samples.push(start.elapsed().as_secs_f64() * 1000.0);
     }
     f.app.stop().await;
@@ -334,7 +115,7 @@ async fn with_replicas(
     for ids in batches {
         f.publish(ids).await?;
     }
-    wait_until(&db, COPIED, before + want, &[]).await?;
+    wait_until(&db, COPIED, before + want).await?;
     let secs = start.elapsed().as_secs_f64();
     // Let any late duplicate show up before counting.
     tokio::time::sleep(Duration::from_millis(500)).await;

@@ -1,1 +1,4 @@
-//! Test-only crate: the suites live in tests/tests/.
+//! Test-only crate: the suites live in tests/tests/, the benches in tests/benches/, and the
+//! fixtures both use here.
+
+pub mod fanout;

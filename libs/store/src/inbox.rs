@@ -17,6 +17,13 @@ use crate::{Db, Tx, now_ms};
 pub trait InboxHandler: Send + Sync + 'static {
     async fn handle(&self, tx: &mut Tx, event: &Envelope) -> anyhow::Result<()>;
 
+    /// Whether this consumer acts on the event at all. Events it does not want are
+    /// acknowledged without a transaction (a stream carries every event of its context, and
+    /// a consumer busy recording events it ignores delays the ones it needs).
+    fn wants(&self, _event: &Envelope) -> bool {
+        true
+    }
+
     /// Called once the effect of a newly applied event is committed (e.g. to wake workers
     /// that act on what `handle` wrote).
     fn after_commit(&self) {}
@@ -34,6 +41,8 @@ pub struct InboxConsumer {
 pub enum Applied {
     Now,
     AlreadyHandled,
+    /// The handler does not act on this event ([`InboxHandler::wants`]): nothing recorded.
+    NotWanted,
 }
 
 impl InboxConsumer {
@@ -47,6 +56,9 @@ impl InboxConsumer {
 
     /// Applies the event unless this consumer already did.
     pub async fn apply(&self, event: &Envelope) -> anyhow::Result<Applied> {
+        if !self.handler.wants(event) {
+            return Ok(Applied::NotWanted);
+        }
         let mut tx = self.db.begin().await?;
         let inserted = sqlx::query(
             "INSERT INTO inbox (consumer, event_id, handled_ms) VALUES ($1, $2, $3)

@@ -239,6 +239,12 @@ impl<T: SyncedTool> InboxHandler for ToolEvents<T> {
         apply_tool_event(&*self.0, tx, e).await
     }
 
+    /// Only events that change upstream records (not, say, the copies' own announcements);
+    /// one that cannot be read goes through `handle`, so it is retried and dead-lettered.
+    fn wants(&self, e: &Envelope) -> bool {
+        self.0.changed(e).map_or(true, |c| c.is_some())
+    }
+
     fn after_commit(&self) {
         self.0.parts().backfill.notify_waiters();
     }
@@ -348,6 +354,9 @@ pub async fn work_once<T: SyncedTool>(tool: &T, worker: &str) -> anyhow::Result<
     Ok(true)
 }
 
+/// A work item and its connection, in a group of items reconciled together.
+type Member<'a> = (&'a db::WorkRow, &'a SyncRow);
+
 /// Applies claimed work items in one transaction: the items of one change are reconciled
 /// together across their connections ([`SyncedTool::reconcile_many`]), then counted,
 /// announced and removed, all committed at once (or nothing, if a claim was lost).
@@ -368,7 +377,7 @@ async fn apply_work<T: SyncedTool>(
         .map(|s| (s.connection_id.clone(), s))
         .collect();
     // Items of one change (the same upstream project and records) reconcile together.
-    let mut groups: Vec<(&[String], Vec<(&db::WorkRow, &SyncRow)>)> = Vec::new();
+    let mut groups: Vec<(&[String], Vec<Member>)> = Vec::new();
     for w in items {
         let Some(s) = syncs.get(&w.connection_id) else {
             continue;

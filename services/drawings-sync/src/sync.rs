@@ -13,7 +13,7 @@ use connectability_blobs::{Blobs, key};
 use connectability_events::Envelope;
 use connectability_platform::{clock::Clock, events::decode, input::Id};
 use connectability_proto::{connections::v1::Feature, drawings::v1 as pb};
-use connectability_store::{Db, Tx, inbox::InboxHandler, outbox};
+use connectability_store::{Db, Tx, outbox};
 use connectability_sync::{Change, Copied, Parts, SyncedTool};
 use tokio::sync::Notify;
 
@@ -435,16 +435,6 @@ impl SyncedTool for SyncCore {
     }
 }
 
-/// Consumes the service's own drawing events and copies upstream changes downstream.
-pub struct DrawingEvents(pub Arc<SyncCore>);
-
-#[async_trait]
-impl InboxHandler for DrawingEvents {
-    async fn handle(&self, tx: &mut Tx, e: &Envelope) -> anyhow::Result<()> {
-        connectability_sync::apply_tool_event(&*self.0, tx, e).await
-    }
-
-    fn after_commit(&self) {
-        self.0.backfill.notify_waiters();
-    }
-}
+/// Consumes the service's own drawing events and copies upstream changes downstream (the
+/// engine's consumer, under the name drawings-sync has always used).
+pub use connectability_sync::ToolEvents as DrawingEvents;
