@@ -5,7 +5,7 @@
 CARGO ?= cargo
 export CARGO_TARGET_DIR ?= $(HOME)/.cache/connectability/target
 
-.PHONY: run test test-embedded smoke lint fmt clippy buf-lint bench bench-quick proto clean-data
+.PHONY: run test test-embedded smoke chaos chaos-quick lint fmt clippy buf-lint bench bench-quick proto clean-data
 
 ## Build and start every service in one process on 127.0.0.1:50051 (SQLite in .data/, in-process events).
 run:
@@ -29,6 +29,18 @@ test-embedded:
 smoke:
 	$(CARGO) build -p connectability
 	scripts/smoke-production.sh
+
+## The fault suite: its own Postgres and NATS, every service as a process (two replicas of the
+## sync services and notification), SIGKILLs, NATS and Postgres restarts, a relay crash;
+## fails unless nothing is lost or doubled. CHAOS_SEED=N replays a run.
+chaos:
+	$(CARGO) build -p connectability -p connectability-tests --bin connectability --bin chaos
+	CONNECTABILITY_BIN=$(CARGO_TARGET_DIR)/debug/connectability $(CARGO_TARGET_DIR)/debug/chaos
+
+## The fault suite bounded for CI: 20 connections, 10,400 copies, 24 kills.
+chaos-quick:
+	$(CARGO) build -p connectability -p connectability-tests --bin connectability --bin chaos
+	CONNECTABILITY_BIN=$(CARGO_TARGET_DIR)/debug/connectability $(CARGO_TARGET_DIR)/debug/chaos --quick
 
 ## fmt, clippy (warnings are errors) and buf lint.
 lint: fmt clippy buf-lint

@@ -52,6 +52,34 @@ async fn fanout(backend: Backend, downstreams: usize) -> anyhow::Result<Fanout> 
     Fanout::new(backend, downstreams, 100 * 1024).await
 }
 
+/// The machine's CPU time so far, (busy, total) in clock ticks, from /proc/stat (zeros
+/// elsewhere): whether a figure was bound by the two cores.
+fn cpu_ticks() -> (u64, u64) {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let ticks: Vec<u64> = stat
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|t| t.parse().ok())
+        .collect();
+    let total: u64 = ticks.iter().take(8).sum();
+    // idle and iowait
+    let idle = ticks.get(3).copied().unwrap_or(0) + ticks.get(4).copied().unwrap_or(0);
+    (total - idle, total)
+}
+
+/// Share of the machine's CPU that was busy since `since` (0..=1).
+fn cpu_busy(since: (u64, u64)) -> f64 {
+    let now = cpu_ticks();
+    let total = now.1.saturating_sub(since.1);
+    if total == 0 {
+        return f64::NAN;
+    }
+    now.0.saturating_sub(since.0) as f64 / total as f64
+}
+
 /// Copies committed so far, over every connection (a few rows, cheap to poll).
 const COPIED: &str = "SELECT CAST(COALESCE(SUM(items_copied), 0) AS BIGINT) FROM sync_connections";
 
@@ -97,7 +125,7 @@ async fn with_replicas(
     backend: Backend,
     s: &Sizes,
     replicas: usize,
-) -> anyhow::Result<(f64, bool)> {
+) -> anyhow::Result<(f64, bool, f64)> {
     let mut f = fanout(backend, s.downstreams).await?;
     let mut extra = Vec::new();
     for _ in 1..replicas {
@@ -112,11 +140,13 @@ async fn with_replicas(
     let db = f.db();
     let before = copied_now(&db).await?;
     let start = Instant::now();
+    let cpu = cpu_ticks();
     for ids in batches {
         f.publish(ids).await?;
     }
     wait_until(&db, COPIED, before + want).await?;
     let secs = start.elapsed().as_secs_f64();
+    let busy = cpu_busy(cpu);
     // Let any late duplicate show up before counting.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let (all, distinct): (i64, i64) = sqlx::query_as(
@@ -128,7 +158,7 @@ async fn with_replicas(
         r.stop().await;
     }
     f.app.stop().await;
-    Ok((secs, all == want && distinct == want))
+    Ok((secs, all == want && distinct == want, busy))
 }
 
 /// Goal 2's yardstick: the same rows (files, drawings, revisions for N x D copies) by
@@ -283,6 +313,9 @@ struct Figures {
     one_replica_secs: Option<f64>,
     two_replicas_secs: Option<f64>,
     exactly_once: Option<bool>,
+    /// Share of the machine's CPU busy during the runs of goal 5 (one, two replicas).
+    one_replica_cpu_busy: Option<f64>,
+    two_replicas_cpu_busy: Option<f64>,
 }
 
 async fn measure(backend: Backend, s: &Sizes) -> anyhow::Result<Figures> {
@@ -312,10 +345,12 @@ async fn measure(backend: Backend, s: &Sizes) -> anyhow::Result<Figures> {
     // (NATS) matter.
     if name != "sqlite+inproc" {
         eprintln!("[{name}] goal 5: one replica, then two");
-        let (one, ok1) = with_replicas(backend.clone(), s, 1).await?;
-        let (two, ok2) = with_replicas(backend, s, 2).await?;
+        let (one, ok1, busy1) = with_replicas(backend.clone(), s, 1).await?;
+        let (two, ok2, busy2) = with_replicas(backend, s, 2).await?;
         f.one_replica_secs = Some(one);
         f.two_replicas_secs = Some(two);
+        f.one_replica_cpu_busy = Some(busy1);
+        f.two_replicas_cpu_busy = Some(busy2);
         f.exactly_once = Some(ok1 && ok2);
     }
     Ok(f)
@@ -390,7 +425,11 @@ fn lines(s: &Sizes, emb: &Figures, prod: &Figures) -> Vec<Line> {
     ) {
         out.push(Line {
             goal: "5 two replicas (postgres+nats)",
-            figure: format!("1 replica {one:.2} s, 2 replicas {two:.2} s, each copy once: {ok}"),
+            figure: format!(
+                "1 replica {one:.2} s (CPU {:.0} % busy), 2 replicas {two:.2} s (CPU {:.0} % busy), each copy once: {ok}",
+                100.0 * prod.one_replica_cpu_busy.unwrap_or(f64::NAN),
+                100.0 * prod.two_replicas_cpu_busy.unwrap_or(f64::NAN)
+            ),
             target: "2 faster than 1, no duplicates".into(),
             ratio: one / two,
             met: two < one && ok,

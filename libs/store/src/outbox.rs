@@ -101,6 +101,15 @@ impl RelayWaker {
     }
 }
 
+/// Set to `1` (chaos suite only, never in production): the process aborts right after its
+/// relay publishes a batch and before it marks the batch sent.
+pub const ABORT_AFTER_PUBLISH: &str = "CONNECTABILITY_FAULT_ABORT_AFTER_PUBLISH";
+
+fn abort_after_publish() -> bool {
+    static SET: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *SET.get_or_init(|| std::env::var(ABORT_AFTER_PUBLISH).is_ok_and(|v| v == "1"))
+}
+
 /// Moves events from one service's outbox to the bus.
 pub struct Relay {
     db: Db,
@@ -136,6 +145,15 @@ impl Relay {
         }
         let envelopes: Vec<Envelope> = pending.iter().map(|p| p.envelope.clone()).collect();
         self.bus.publish(&envelopes).await?;
+        if abort_after_publish() {
+            // Fault injection for the chaos suite: die in the window between publishing and
+            // marking sent, where a real crash would leave published events unmarked.
+            tracing::error!(
+                events = envelopes.len(),
+                "{ABORT_AFTER_PUBLISH}: aborting between publish and mark-sent"
+            );
+            std::process::abort();
+        }
         let seqs: Vec<i64> = pending.iter().map(|p| p.seq).collect();
         mark_sent(&self.db, &seqs).await?;
         Ok(pending.len())

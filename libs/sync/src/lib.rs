@@ -279,9 +279,10 @@ pub async fn apply_tool_event<T: SyncedTool>(
 /// A claim older than this is free again (its worker died or failed).
 pub const WORK_STALE_MS: i64 = 10_000;
 
-/// Copies queued work until `shutdown`: claims the oldest item of a connection, reconciles
-/// it, counts and announces in one transaction that also removes the item. Several workers
-/// (and replicas) share the queue; a connection's items apply in order.
+/// Copies queued work until `shutdown`: batches of the oldest item of many connections, each
+/// batch reconciled, counted and announced in one transaction that also removes its items
+/// ([`work_once`]). Several workers (and replicas) share the queue; a connection's items
+/// apply in order.
 pub async fn run_work<T: SyncedTool>(
     tool: Arc<T>,
     worker: String,
@@ -307,7 +308,7 @@ pub const WORK_BATCH_ITEMS: i64 = 64;
 /// Upstream records (summed over its items) one copy transaction reconciles at most: enough
 /// that one change to many connections is one transaction, small enough that a large change
 /// still spreads over every worker.
-pub const WORK_BATCH_RECORDS: usize = 2_000;
+pub const WORK_BATCH_RECORDS: usize = 5_000;
 
 /// Claims a batch of work items (the heads of up to [`WORK_BATCH_ITEMS`] connections) and
 /// applies them in one transaction; false when there was nothing to take. Should that

@@ -216,6 +216,26 @@ pub async fn due_emails(conn: &mut AnyConnection, now_ms: i64, limit: i64) -> Re
         .collect()
 }
 
+/// Takes an email for sending until `until_ms`, unless another replica took it or it was
+/// sent meanwhile: true when it is ours to send.
+pub async fn lease_email(
+    conn: &mut AnyConnection,
+    id: &str,
+    now_ms: i64,
+    until_ms: i64,
+) -> Result<bool> {
+    let n = sqlx::query(
+        "UPDATE emails SET next_attempt_ms = $3 WHERE id = $1 AND sent_ms IS NULL AND next_attempt_ms <= $2",
+    )
+    .bind(id)
+    .bind(now_ms)
+    .bind(until_ms)
+    .execute(conn)
+    .await?
+    .rows_affected();
+    Ok(n == 1)
+}
+
 pub async fn email_sent(conn: &mut AnyConnection, id: &str, now_ms: i64) -> Result<()> {
     sqlx::query("UPDATE emails SET sent_ms = $2, attempts = attempts + 1 WHERE id = $1")
         .bind(id)

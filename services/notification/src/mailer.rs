@@ -23,7 +23,10 @@ impl Mailer {
     pub fn new(smtp_url: Option<&str>, dir: PathBuf) -> anyhow::Result<Self> {
         match smtp_url.filter(|u| !u.is_empty()) {
             Some(url) => Ok(Mailer::Smtp(
-                AsyncSmtpTransport::<Tokio1Executor>::from_url(url)?.build(),
+                AsyncSmtpTransport::<Tokio1Executor>::from_url(url)?
+                    // Well inside EMAIL_LEASE, so no other replica takes a send in progress.
+                    .timeout(Some(SMTP_TIMEOUT))
+                    .build(),
             )),
             None => {
                 std::fs::create_dir_all(&dir)?;
@@ -34,6 +37,10 @@ impl Mailer {
 
     async fn send(&self, from: &Mailbox, e: &db::Email) -> anyhow::Result<()> {
         let message = Message::builder()
+            // The same Message-ID on every attempt: a message that is sent again (the process
+            // died between the server's acceptance and marking it sent) is recognisably the
+            // same message to every mail system and reader.
+            .message_id(Some(format!("<{}@connectability>", e.id)))
             .from(from.clone())
             .to(e.to_address.parse()?)
             .subject(e.subject.clone())
@@ -54,6 +61,14 @@ impl Mailer {
     }
 }
 
+/// How long a replica holds an email it is sending: longer than any send can take (every
+/// SMTP command times out after [`SMTP_TIMEOUT`]); a replica that dies holding it leaves the
+/// email to be sent again after this.
+pub const EMAIL_LEASE: Duration = Duration::from_secs(60);
+
+/// Per SMTP command.
+pub const SMTP_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Sends due emails until `shutdown`. Retries are scheduled by the wall clock: they are
 /// about the mail server's health, not about any rule of the product.
 pub struct Outgoing {
@@ -72,29 +87,64 @@ impl Outgoing {
 
     /// One pass: every due email once. Returns how many were sent.
     pub async fn send_due(&self) -> anyhow::Result<usize> {
-        let due = db::due_emails(&mut *self.db.pool().acquire().await?, now_ms(), 100).await?;
+        let mut conn = self.db.pool().acquire().await?;
+        let due = db::due_emails(&mut conn, now_ms(), 100).await?;
         let mut sent = 0;
         for email in due {
+            // Every replica reads the same due emails; only the one whose lease lands sends.
+            let now = now_ms();
+            if !db::lease_email(
+                &mut conn,
+                &email.id,
+                now,
+                now + EMAIL_LEASE.as_millis() as i64,
+            )
+            .await?
+            {
+                continue;
+            }
             match self.mailer.send(&self.from, &email).await {
                 Ok(()) => {
-                    db::email_sent(&mut *self.db.pool().acquire().await?, &email.id, now_ms())
-                        .await?;
+                    // On the connection already in hand: the gap between the server accepting
+                    // the message and this mark is the one window in which a crash sends it
+                    // twice (SMTP has no idempotency key), so nothing else waits in it.
+                    if let Err(e) = db::email_sent(&mut conn, &email.id, now_ms()).await {
+                        // The server has the message: keep trying to record that, or it goes
+                        // out again once the lease ends (the database restarting, say).
+                        drop(conn);
+                        self.mark_sent_eventually(&email.id, e).await?;
+                        conn = self.db.pool().acquire().await?;
+                    }
                     sent += 1;
                 }
                 Err(e) => {
                     tracing::warn!(email = %email.id, attempt = email.attempts + 1, error = %e, "email not sent; will retry");
                     let next = now_ms() + self.backoff_ms(email.attempts);
-                    db::email_failed(
-                        &mut *self.db.pool().acquire().await?,
-                        &email.id,
-                        &e.to_string(),
-                        next,
-                    )
-                    .await?;
+                    db::email_failed(&mut conn, &email.id, &e.to_string(), next).await?;
                 }
             }
         }
         Ok(sent)
+    }
+
+    /// Retries marking an email sent for up to half its lease (a fresh connection each
+    /// time, since the failed one may be gone).
+    async fn mark_sent_eventually(&self, id: &str, first: sqlx::Error) -> anyhow::Result<()> {
+        let deadline = std::time::Instant::now() + EMAIL_LEASE / 2;
+        let mut last = first;
+        while std::time::Instant::now() < deadline {
+            tracing::warn!(email = %id, error = %last, "email sent but not yet marked; retrying the mark");
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            let marked = match self.db.pool().acquire().await {
+                Ok(mut conn) => db::email_sent(&mut conn, id, now_ms()).await,
+                Err(e) => Err(e),
+            };
+            match marked {
+                Ok(()) => return Ok(()),
+                Err(e) => last = e,
+            }
+        }
+        Err(anyhow::anyhow!(last).context(format!("marking email {id} sent")))
     }
 
     pub async fn run(self, mut shutdown: tokio::sync::watch::Receiver<bool>) {

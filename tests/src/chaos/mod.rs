@@ -1,0 +1,1207 @@
+//! `make chaos`: the fault suite. It owns its Postgres cluster and NATS server and runs every
+//! service as its own process (two replicas of each sync service and of notification), drives
+//! drawing copies to many connections plus connection churn while it SIGKILLs random service
+//! processes, restarts NATS twice and Postgres once and crashes a relay between publish and
+//! mark-sent, on a seeded schedule. Once everything is back and idle it checks that every
+//! downstream holds exactly the copies it should and every notification and email exists once.
+
+pub mod infra;
+pub mod smtp;
+
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, bail};
+use connectability_auth::{BearerToken, Issuer};
+use connectability_proto::{
+    connections::v1::{
+        self as cpb, ApprovalMode, ConnectionStatus, Feature,
+        connection_service_client::ConnectionServiceClient,
+    },
+    directory::v1::{self as pb, directory_service_client::DirectoryServiceClient},
+    drawings::v1::{self as dpb, drawing_service_client::DrawingServiceClient},
+};
+use infra::{Nats, Postgres, Process};
+use sqlx::PgPool;
+use tonic::{
+    Code, Status,
+    service::interceptor::InterceptedService,
+    transport::{Channel, Endpoint},
+};
+
+use crate::fanout::admin;
+
+/// How much work and how many faults.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub seed: u64,
+    /// Connections that stay connected throughout.
+    pub connections: usize,
+    /// Sheets published (first revisions), in publishes of `batch`.
+    pub sheets: usize,
+    pub batch: usize,
+    /// Sheets that get a second revision, published last.
+    pub revised: usize,
+    /// SIGKILLs of service processes.
+    pub kills: usize,
+}
+
+impl Plan {
+    /// CI: 20 connections x (500 + 20) revisions = 10,400 copies, 24 kills.
+    pub fn quick(seed: u64) -> Plan {
+        Plan {
+            seed,
+            connections: 20,
+            sheets: 500,
+            batch: 25,
+            revised: 20,
+            kills: 24,
+        }
+    }
+
+    /// `make chaos`: 25 connections x (1,000 + 50) revisions, 100 kills.
+    pub fn full(seed: u64) -> Plan {
+        Plan {
+            seed,
+            connections: 25,
+            sheets: 1000,
+            batch: 25,
+            revised: 50,
+            kills: 100,
+        }
+    }
+}
+
+/// SplitMix64: a seeded schedule that replays exactly.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Rng(seed)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n.max(1)
+    }
+
+    pub fn millis(&mut self, lo: u64, hi: u64) -> Duration {
+        Duration::from_millis(lo + self.below(hi - lo + 1))
+    }
+}
+
+const SERVICES: &[(&str, usize, &str)] = &[
+    ("directory", 1, "dir"),
+    ("connection-manager", 1, "cm"),
+    ("drawings-sync", 2, "dwg"),
+    ("rfi-sync", 2, "rfi"),
+    ("submittal-sync", 2, "sub"),
+    ("notification", 2, "ntf"),
+];
+
+/// Every process and the infrastructure under them.
+pub struct Cluster {
+    pub pg: Postgres,
+    pub nats: Nats,
+    pub procs: Vec<Process>,
+    bin: PathBuf,
+}
+
+impl Cluster {
+    fn find(&self, label: &str) -> usize {
+        self.procs.iter().position(|p| p.label == label).unwrap()
+    }
+
+    fn port(&self, label: &str) -> u16 {
+        self.procs[self.find(label)].port
+    }
+
+    /// Restarts every process that is down and due; returns (label, exit status) of those
+    /// that had exited by themselves.
+    fn supervise(&mut self) -> Vec<(String, String)> {
+        let mut exited = Vec::new();
+        let now = Instant::now();
+        for p in &mut self.procs {
+            if let Some(status) = p.alive() {
+                exited.push((p.label.clone(), status.to_string()));
+            }
+            if !p.running()
+                && p.down_until.is_none_or(|t| t <= now)
+                && let Err(e) = p.spawn(&self.bin, &[])
+            {
+                eprintln!("chaos: restarting {}: {e:#}", p.label);
+            }
+        }
+        exited
+    }
+}
+
+/// What the fault schedule did.
+#[derive(Debug, Default, Clone)]
+pub struct Faults {
+    pub kills: BTreeMap<String, u32>,
+    pub nats_restarts: u32,
+    pub postgres_restarts: u32,
+    pub relay_crashes: u32,
+    pub exits: Vec<(String, String)>,
+    pub last_fault: Option<Instant>,
+    /// When each notification process was killed (Unix ms).
+    pub notification_kills_ms: Vec<i64>,
+}
+
+impl Faults {
+    fn kills_total(&self) -> u32 {
+        self.kills.values().sum()
+    }
+}
+
+fn channel(port: u16) -> Channel {
+    Endpoint::from_shared(format!("http://127.0.0.1:{port}"))
+        .expect("a loopback URL")
+        .connect_timeout(Duration::from_secs(1))
+        .timeout(Duration::from_secs(20))
+        .connect_lazy()
+}
+
+type Authed = InterceptedService<Channel, BearerToken>;
+
+/// Clients for every endpoint (two per replicated service).
+#[derive(Clone)]
+struct Api {
+    issuer: Issuer,
+    directory: Channel,
+    connections: Channel,
+    drawings: [Channel; 2],
+}
+
+impl Api {
+    fn directory(&self) -> DirectoryServiceClient<Authed> {
+        DirectoryServiceClient::with_interceptor(
+            self.directory.clone(),
+            BearerToken::new(&self.issuer.operator()),
+        )
+    }
+    fn connections(&self, user: &str) -> ConnectionServiceClient<Authed> {
+        ConnectionServiceClient::with_interceptor(
+            self.connections.clone(),
+            BearerToken::new(&self.issuer.user(user)),
+        )
+    }
+    /// A drawings-sync replica chosen by the attempt number, so a retry goes to the other.
+    fn drawings(&self, user: &str, attempt: usize) -> DrawingServiceClient<Authed> {
+        DrawingServiceClient::with_interceptor(
+            self.drawings[attempt % 2].clone(),
+            BearerToken::new(&self.issuer.user(user)),
+        )
+        .max_decoding_message_size(16 << 20)
+    }
+}
+
+/// Whether a failed call may succeed when tried again (a process or the database was down).
+fn transient(s: &Status) -> bool {
+    !matches!(
+        s.code(),
+        Code::InvalidArgument
+            | Code::NotFound
+            | Code::AlreadyExists
+            | Code::PermissionDenied
+            | Code::FailedPrecondition
+            | Code::Unauthenticated
+            | Code::OutOfRange
+            | Code::Unimplemented
+    )
+}
+
+/// An owned call for [`retry`]: `call!(client, method, request)`.
+macro_rules! call {
+    ($client:expr, $method:ident, $request:expr) => {{
+        let mut client = $client;
+        let request = $request;
+        async move { client.$method(request).await }
+    }};
+}
+
+/// Calls until the answer is not transient (three minutes at most).
+async fn retry<T, F, Fut>(what: &str, mut call: F) -> anyhow::Result<T>
+where
+    F: FnMut(usize) -> Fut,
+    Fut: std::future::Future<Output = Result<T, Status>>,
+{
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let mut attempt = 0;
+    loop {
+        match call(attempt).await {
+            Ok(v) => return Ok(v),
+            Err(s) if transient(&s) && Instant::now() < deadline => {
+                attempt += 1;
+                tokio::time::sleep(Duration::from_millis((50 * attempt as u64).min(1000))).await;
+            }
+            Err(s) => bail!("{what}: {} {}", s.code(), s.message()),
+        }
+    }
+}
+
+fn rid(what: &str, i: usize) -> String {
+    format!("chaos-{what}-{i}")
+}
+
+/// The world the workload acts on.
+struct World {
+    gina: String,
+    raj: String,
+    kim: String,
+    up: String,
+    keystone_up: String,
+    stable: Vec<String>,
+    /// Downstream projects for churn: undone, disconnected, approved.
+    churn: [String; 3],
+    /// Revision ids: first revisions in publish batches, then the second revisions.
+    batches: Vec<Vec<String>>,
+    revised: Vec<String>,
+}
+
+async fn build_world(api: &Api, plan: &Plan) -> anyhow::Result<World> {
+    let company = |name: &str, i: usize| {
+        let d = api.directory();
+        let r = pb::CreateCompanyRequest {
+            name: name.into(),
+            storage_location: "us-east".into(),
+            request_id: rid("company", i),
+            ..Default::default()
+        };
+        async move {
+            retry("CreateCompany", |_| {
+                call!(d.clone(), create_company, r.clone())
+            })
+            .await
+        }
+    };
+    let gc = company("GC", 0).await?.into_inner().id;
+    let sub = company("Sub", 1).await?.into_inner().id;
+    let keystone = company("Keystone", 2).await?.into_inner().id;
+    let user = |company: String, name: &'static str, i: usize| {
+        let d = api.directory();
+        let r = pb::CreateUserRequest {
+            company_id: company,
+            display_name: name.into(),
+            email: format!("{name}@chaos.example"),
+            request_id: rid("user", i),
+        };
+        async move { retry("CreateUser", |_| call!(d.clone(), create_user, r.clone())).await }
+    };
+    let gina = user(gc.clone(), "gina", 0).await?.into_inner().id;
+    let raj = user(sub.clone(), "raj", 1).await?.into_inner().id;
+    let kim = user(keystone.clone(), "kim", 2).await?.into_inner().id;
+    let d = api.directory();
+    let r = pb::SetCompanyAdminRequest {
+        company_id: keystone.clone(),
+        user_id: kim.clone(),
+        admin: true,
+    };
+    retry("SetCompanyAdmin", |_| {
+        call!(d.clone(), set_company_admin, r.clone())
+    })
+    .await?;
+    let mut n = 0;
+    let mut project = |company: &str, name: String| {
+        n += 1;
+        let d = api.directory();
+        let r = pb::CreateProjectRequest {
+            company_id: company.into(),
+            name,
+            request_id: rid("project", n),
+            ..Default::default()
+        };
+        async move {
+            retry("CreateProject", |_| {
+                call!(d.clone(), create_project, r.clone())
+            })
+            .await
+            .map(|p| p.into_inner().id)
+        }
+    };
+    let up = project(&gc, "Tower".into()).await?;
+    let keystone_up = project(&keystone, "HQ".into()).await?;
+    let mut stable = Vec::new();
+    for i in 0..plan.connections {
+        stable.push(project(&sub, format!("Tower - trade {i}")).await?);
+    }
+    let churn = [
+        project(&sub, "Tower - undone".into()).await?,
+        project(&sub, "Tower - disconnected".into()).await?,
+        project(&sub, "HQ - approved".into()).await?,
+    ];
+    let mut members = vec![
+        (up.clone(), gina.clone()),
+        (up.clone(), raj.clone()),
+        (keystone_up.clone(), kim.clone()),
+        (keystone_up.clone(), raj.clone()),
+    ];
+    members.extend(
+        stable
+            .iter()
+            .chain(&churn)
+            .map(|p| (p.clone(), raj.clone())),
+    );
+    for (i, (project, user)) in members.into_iter().enumerate() {
+        let d = api.directory();
+        let r = pb::AddProjectMemberRequest {
+            project_id: project,
+            user_id: user,
+            permissions: Some(admin()),
+            request_id: rid("member", i),
+        };
+        retry("AddProjectMember", |_| {
+            call!(d.clone(), add_project_member, r.clone())
+        })
+        .await?;
+    }
+    let cm = api.connections(&kim);
+    let r = cpb::UpdateCompanyConnectionSettingsRequest {
+        company_id: keystone,
+        approval_mode: ApprovalMode::RequireReview as i32,
+    };
+    retry("UpdateCompanyConnectionSettings", |_| {
+        call!(cm.clone(), update_company_connection_settings, r.clone())
+    })
+    .await?;
+
+    // The stable connections, all in sync before the faults start.
+    for (i, down) in stable.iter().enumerate() {
+        request(api, &raj, down, &up, &rid("stable", i)).await?;
+    }
+
+    // Every revision exists (unpublished) before the faults: creating one is not idempotent,
+    // publishing is.
+    let area = retry("CreateDrawingArea", |a| {
+        call!(
+            api.drawings(&gina, a),
+            create_drawing_area,
+            dpb::CreateDrawingAreaRequest {
+                project_id: up.clone(),
+                name: "Level 1".into(),
+                description: String::new(),
+            }
+        )
+    })
+    .await?
+    .into_inner()
+    .id;
+    let set = retry("CreateDrawingSet", |a| {
+        call!(
+            api.drawings(&gina, a),
+            create_drawing_set,
+            dpb::CreateDrawingSetRequest {
+                project_id: up.clone(),
+                name: "IFC".into(),
+                date: "2026-03-01".into(),
+            }
+        )
+    })
+    .await?
+    .into_inner()
+    .id;
+    let file = retry("UploadFile", |a| {
+        let parts = vec![
+            dpb::UploadFileRequest {
+                part: Some(dpb::upload_file_request::Part::Header(
+                    dpb::upload_file_request::Header {
+                        project_id: up.clone(),
+                        filename: "sheet.pdf".into(),
+                        content_type: "application/pdf".into(),
+                    },
+                )),
+            },
+            dpb::UploadFileRequest {
+                part: Some(dpb::upload_file_request::Part::Chunk(
+                    b"%PDF-1.4\n% chaos sheet\n".to_vec(),
+                )),
+            },
+        ];
+        call!(
+            api.drawings(&gina, a),
+            upload_file,
+            tokio_stream::iter(parts)
+        )
+    })
+    .await?
+    .into_inner()
+    .id;
+    let revision = |sheet: usize, number: &str| dpb::CreateDrawingRevisionRequest {
+        project_id: up.clone(),
+        area_id: area.clone(),
+        set_id: set.clone(),
+        number: format!("A-{sheet:05}"),
+        title: format!("Sheet {sheet}"),
+        discipline_name: "Architectural".into(),
+        discipline_position: 1,
+        revision_number: number.into(),
+        revision_status: "Issued".into(),
+        drawing_date: "2026-02-14".into(),
+        received_date: "2026-02-20".into(),
+        file_id: file.clone(),
+        custom_fields: Default::default(),
+    };
+    let mut first = Vec::new();
+    for sheet in 0..plan.sheets {
+        let r = revision(sheet, "0");
+        first.push(
+            api.drawings(&gina, 0)
+                .create_drawing_revision(r)
+                .await?
+                .into_inner()
+                .id,
+        );
+    }
+    let mut revised = Vec::new();
+    for sheet in 0..plan.revised {
+        let r = revision(sheet, "1");
+        revised.push(
+            api.drawings(&gina, 0)
+                .create_drawing_revision(r)
+                .await?
+                .into_inner()
+                .id,
+        );
+    }
+    Ok(World {
+        gina,
+        raj,
+        kim,
+        up,
+        keystone_up,
+        stable,
+        churn,
+        batches: first.chunks(plan.batch).map(<[String]>::to_vec).collect(),
+        revised,
+    })
+}
+
+async fn request(
+    api: &Api,
+    user: &str,
+    down: &str,
+    up: &str,
+    request_id: &str,
+) -> anyhow::Result<cpb::Connection> {
+    let cm = api.connections(user);
+    let r = cpb::RequestConnectionRequest {
+        downstream_project_id: down.into(),
+        upstream_project_id: up.into(),
+        features: vec![Feature::Drawings as i32],
+        request_id: request_id.into(),
+    };
+    Ok(retry("RequestConnection", |_| {
+        call!(cm.clone(), request_connection, r.clone())
+    })
+    .await?
+    .into_inner())
+}
+
+/// A transition that may have happened already when its answer was lost: a refusal is fine
+/// once the connection is in `want`.
+async fn transition<F, Fut>(
+    api: &Api,
+    user: &str,
+    id: &str,
+    want: ConnectionStatus,
+    what: &str,
+    mut call: F,
+) -> anyhow::Result<()>
+where
+    F: FnMut(ConnectionServiceClient<Authed>) -> Fut,
+    Fut: std::future::Future<Output = Result<tonic::Response<cpb::Connection>, Status>>,
+{
+    let result = retry(what, |_| call(api.connections(user))).await;
+    let cm = api.connections(user);
+    let now = retry("GetConnection", |_| {
+        call!(
+            cm.clone(),
+            get_connection,
+            cpb::GetConnectionRequest { id: id.into() }
+        )
+    })
+    .await?
+    .into_inner();
+    if now.status() != want {
+        result.with_context(|| format!("{what}: connection is {:?}", now.status()))?;
+        bail!("{what}: connection is {:?}, not {want:?}", now.status());
+    }
+    Ok(())
+}
+
+/// The connections churned while the faults run.
+struct Churn {
+    undone: String,
+    disconnected: String,
+    approved: String,
+}
+
+/// Publishes every batch (and the second revisions) while churning connections.
+async fn drive(api: &Api, w: &World) -> anyhow::Result<(Churn, usize)> {
+    let mut churn = (None, None, None);
+    let mut publishes = 0;
+    let mut all: Vec<&Vec<String>> = w.batches.iter().collect();
+    all.push(&w.revised);
+    for (b, ids) in all.into_iter().enumerate() {
+        if ids.is_empty() {
+            continue;
+        }
+        let r = dpb::PublishDrawingRevisionsRequest {
+            project_id: w.up.clone(),
+            revision_ids: ids.clone(),
+        };
+        retry("PublishDrawingRevisions", |a| {
+            call!(
+                api.drawings(&w.gina, a),
+                publish_drawing_revisions,
+                r.clone()
+            )
+        })
+        .await?;
+        publishes += 1;
+        match b {
+            1 => {
+                churn.0 = Some(
+                    request(api, &w.raj, &w.churn[0], &w.up, "chaos-undone")
+                        .await?
+                        .id,
+                )
+            }
+            2 => {
+                churn.1 = Some(
+                    request(api, &w.raj, &w.churn[1], &w.up, "chaos-disc")
+                        .await?
+                        .id,
+                )
+            }
+            3 => {
+                let id = churn.0.clone().unwrap();
+                transition(
+                    api,
+                    &w.raj,
+                    &id.clone(),
+                    ConnectionStatus::Undone,
+                    "UndoConnection",
+                    |mut cm| {
+                        let id = id.clone();
+                        async move { cm.undo_connection(cpb::UndoConnectionRequest { id }).await }
+                    },
+                )
+                .await?;
+            }
+            4 => {
+                let c = request(api, &w.raj, &w.churn[2], &w.keystone_up, "chaos-appr").await?;
+                let id = c.id.clone();
+                transition(
+                    api,
+                    &w.kim,
+                    &c.id,
+                    ConnectionStatus::Active,
+                    "ApproveConnection",
+                    |mut cm| {
+                        let id = id.clone();
+                        async move {
+                            cm.approve_connection(cpb::ApproveConnectionRequest { id })
+                                .await
+                        }
+                    },
+                )
+                .await?;
+                churn.2 = Some(c.id);
+            }
+            8 => {
+                let id = churn.1.clone().unwrap();
+                transition(
+                    api,
+                    &w.raj,
+                    &id.clone(),
+                    ConnectionStatus::Disconnected,
+                    "DisconnectConnection",
+                    |mut cm| {
+                        let id = id.clone();
+                        async move {
+                            cm.disconnect_connection(cpb::DisconnectConnectionRequest {
+                                id,
+                                reason: "trade finished".into(),
+                            })
+                            .await
+                        }
+                    },
+                )
+                .await?;
+            }
+            _ => {}
+        }
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    let (Some(undone), Some(disconnected), Some(approved)) = churn else {
+        bail!("too few publishes for the churn steps (need at least 9 batches)");
+    };
+    Ok((
+        Churn {
+            undone,
+            disconnected,
+            approved,
+        },
+        publishes,
+    ))
+}
+
+/// The fault schedule, on its own thread: kills at seeded intervals, two NATS restarts, one
+/// Postgres restart and one relay crash spread among them; every killed process comes back
+/// after a seeded pause. Stops once every fault is injected and `work_done` is set.
+fn inject(
+    cluster: Arc<Mutex<Cluster>>,
+    plan: Plan,
+    work_done: Arc<std::sync::atomic::AtomicBool>,
+) -> Faults {
+    let mut rng = Rng::new(plan.seed);
+    let mut faults = Faults::default();
+    let labels: Vec<String> = cluster
+        .lock()
+        .unwrap()
+        .procs
+        .iter()
+        .map(|p| p.label.clone())
+        .collect();
+    let nats_at = [plan.kills / 4, (plan.kills * 3) / 5];
+    let pg_at = plan.kills * 2 / 5;
+    // Early, while publishes still make events for the armed relay to publish.
+    let relay_at = plan.kills / 8;
+    let mut k = 0;
+    let mut next = Instant::now() + rng.millis(200, 600);
+    loop {
+        {
+            let mut c = cluster.lock().unwrap();
+            for (label, status) in c.supervise() {
+                if status.contains("SIGABRT") || status.contains("signal: 6") {
+                    faults.relay_crashes += 1;
+                }
+                faults.exits.push((label, status));
+            }
+        }
+        let done = work_done.load(std::sync::atomic::Ordering::SeqCst);
+        if k >= plan.kills && done {
+            break;
+        }
+        if Instant::now() < next {
+            std::thread::sleep(Duration::from_millis(20));
+            continue;
+        }
+        if k < plan.kills {
+            let mut c = cluster.lock().unwrap();
+            if nats_at.contains(&k) && faults.nats_restarts < 2 {
+                if let Err(e) = c.nats.restart(rng.millis(300, 1500)) {
+                    eprintln!("chaos: NATS restart failed: {e:#}");
+                }
+                faults.nats_restarts += 1;
+            }
+            if k == pg_at && faults.postgres_restarts == 0 {
+                let pause = rng.millis(500, 2000);
+                if let Err(e) = c.pg.crash() {
+                    eprintln!("chaos: Postgres crash failed: {e:#}");
+                }
+                std::thread::sleep(pause);
+                if let Err(e) = c.pg.start() {
+                    eprintln!("chaos: Postgres start failed: {e:#}");
+                }
+                faults.postgres_restarts += 1;
+            }
+            if k == relay_at {
+                // drawings-sync#1 restarts with the switch set: its relay dies right after
+                // publishing its next batch, before marking it sent.
+                let i = c.find("drawings-sync#1");
+                let bin = c.bin.clone();
+                c.procs[i].kill(Duration::ZERO);
+                if let Err(e) = c.procs[i].spawn(
+                    &bin,
+                    &[(connectability_store::outbox::ABORT_AFTER_PUBLISH, "1")],
+                ) {
+                    eprintln!("chaos: relay crash setup failed: {e:#}");
+                }
+            } else {
+                let label = &labels[rng.below(labels.len() as u64) as usize];
+                let i = c.find(label);
+                c.procs[i].kill(rng.millis(100, 1500));
+                *faults.kills.entry(label.clone()).or_default() += 1;
+                if c.procs[i].service == "notification" {
+                    faults
+                        .notification_kills_ms
+                        .push(connectability_store::now_ms());
+                }
+            }
+            faults.last_fault = Some(Instant::now());
+            k += 1;
+        }
+        next = Instant::now() + rng.millis(250, 900);
+    }
+    faults
+}
+
+/// Counts from one service database.
+async fn count(pool: &PgPool, sql: &'static str) -> i64 {
+    sqlx::query_scalar::<_, i64>(sql)
+        .fetch_one(pool)
+        .await
+        .unwrap_or(-1)
+}
+
+/// A notification SIGKILL this soon after an email's first SMTP acceptance counts as the
+/// kill that left it unmarked (the window itself is measured and printed).
+pub const WINDOW_SLACK_MS: i64 = 1_000;
+
+/// The figures the report prints.
+#[derive(Debug, Default)]
+pub struct Report {
+    pub faults: Faults,
+    pub copies_expected: i64,
+    pub copies_found: i64,
+    pub lost: i64,
+    pub duplicated: i64,
+    pub wrong_latest: i64,
+    pub undone_left: i64,
+    pub disconnected_duplicated: i64,
+    pub states_wrong: Vec<String>,
+    pub notifications_expected: i64,
+    pub notifications_found: i64,
+    pub emails_rows: i64,
+    pub emails_received: u64,
+    pub emails_distinct: u64,
+    /// Emails sent twice because their sender was killed between the SMTP server's
+    /// acceptance and marking them sent (a notification SIGKILL within
+    /// [`WINDOW_SLACK_MS`] after the first acceptance), and those sent twice otherwise.
+    pub emails_twice_in_window: u64,
+    pub emails_twice_unexplained: u64,
+    /// Accepted-by-SMTP to marked-sent, over every email: p50, p99, max (ms).
+    pub send_window_ms: (i64, i64, i64),
+    pub outbox_unsent: i64,
+    pub dead_letters: i64,
+    pub recovery: Duration,
+    pub idle: bool,
+}
+
+impl Report {
+    pub fn ok(&self) -> bool {
+        self.idle
+            && self.faults.relay_crashes >= 1
+            && self.lost == 0
+            && self.duplicated == 0
+            && self.wrong_latest == 0
+            && self.undone_left == 0
+            && self.disconnected_duplicated == 0
+            && self.states_wrong.is_empty()
+            && self.notifications_found == self.notifications_expected
+            && self.emails_distinct as i64 == self.emails_rows
+            && self.emails_twice_unexplained == 0
+            && self.outbox_unsent == 0
+            && self.dead_letters == 0
+    }
+
+    pub fn print(&self, plan: &Plan) {
+        let f = &self.faults;
+        let kills: Vec<String> = f.kills.iter().map(|(k, v)| format!("{k} {v}")).collect();
+        println!(
+            "chaos (seed {}; replay with CHAOS_SEED={})",
+            plan.seed, plan.seed
+        );
+        println!("| what | figure |");
+        println!("|---|---|");
+        println!(
+            "| SIGKILLs of service processes | {} ({}) |",
+            f.kills_total(),
+            kills.join(", ")
+        );
+        println!("| NATS restarts | {} |", f.nats_restarts);
+        println!(
+            "| Postgres restarts (immediate stop) | {} |",
+            f.postgres_restarts
+        );
+        println!(
+            "| relay crashes between publish and mark-sent | {} |",
+            f.relay_crashes
+        );
+        println!(
+            "| work | {} connections x {} revisions = {} copies expected, {} found; churn: undo, disconnect, approval |",
+            plan.connections,
+            plan.sheets + plan.revised,
+            self.copies_expected,
+            self.copies_found
+        );
+        println!("| lost copies | {} |", self.lost);
+        println!("| duplicated copies | {} |", self.duplicated);
+        println!(
+            "| copies not at the latest revision | {} |",
+            self.wrong_latest
+        );
+        println!(
+            "| copies left by the undone connection | {} |",
+            self.undone_left
+        );
+        println!(
+            "| duplicated copies of the disconnected connection | {} |",
+            self.disconnected_duplicated
+        );
+        println!(
+            "| sync states wrong | {} {:?} |",
+            self.states_wrong.len(),
+            self.states_wrong
+        );
+        println!(
+            "| drawings notifications (one per publish per downstream) | {} expected, {} found |",
+            self.notifications_expected, self.notifications_found
+        );
+        println!(
+            "| emails | {} queued, {} received by SMTP, {} distinct |",
+            self.emails_rows, self.emails_received, self.emails_distinct
+        );
+        println!(
+            "| emails sent twice: sender killed between SMTP acceptance and mark-sent / otherwise | {} / {} |",
+            self.emails_twice_in_window, self.emails_twice_unexplained
+        );
+        println!(
+            "| SMTP acceptance to marked sent (the window SMTP leaves) | p50 {} ms, p99 {} ms, max {} ms |",
+            self.send_window_ms.0, self.send_window_ms.1, self.send_window_ms.2
+        );
+        println!("| outbox rows unsent | {} |", self.outbox_unsent);
+        println!("| dead letters | {} |", self.dead_letters);
+        println!(
+            "| time to recover (last fault to idle) | {:.1} s{} |",
+            self.recovery.as_secs_f64(),
+            if self.idle {
+                ""
+            } else {
+                " (NOT idle by the deadline)"
+            }
+        );
+        let summary = if self.ok() { "ok" } else { "FAILED" };
+        println!(
+            "chaos: {summary}: {} lost, {} duplicated",
+            self.lost,
+            self.duplicated + self.disconnected_duplicated
+        );
+    }
+}
+
+/// Runs the whole suite; `bin` is the `connectability` binary.
+pub async fn run(plan: Plan, bin: &Path) -> anyhow::Result<Report> {
+    let dir = std::env::temp_dir().join(format!("chaos-{}-{}", plan.seed, std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    eprintln!("chaos: seed {}, work dir {}", plan.seed, dir.display());
+    let pg = Postgres::init(&dir)?;
+    pg.start()?;
+    let nats = Nats::start(&dir)?;
+    let (smtp_port, mail) = smtp::listen().await?;
+    let admin_pool = PgPool::connect(&pg.url("postgres")).await?;
+    let secret = format!("chaos-{}", plan.seed);
+    let mut procs = Vec::new();
+    let mut ports = BTreeMap::new();
+    // Ports first: services name each other.
+    let mut pending = Vec::new();
+    for (service, replicas, db) in SERVICES {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {db}")))
+            .execute(&admin_pool)
+            .await?;
+        for r in 0..*replicas {
+            let p = Process::new(&dir, service, r, Vec::new())?;
+            ports.insert(p.label.clone(), p.port);
+            pending.push((p, *db));
+        }
+    }
+    let url = |label: &str| format!("http://127.0.0.1:{}", ports[label]);
+    for (mut p, db) in pending {
+        let mut env = vec![
+            ("DATABASE_URL".to_string(), pg.url(db)),
+            ("EVENTS_URL".into(), nats.url()),
+            ("EVENTS_PREFIX".into(), "chaos".into()),
+            ("AUTH_HS256_SECRET".into(), secret.clone()),
+            ("METRICS_ADDR".into(), "off".into()),
+            ("LOG_FORMAT".into(), "json".into()),
+            ("SHUTDOWN_GRACE_SECS".into(), "0".into()),
+            ("DIRECTORY_URL".into(), url("directory#0")),
+            ("DRAWINGS_URL".into(), url("drawings-sync#0")),
+            (
+                "BLOBS_URL".into(),
+                format!("file://{}", dir.join("blobs").display()),
+            ),
+            ("SMTP_URL".into(), format!("smtp://127.0.0.1:{smtp_port}")),
+        ];
+        env.push(("RUST_LOG".into(), "warn".into()));
+        p.set_env(env);
+        procs.push(p);
+    }
+    let cluster = Arc::new(Mutex::new(Cluster {
+        pg,
+        nats,
+        procs,
+        bin: bin.to_path_buf(),
+    }));
+    cluster.lock().unwrap().supervise();
+    let api = {
+        let c = cluster.lock().unwrap();
+        Api {
+            issuer: Issuer::hs256(secret.as_bytes()),
+            directory: channel(c.port("directory#0")),
+            connections: channel(c.port("connection-manager#0")),
+            drawings: [
+                channel(c.port("drawings-sync#0")),
+                channel(c.port("drawings-sync#1")),
+            ],
+        }
+    };
+    let pg_url = cluster.lock().unwrap().pg.url("postgres");
+    let mut pools = BTreeMap::new();
+    for (_, _, db) in SERVICES {
+        let url = format!("{}/{db}", pg_url.trim_end_matches("/postgres"));
+        pools.insert(*db, PgPool::connect(&url).await?);
+    }
+
+    eprintln!("chaos: building the world (no faults yet)");
+    let world = build_world(&api, &plan).await?;
+    let want_in_sync = plan.connections as i64;
+    wait_for(
+        "stable connections in sync",
+        Duration::from_secs(120),
+        || async {
+            count(
+                &pools["dwg"],
+                "SELECT COUNT(*) FROM sync_connections WHERE state = 2",
+            )
+            .await
+                >= want_in_sync
+        },
+    )
+    .await?;
+
+    eprintln!("chaos: driving work under faults");
+    let work_done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let injector = {
+        let (cluster, plan, done) = (cluster.clone(), plan.clone(), work_done.clone());
+        std::thread::spawn(move || inject(cluster, plan, done))
+    };
+    let driven = drive(&api, &world).await;
+    work_done.store(true, std::sync::atomic::Ordering::SeqCst);
+    let faults = tokio::task::spawn_blocking(move || injector.join())
+        .await?
+        .map_err(|_| anyhow::anyhow!("the fault thread panicked"))?;
+    let (churn, publishes) = driven?;
+    // Everything back up (a process killed last may still be in its pause).
+    let last_fault = faults.last_fault.unwrap_or_else(Instant::now);
+    wait_for("every process running", Duration::from_secs(30), || {
+        let cluster = cluster.clone();
+        async move {
+            let mut c = cluster.lock().unwrap();
+            c.supervise();
+            c.procs.iter().all(Process::running)
+        }
+    })
+    .await?;
+
+    eprintln!("chaos: waiting for the system to go idle");
+    let per = (plan.sheets + plan.revised) as i64;
+    let expected = per * plan.connections as i64;
+    let stable_sql = stable_in(&world.stable_connections(&pools["dwg"]).await?);
+    let idle = wait_for("copies complete and every queue drained", Duration::from_secs(240), || {
+        let pools = &pools;
+        let stable_sql = stable_sql.clone();
+        async move {
+            let copies: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                "SELECT COUNT(DISTINCT connection_id || '/' || origin_id) FROM revisions WHERE connection_id IN ({stable_sql})"
+            )))
+            .fetch_one(&pools["dwg"])
+            .await
+            .unwrap_or(-1);
+            if copies < expected {
+                return false;
+            }
+            for pool in pools.values() {
+                if count(pool, "SELECT COUNT(*) FROM outbox WHERE sent_ms IS NULL").await != 0 {
+                    return false;
+                }
+            }
+            count(&pools["dwg"], "SELECT COUNT(*) FROM sync_work").await == 0
+                && count(&pools["ntf"], "SELECT COUNT(*) FROM emails WHERE sent_ms IS NULL").await == 0
+        }
+    })
+    .await
+    .is_ok();
+    let recovery = last_fault.elapsed();
+    // Late duplicates would show up now.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    let mut report = Report {
+        faults,
+        recovery,
+        idle,
+        copies_expected: expected,
+        ..Default::default()
+    };
+    let dwg = &pools["dwg"];
+    let rows: Vec<(String, i64, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT connection_id, COUNT(*), COUNT(DISTINCT origin_id) FROM revisions WHERE connection_id IN ({stable_sql}) GROUP BY connection_id"
+    )))
+    .fetch_all(dwg)
+    .await?;
+    report.copies_found = rows.iter().map(|r| r.1).sum();
+    report.duplicated = rows.iter().map(|r| r.1 - r.2).sum();
+    report.lost = plan.connections as i64 * per - rows.iter().map(|r| r.2.min(per)).sum::<i64>();
+    // The second revisions are the latest of their sheets: each copy has them once.
+    let latest: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "SELECT COUNT(*) FROM revisions WHERE connection_id IN ({stable_sql}) AND revision_number = '1'"
+    )))
+    .fetch_one(dwg)
+    .await?;
+    report.wrong_latest = (plan.revised * plan.connections) as i64 - latest;
+    report.undone_left = sqlx::query_scalar::<_, i64>(
+        "SELECT (SELECT COUNT(*) FROM drawings WHERE connection_id = $1) + (SELECT COUNT(*) FROM revisions WHERE connection_id = $1)",
+    )
+    .bind(&churn.undone)
+    .fetch_one(dwg)
+    .await?;
+    let (all, distinct): (i64, i64) = sqlx::query_as(
+        "SELECT COUNT(*), COUNT(DISTINCT origin_id) FROM revisions WHERE connection_id = $1",
+    )
+    .bind(&churn.disconnected)
+    .fetch_one(dwg)
+    .await?;
+    report.disconnected_duplicated = all - distinct;
+    let states: Vec<(String, i64)> =
+        sqlx::query_as("SELECT connection_id, CAST(state AS BIGINT) FROM sync_connections")
+            .fetch_all(dwg)
+            .await?;
+    for (id, state) in states {
+        let want = if id == churn.undone || id == churn.disconnected {
+            3
+        } else {
+            2
+        };
+        if state != want {
+            report
+                .states_wrong
+                .push(format!("{id}: {state}, want {want}"));
+        }
+    }
+    let _ = &churn.approved;
+    // N6: one drawings notification per publish per stable downstream.
+    report.notifications_expected = (publishes * plan.connections) as i64;
+    report.notifications_found = sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(format!(
+        "SELECT COUNT(DISTINCT event_id || '/' || connection_id) FROM notifications WHERE kind = 7 AND connection_id IN ({stable_sql})"
+    )))
+    .fetch_one(&pools["ntf"])
+    .await?;
+    report.emails_rows = count(&pools["ntf"], "SELECT COUNT(*) FROM emails").await;
+    (report.emails_received, report.emails_distinct) = mail.counts();
+    let sent: Vec<(String, Option<i64>)> = sqlx::query_as("SELECT id, sent_ms FROM emails")
+        .fetch_all(&pools["ntf"])
+        .await?;
+    let received = mail.received();
+    let mut windows = Vec::new();
+    for (id, sent_ms) in sent {
+        let Some(times) = received.get(&format!("<{id}@connectability>")) else {
+            continue;
+        };
+        let first = times.iter().copied().min().unwrap_or_default();
+        if let Some(sent_ms) = sent_ms {
+            windows.push(sent_ms - times.iter().copied().max().unwrap_or(first));
+        }
+        if times.len() > 1 {
+            let killed = report
+                .faults
+                .notification_kills_ms
+                .iter()
+                .any(|k| *k >= first && *k - first <= WINDOW_SLACK_MS);
+            if killed {
+                report.emails_twice_in_window += times.len() as u64 - 1;
+            } else {
+                report.emails_twice_unexplained += times.len() as u64 - 1;
+                eprintln!(
+                    "chaos: email {id} accepted at {times:?}, no notification kill just after"
+                );
+            }
+        }
+    }
+    windows.sort();
+    let pick = |p: f64| {
+        windows
+            .get(((windows.len().max(1) - 1) as f64 * p) as usize)
+            .copied()
+            .unwrap_or(0)
+    };
+    report.send_window_ms = (pick(0.5), pick(0.99), windows.last().copied().unwrap_or(0));
+    for pool in pools.values() {
+        report.outbox_unsent +=
+            count(pool, "SELECT COUNT(*) FROM outbox WHERE sent_ms IS NULL").await;
+        report.dead_letters += count(pool, "SELECT COUNT(*) FROM dead_letters").await;
+    }
+    if !report.ok() {
+        let c = cluster.lock().unwrap();
+        for p in &c.procs {
+            eprintln!("chaos: log of {}: {}", p.label, p.log().display());
+        }
+    }
+    {
+        let mut c = cluster.lock().unwrap();
+        c.procs.clear();
+        c.nats.kill();
+        c.pg.stop();
+    }
+    if report.ok() {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    Ok(report)
+}
+
+impl World {
+    /// The connection ids of the stable downstreams.
+    async fn stable_connections(&self, dwg: &PgPool) -> anyhow::Result<Vec<String>> {
+        let mut ids = Vec::new();
+        for down in &self.stable {
+            let id: String = sqlx::query_scalar(
+                "SELECT connection_id FROM sync_connections WHERE downstream_project_id = $1",
+            )
+            .bind(down)
+            .fetch_one(dwg)
+            .await
+            .with_context(|| format!("the connection of {down}"))?;
+            ids.push(id);
+        }
+        Ok(ids)
+    }
+}
+
+/// `'a', 'b'` for an SQL IN list of ids (ours, letters, digits and `_` only).
+fn stable_in(ids: &[String]) -> String {
+    ids.iter()
+        .map(|id| format!("'{}'", id.replace('\'', "")))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Polls `probe` every 200 ms until true; an error names `what` after `timeout`.
+async fn wait_for<F, Fut>(what: &str, timeout: Duration, mut probe: F) -> anyhow::Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if probe().await {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("timed out after {timeout:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
