@@ -1,7 +1,10 @@
 //! Who is calling: JWT verification (HS256 shared secret in dev, RS256 public key or a JWKS
 //! document in production), the [`Caller`] put on every request, and dev token minting.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::{
+    sync::{Arc, RwLock},
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
 
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, jwk::JwkSet};
 use serde::{Deserialize, Serialize};
@@ -66,10 +69,89 @@ pub enum AuthError {
     Config(String),
 }
 
+/// A verification key and the `kid` it answers to (`None`: any token).
+type Key = (Option<String>, DecodingKey);
+
+/// Where a verifier's keys come from.
+#[derive(Clone)]
+enum Keys {
+    Fixed(Arc<Vec<Key>>),
+    /// A JWKS document fetched by URL and refreshed in the background.
+    Remote(Arc<RemoteJwks>),
+}
+
+/// Keys fetched from an identity provider's JWKS URL. They are refreshed every
+/// `refresh` and, at most every [`MIN_REFETCH`], as soon as a token names a key id they lack
+/// (the provider rotated its keys); a failed fetch keeps the keys in hand.
+pub struct RemoteJwks {
+    url: String,
+    client: reqwest::Client,
+    keys: RwLock<Arc<Vec<Key>>>,
+    wake: Arc<tokio::sync::Notify>,
+}
+
+/// The least time between two fetches of a JWKS prompted by unknown key ids.
+pub const MIN_REFETCH: Duration = Duration::from_secs(5);
+
+impl RemoteJwks {
+    async fn fetch(&self) -> Result<usize, AuthError> {
+        let config = |e: String| AuthError::Config(format!("JWKS from {}: {e}", self.url));
+        let response = self
+            .client
+            .get(&self.url)
+            .send()
+            .await
+            .map_err(|e| config(e.to_string()))?;
+        if !response.status().is_success() {
+            return Err(config(format!("HTTP {}", response.status())));
+        }
+        let body = response.text().await.map_err(|e| config(e.to_string()))?;
+        let keys = parse_jwks(&body)?;
+        let n = keys.len();
+        *self.keys.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(keys);
+        Ok(n)
+    }
+
+    fn current(&self) -> Arc<Vec<Key>> {
+        self.keys.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+fn parse_jwks(json: &str) -> Result<Vec<Key>, AuthError> {
+    let set: JwkSet = serde_json::from_str(json).map_err(|e| AuthError::Config(e.to_string()))?;
+    let mut keys = Vec::new();
+    for jwk in &set.keys {
+        let key = DecodingKey::from_jwk(jwk).map_err(|e| AuthError::Config(e.to_string()))?;
+        keys.push((jwk.common.key_id.clone(), key));
+    }
+    if keys.is_empty() {
+        return Err(AuthError::Config("JWKS has no keys".into()));
+    }
+    Ok(keys)
+}
+
+/// A JWKS URL must be HTTPS; plain HTTP only to this machine (tests, a local sidecar).
+fn check_jwks_url(url: &str) -> Result<(), AuthError> {
+    let local = [
+        "http://127.0.0.1:",
+        "http://127.0.0.1/",
+        "http://localhost:",
+        "http://localhost/",
+        "http://[::1]",
+    ];
+    if url.starts_with("https://") || local.iter().any(|p| url.starts_with(p)) {
+        Ok(())
+    } else {
+        Err(AuthError::Config(format!(
+            "AUTH_JWKS_URL must be https:// (plain http only to localhost), got `{url}`"
+        )))
+    }
+}
+
 /// Checks bearer tokens. Cheap to clone.
 #[derive(Clone)]
 pub struct Verifier {
-    keys: std::sync::Arc<Vec<(Option<String>, DecodingKey)>>,
+    keys: Keys,
     validation: Validation,
 }
 
@@ -90,26 +172,76 @@ impl Verifier {
 
     /// RS256 with the keys of a JWKS document; a token's `kid` picks the key.
     pub fn rs256_jwks(json: &str) -> Result<Self, AuthError> {
-        let set: JwkSet =
-            serde_json::from_str(json).map_err(|e| AuthError::Config(e.to_string()))?;
-        let mut keys = Vec::new();
-        for jwk in &set.keys {
-            let key = DecodingKey::from_jwk(jwk).map_err(|e| AuthError::Config(e.to_string()))?;
-            keys.push((jwk.common.key_id.clone(), key));
-        }
-        if keys.is_empty() {
-            return Err(AuthError::Config("JWKS has no keys".into()));
-        }
-        Ok(Self::new(keys, Algorithm::RS256))
+        Ok(Self::new(parse_jwks(json)?, Algorithm::RS256))
     }
 
-    fn new(keys: Vec<(Option<String>, DecodingKey)>, alg: Algorithm) -> Self {
+    /// RS256 with the keys an identity provider publishes at `url` (HTTPS). They are fetched
+    /// now (an unreachable provider is a startup error), then every `refresh`, and again when
+    /// a token names a key id they lack. Needs a Tokio runtime.
+    pub async fn rs256_jwks_url(url: &str, refresh: Duration) -> Result<Self, AuthError> {
+        check_jwks_url(url)?;
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .map_err(|e| AuthError::Config(e.to_string()))?;
+        let remote = Arc::new(RemoteJwks {
+            url: url.to_string(),
+            client,
+            keys: RwLock::new(Arc::new(Vec::new())),
+            wake: Arc::new(tokio::sync::Notify::new()),
+        });
+        remote.fetch().await?;
+        let (weak, wake) = (Arc::downgrade(&remote), remote.wake.clone());
+        tokio::spawn(async move {
+            let mut last = std::time::Instant::now();
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(refresh) => {}
+                    _ = wake.notified() => {
+                        tokio::time::sleep(MIN_REFETCH.saturating_sub(last.elapsed())).await;
+                    }
+                }
+                // The verifier is gone: stop.
+                let Some(remote) = weak.upgrade() else { return };
+                last = std::time::Instant::now();
+                if let Err(e) = remote.fetch().await {
+                    tracing::warn!(error = %e, "JWKS refresh failed; keeping the keys in hand");
+                }
+            }
+        });
+        let mut v = Self::new(Vec::new(), Algorithm::RS256);
+        v.keys = Keys::Remote(remote);
+        Ok(v)
+    }
+
+    /// Accepts only tokens whose `iss` is `issuer` and whose `aud` names `audience`: a token
+    /// the same identity provider issued for another application is refused.
+    pub fn with_issuer_and_audience(
+        mut self,
+        issuer: Option<&str>,
+        audience: Option<&str>,
+    ) -> Self {
+        let mut required = vec!["exp", "sub"];
+        if let Some(iss) = issuer {
+            self.validation.set_issuer(&[iss]);
+            required.push("iss");
+        }
+        if let Some(aud) = audience {
+            self.validation.set_audience(&[aud]);
+            self.validation.validate_aud = true;
+            required.push("aud");
+        }
+        self.validation.set_required_spec_claims(&required);
+        self
+    }
+
+    fn new(keys: Vec<Key>, alg: Algorithm) -> Self {
         let mut validation = Validation::new(alg);
         validation.leeway = 30;
         validation.validate_aud = false;
         validation.set_required_spec_claims(&["exp", "sub"]);
         Self {
-            keys: std::sync::Arc::new(keys),
+            keys: Keys::Fixed(Arc::new(keys)),
             validation,
         }
     }
@@ -118,15 +250,24 @@ impl Verifier {
     pub fn verify(&self, token: &str) -> Result<Caller, AuthError> {
         let header =
             jsonwebtoken::decode_header(token).map_err(|e| AuthError::Invalid(e.to_string()))?;
+        let keys = match &self.keys {
+            Keys::Fixed(keys) => keys.clone(),
+            Keys::Remote(remote) => remote.current(),
+        };
         let key = match &header.kid {
-            Some(kid) => self
-                .keys
+            Some(kid) => keys
                 .iter()
                 .find(|(k, _)| k.as_deref() == Some(kid.as_str()))
-                .or_else(|| self.keys.iter().find(|(k, _)| k.is_none())),
-            None => self.keys.first(),
-        }
-        .ok_or_else(|| AuthError::Invalid("unknown key id".into()))?;
+                .or_else(|| keys.iter().find(|(k, _)| k.is_none())),
+            None => keys.first(),
+        };
+        let Some(key) = key else {
+            if let Keys::Remote(remote) = &self.keys {
+                // Perhaps the provider rotated its keys: look again soon.
+                remote.wake.notify_one();
+            }
+            return Err(AuthError::Invalid("unknown key id".into()));
+        };
         let data = jsonwebtoken::decode::<Claims>(token, &key.1, &self.validation)
             .map_err(|e| AuthError::Invalid(e.to_string()))?;
         Ok(Caller::from_claims(data.claims))
@@ -369,5 +510,150 @@ mod tests {
                 .is_err()
         );
         assert!(Verifier::rs256_jwks(r#"{"keys":[]}"#).is_err());
+    }
+
+    fn jwk(kid: &str, public: &rsa::RsaPublicKey) -> serde_json::Value {
+        use base64::Engine as _;
+        use rsa::traits::PublicKeyParts;
+        let b64 = |bytes: Vec<u8>| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+        serde_json::json!({
+            "kty": "RSA", "kid": kid, "use": "sig", "alg": "RS256",
+            "n": b64(public.n().to_bytes_be()), "e": b64(public.e().to_bytes_be()),
+        })
+    }
+
+    /// A token from "the identity provider" with these issuer and audience claims.
+    fn idp_token(key: &EncodingKey, kid: &str, iss: &str, aud: &str) -> String {
+        let mut header = Header::new(Algorithm::RS256);
+        header.kid = Some(kid.into());
+        let claims = serde_json::json!({
+            "sub": "usr_idp", "iss": iss, "aud": aud,
+            "iat": unix_now(), "exp": unix_now() + 60,
+        });
+        jsonwebtoken::encode(&header, &claims, key).unwrap()
+    }
+
+    /// Serves `jwks` (swappable) over HTTP on a loopback port; counts requests.
+    async fn jwks_server(
+        jwks: Arc<RwLock<String>>,
+    ) -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!(
+            "http://{}/.well-known/jwks.json",
+            listener.local_addr().unwrap()
+        );
+        let hits = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = hits.clone();
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let body = jwks.read().unwrap().clone();
+                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 4096];
+                    let _ = socket.read(&mut buf).await;
+                    let response = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = socket.write_all(response.as_bytes()).await;
+                });
+            }
+        });
+        (url, hits)
+    }
+
+    #[tokio::test]
+    async fn jwks_by_url_checks_issuer_and_audience_and_follows_key_rotation() {
+        let (key1, public1) = rsa_keys();
+        let (key2, public2) = rsa_keys();
+        let jwks = Arc::new(RwLock::new(
+            serde_json::json!({"keys": [jwk("key-1", &public1)]}).to_string(),
+        ));
+        let (url, hits) = jwks_server(jwks.clone()).await;
+        let (iss, aud) = ("https://idp.example", "connectability");
+        let verifier = Verifier::rs256_jwks_url(&url, Duration::from_secs(3600))
+            .await
+            .unwrap()
+            .with_issuer_and_audience(Some(iss), Some(aud));
+        assert_eq!(
+            verifier
+                .verify(&idp_token(&key1, "key-1", iss, aud))
+                .unwrap(),
+            Caller::User {
+                user_id: "usr_idp".into()
+            }
+        );
+        // Another issuer, or a token for another application, is refused.
+        for (i, a) in [("https://evil.example", aud), (iss, "another-app")] {
+            assert!(matches!(
+                verifier.verify(&idp_token(&key1, "key-1", i, a)),
+                Err(AuthError::Invalid(_))
+            ));
+        }
+        // The provider rotates: key-2 replaces key-1. A token with the new kid is refused
+        // until the keys are fetched again, which that very token prompts.
+        *jwks.write().unwrap() = serde_json::json!({"keys": [jwk("key-2", &public2)]}).to_string();
+        let rotated = idp_token(&key2, "key-2", iss, aud);
+        let before = hits.load(std::sync::atomic::Ordering::SeqCst);
+        let deadline = std::time::Instant::now() + MIN_REFETCH + Duration::from_secs(10);
+        while verifier.verify(&rotated).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the rotated key was never fetched"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(hits.load(std::sync::atomic::Ordering::SeqCst) > before);
+        assert!(
+            verifier
+                .verify(&idp_token(&key1, "key-1", iss, aud))
+                .is_err(),
+            "a retired key no longer verifies"
+        );
+    }
+
+    #[tokio::test]
+    async fn jwks_urls_must_be_https_and_reachable() {
+        for url in [
+            "http://idp.example/jwks.json",
+            "ftp://idp.example/jwks.json",
+        ] {
+            assert!(matches!(
+                Verifier::rs256_jwks_url(url, Duration::from_secs(60)).await,
+                Err(AuthError::Config(_))
+            ));
+        }
+        // Nothing listens there: a startup error, not a verifier without keys.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        assert!(
+            Verifier::rs256_jwks_url(
+                &format!("http://127.0.0.1:{port}/jwks"),
+                Duration::from_secs(60)
+            )
+            .await
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn alg_none_is_refused() {
+        use base64::Engine as _;
+        let b64 = |v: serde_json::Value| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
+        };
+        let token = format!(
+            "{}.{}.",
+            b64(serde_json::json!({"alg": "none", "typ": "JWT"})),
+            b64(serde_json::json!({"sub": "usr_a", "exp": unix_now() + 60, "roles": ["operator"]}))
+        );
+        assert!(Verifier::hs256(b"secret").verify(&token).is_err());
+        let (_, public) = rsa_keys();
+        let jwks = serde_json::json!({"keys": [jwk("key-1", &public)]}).to_string();
+        assert!(Verifier::rs256_jwks(&jwks).unwrap().verify(&token).is_err());
     }
 }

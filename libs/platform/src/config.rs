@@ -74,6 +74,23 @@ pub struct AuthConfig {
     #[arg(long, env = "AUTH_JWKS_FILE")]
     pub jwks_file: Option<PathBuf>,
 
+    /// Your identity provider's JWKS URL (https://…): fetched at start, refreshed every
+    /// AUTH_JWKS_REFRESH_SECS and whenever a token names an unknown key id (key rotation).
+    #[arg(long, env = "AUTH_JWKS_URL")]
+    pub jwks_url: Option<String>,
+
+    /// How often the JWKS URL is fetched again.
+    #[arg(long, env = "AUTH_JWKS_REFRESH_SECS", default_value_t = 300)]
+    pub jwks_refresh_secs: u64,
+
+    /// Required `iss` of every token; required with RS256 keys.
+    #[arg(long, env = "AUTH_ISSUER")]
+    pub issuer: Option<String>,
+
+    /// Required `aud` of every token (this deployment's client id); required with RS256 keys.
+    #[arg(long, env = "AUTH_AUDIENCE")]
+    pub audience: Option<String>,
+
     /// Bearer token this service presents to other services (role `service`). Optional with
     /// an HS256 secret, from which one is minted.
     #[arg(long, env = "SERVICE_TOKEN", hide_env_values = true)]
@@ -89,37 +106,54 @@ impl AuthConfig {
         }
     }
 
-    pub fn verifier(&self) -> anyhow::Result<Verifier> {
-        match (
+    /// The token verifier these settings describe. An identity provider's keys (RS256: a
+    /// public key, a JWKS file or a JWKS URL) need AUTH_ISSUER and AUTH_AUDIENCE, since the
+    /// same provider signs tokens for other applications too.
+    pub async fn verifier(&self) -> anyhow::Result<Verifier> {
+        let rs256 = self.rs256_public_key_file.is_some()
+            || self.jwks_file.is_some()
+            || self.jwks_url.is_some();
+        if rs256 && (self.issuer.is_none() || self.audience.is_none()) {
+            anyhow::bail!(
+                "RS256 keys (AUTH_RS256_PUBLIC_KEY_FILE, AUTH_JWKS_FILE, AUTH_JWKS_URL) need AUTH_ISSUER and AUTH_AUDIENCE: without them a token your identity provider issued for another application would be accepted"
+            );
+        }
+        let verifier = match (
             &self.hs256_secret,
             &self.rs256_public_key_file,
             &self.jwks_file,
+            &self.jwks_url,
         ) {
-            (Some(secret), None, None) => {
+            (Some(secret), None, None, None) => {
                 if secret == DEV_ONLY_HS256_SECRET {
                     tracing::warn!(
-                        "using the DEV-ONLY auth secret: anyone can mint tokens; set AUTH_HS256_SECRET, AUTH_RS256_PUBLIC_KEY_FILE or AUTH_JWKS_FILE"
+                        "using the DEV-ONLY auth secret: anyone can mint tokens; set AUTH_HS256_SECRET, AUTH_RS256_PUBLIC_KEY_FILE, AUTH_JWKS_FILE or AUTH_JWKS_URL"
                     );
                 }
-                Ok(Verifier::hs256(secret.as_bytes()))
+                Verifier::hs256(secret.as_bytes())
             }
-            (None, Some(pem), None) => {
+            (None, Some(pem), None, None) => {
                 let pem =
                     std::fs::read(pem).with_context(|| format!("reading {}", pem.display()))?;
-                Ok(Verifier::rs256_pem(&pem)?)
+                Verifier::rs256_pem(&pem)?
             }
-            (None, None, Some(jwks)) => {
+            (None, None, Some(jwks), None) => {
                 let json = std::fs::read_to_string(jwks)
                     .with_context(|| format!("reading {}", jwks.display()))?;
-                Ok(Verifier::rs256_jwks(&json)?)
+                Verifier::rs256_jwks(&json)?
             }
-            (None, None, None) => anyhow::bail!(
-                "no token verification configured: set AUTH_HS256_SECRET, AUTH_RS256_PUBLIC_KEY_FILE or AUTH_JWKS_FILE"
+            (None, None, None, Some(url)) => {
+                Verifier::rs256_jwks_url(url, Duration::from_secs(self.jwks_refresh_secs.max(1)))
+                    .await?
+            }
+            (None, None, None, None) => anyhow::bail!(
+                "no token verification configured: set AUTH_HS256_SECRET, AUTH_RS256_PUBLIC_KEY_FILE, AUTH_JWKS_FILE or AUTH_JWKS_URL"
             ),
             _ => anyhow::bail!(
-                "set only one of AUTH_HS256_SECRET, AUTH_RS256_PUBLIC_KEY_FILE, AUTH_JWKS_FILE"
+                "set only one of AUTH_HS256_SECRET, AUTH_RS256_PUBLIC_KEY_FILE, AUTH_JWKS_FILE, AUTH_JWKS_URL"
             ),
-        }
+        };
+        Ok(verifier.with_issuer_and_audience(self.issuer.as_deref(), self.audience.as_deref()))
     }
 
     /// The token this service sends to other services, if it has one.
@@ -129,5 +163,50 @@ impl AuthConfig {
                 .as_ref()
                 .map(|s| Issuer::hs256(s.as_bytes()).service(service_name))
         })
+    }
+}
+
+#[cfg(test)]
+mod auth_tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn rs256_keys_need_an_issuer_and_an_audience() {
+        let dir = std::env::temp_dir().join(format!("auth-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let jwks = dir.join("jwks.json");
+        std::fs::write(&jwks, r#"{"keys":[]}"#).unwrap();
+        let without = AuthConfig {
+            jwks_file: Some(jwks.clone()),
+            ..Default::default()
+        };
+        let e = without.verifier().await.err().unwrap().to_string();
+        assert!(
+            e.contains("AUTH_ISSUER") && e.contains("AUTH_AUDIENCE"),
+            "{e}"
+        );
+        let url_only = AuthConfig {
+            jwks_url: Some("https://idp.example/jwks.json".into()),
+            issuer: Some("https://idp.example".into()),
+            ..Default::default()
+        };
+        let e = url_only.verifier().await.err().unwrap().to_string();
+        assert!(e.contains("AUTH_AUDIENCE"), "{e}");
+        let two = AuthConfig {
+            hs256_secret: Some("s".into()),
+            jwks_url: Some("https://idp.example/jwks.json".into()),
+            issuer: Some("i".into()),
+            audience: Some("a".into()),
+            ..Default::default()
+        };
+        let e = two.verifier().await.err().unwrap().to_string();
+        assert!(e.contains("only one"), "{e}");
+        // HS256 (development) takes issuer and audience when given, and works without.
+        let dev = AuthConfig {
+            hs256_secret: Some("s".into()),
+            ..Default::default()
+        };
+        assert!(dev.verifier().await.is_ok());
+        std::fs::remove_dir_all(dir).ok();
     }
 }

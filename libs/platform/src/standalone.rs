@@ -31,7 +31,7 @@ impl Standalone {
         database_url: &str,
         migrations: &ServiceMigrations,
     ) -> anyhow::Result<Self> {
-        let verifier = common.auth.verifier()?;
+        let verifier = common.auth.verifier().await?;
         let db = Db::connect(database_url).await?;
         db.migrate(migrations).await?;
         let bus = connectability_events::connect(&common.events_url, &common.events_prefix).await?;

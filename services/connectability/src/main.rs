@@ -276,7 +276,7 @@ async fn dev(args: DevArgs) -> anyhow::Result<()> {
         "off" | "" => None,
         addr => Some(metrics.clone().serve(addr.parse()?).await?),
     };
-    let mut server = GrpcServer::new(auth.verifier()?, metrics);
+    let mut server = GrpcServer::new(auth.verifier().await?, metrics);
     let max_message_bytes = 4 * 1024 * 1024;
 
     let directory_db = Db::connect(&sqlite(directory::NAME)).await?;
