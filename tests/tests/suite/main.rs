@@ -31,6 +31,7 @@ mod conformance;
 mod connections;
 mod directory;
 mod drawings;
+mod hostile;
 mod notifications;
 mod platform;
 mod rfis;

@@ -1,0 +1,301 @@
+//! Hostile input (issue 11): property tests of every shared request parser and validator
+//! (random unicode, NUL bytes, 100,000-character strings, malformed ids, dates, page tokens)
+//! never panic and refuse only with INVALID_ARGUMENT naming the field; and random bytes as
+//! the body of every RPC of every service get an answer while the server stays healthy.
+
+use std::{str::FromStr, time::Duration};
+
+use connectability_platform::{
+    input::{
+        Id, parse_content_type, parse_date, parse_ids, parse_name, parse_optional_id,
+        parse_request_id, parse_text,
+    },
+    paging::PageRequest,
+};
+use connectability_testkit::{Backend, Service, TestApp};
+use connectability_tests::chaos::Rng;
+use proptest::prelude::*;
+use tonic::{Code, Status, codec::Codec};
+use tonic_types::StatusExt;
+
+/// Ok, or INVALID_ARGUMENT whose BadRequest names `field` (or one of its entries, `field[i]`).
+fn refuses_naming<T>(field: &str, result: &Result<T, Status>) -> Result<(), TestCaseError> {
+    if let Err(s) = result {
+        prop_assert_eq!(s.code(), Code::InvalidArgument, "{}", s.message());
+        let bad = s.get_details_bad_request();
+        prop_assert!(bad.is_some(), "no BadRequest details: {}", s.message());
+        let entry = format!("{field}[");
+        prop_assert!(
+            bad.unwrap()
+                .field_violations
+                .iter()
+                .any(|v| v.field == field || v.field.starts_with(&entry)),
+            "does not name {field}: {}",
+            s.message()
+        );
+    }
+    Ok(())
+}
+
+/// What a hostile client sends as a string.
+fn hostile() -> impl Strategy<Value = String> {
+    prop_oneof![
+        any::<String>(),
+        "[a-z]{0,4}_?[a-z0-9_]{0,70}",
+        "[ -~]{0,10}\u{0}[ -~]{0,10}",
+        "[\u{0}-\u{1f}\u{7f}-\u{9f}]{1,8}",
+        (any::<char>(), 0usize..=100_000).prop_map(|(c, n)| std::iter::repeat_n(c, n).collect()),
+        "-?[0-9]{0,6}-[0-9]{0,3}-[0-9]{0,3}",
+        "[A-Za-z0-9+/=_-]{0,64}",
+        Just(String::new()),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+
+    #[test]
+    fn ids_are_parsed_or_refused_naming_the_field(raw in hostile()) {
+        let r = Id::parse("prj", "project_id", &raw);
+        refuses_naming("project_id", &r)?;
+        if let Ok(id) = r {
+            prop_assert!(id.as_str().starts_with("prj_") && id.as_str().len() <= 68);
+        }
+        refuses_naming("area_id", &parse_optional_id("area", "area_id", &raw))?;
+    }
+
+    #[test]
+    fn id_lists_are_parsed_or_refused_naming_the_entry(raw in prop::collection::vec(hostile(), 0..20)) {
+        let r = parse_ids("rev", "revision_ids", &raw, 10);
+        refuses_naming("revision_ids", &r)?;
+        if let Ok(ids) = r {
+            prop_assert!(ids.len() <= raw.len() && ids.len() <= 10);
+        }
+    }
+
+    #[test]
+    fn names_texts_and_request_ids_are_parsed_or_refused_naming_the_field(raw in hostile()) {
+        let name = parse_name("name", &raw);
+        refuses_naming("name", &name)?;
+        if let Ok(n) = name {
+            prop_assert!(!n.is_empty() && n.chars().count() <= 200 && !n.chars().any(char::is_control));
+        }
+        let text = parse_text("reason", &raw, 2000);
+        refuses_naming("reason", &text)?;
+        if let Ok(t) = text {
+            prop_assert!(t.chars().count() <= 2000);
+        }
+        refuses_naming("request_id", &parse_request_id(&raw))?;
+        refuses_naming("content_type", &parse_content_type("content_type", &raw))?;
+    }
+
+    #[test]
+    fn dates_are_parsed_or_refused_naming_the_field(raw in hostile(), optional in any::<bool>()) {
+        let r = parse_date("drawing_date", &raw, optional);
+        refuses_naming("drawing_date", &r)?;
+        if let Ok(d) = r {
+            prop_assert!(d.is_empty() || d.len() == 10);
+        }
+    }
+
+    #[test]
+    fn page_sizes_and_tokens_are_parsed_or_refused_naming_the_field(size in any::<i32>(), token in hostile()) {
+        let r = PageRequest::parse(size, &token);
+        if let Err(s) = &r {
+            let field = if size < 0 { "page_size" } else { "page_token" };
+            refuses_naming(field, &r)?;
+            prop_assert_eq!(s.code(), Code::InvalidArgument);
+        } else {
+            let page = r.unwrap();
+            prop_assert!((1..=1000).contains(&page.size));
+        }
+    }
+
+    #[test]
+    fn service_parsers_are_parsed_or_refused_naming_the_field(
+        raw in hostile(),
+        features in prop::collection::vec(any::<i32>(), 0..8),
+    ) {
+        refuses_naming("email", &directory::domain::parse_email(&raw))?;
+        refuses_naming("storage_location", &directory::domain::parse_storage_location(&raw))?;
+        refuses_naming("features", &connection_manager::domain::parse_features(&features))?;
+    }
+}
+
+/// Passes bytes through unchanged: lets a client send anything as a request body.
+#[derive(Clone, Default)]
+struct Raw;
+
+impl Codec for Raw {
+    type Encode = Vec<u8>;
+    type Decode = Vec<u8>;
+    type Encoder = Raw;
+    type Decoder = Raw;
+    fn encoder(&mut self) -> Raw {
+        Raw
+    }
+    fn decoder(&mut self) -> Raw {
+        Raw
+    }
+}
+
+impl tonic::codec::Encoder for Raw {
+    type Item = Vec<u8>;
+    type Error = Status;
+    fn encode(
+        &mut self,
+        item: Vec<u8>,
+        dst: &mut tonic::codec::EncodeBuf<'_>,
+    ) -> Result<(), Status> {
+        use bytes::BufMut;
+        dst.put_slice(&item);
+        Ok(())
+    }
+}
+
+impl tonic::codec::Decoder for Raw {
+    type Item = Vec<u8>;
+    type Error = Status;
+    fn decode(&mut self, src: &mut tonic::codec::DecodeBuf<'_>) -> Result<Option<Vec<u8>>, Status> {
+        use bytes::Buf;
+        Ok(Some(src.copy_to_bytes(src.remaining()).to_vec()))
+    }
+}
+
+/// Every RPC of every Connectability service, from the reflection descriptor set:
+/// (path, client streaming, server streaming).
+fn every_rpc() -> Vec<(String, bool, bool)> {
+    use prost::Message;
+    let set =
+        prost_types::FileDescriptorSet::decode(connectability_proto::FILE_DESCRIPTOR_SET).unwrap();
+    let mut out = Vec::new();
+    for file in set.file {
+        let package = file.package().to_string();
+        if !package.starts_with("connectability.") {
+            continue;
+        }
+        for service in &file.service {
+            for m in &service.method {
+                out.push((
+                    format!("/{package}.{}/{}", service.name(), m.name()),
+                    m.client_streaming(),
+                    m.server_streaming(),
+                ));
+            }
+        }
+    }
+    out
+}
+
+on_both_backends!(random_bodies_to_every_rpc_get_an_answer_and_the_server_stays_healthy);
+
+async fn random_bodies_to_every_rpc_get_an_answer_and_the_server_stays_healthy(backend: Backend) {
+    let app = TestApp::spawn(
+        backend,
+        &[
+            Service::Directory,
+            Service::ConnectionManager,
+            Service::DrawingsSync,
+            Service::RfiSync,
+            Service::SubmittalSync,
+            Service::Notification,
+        ],
+    )
+    .await;
+    let rpcs = every_rpc();
+    assert!(rpcs.len() > 60, "found only {} RPCs", rpcs.len());
+    let mut rng = Rng::new(11);
+    let token = format!("Bearer {}", app.operator_token());
+    let mut answers = std::collections::BTreeMap::<String, u32>::new();
+    for (path, client_streaming, server_streaming) in &rpcs {
+        for len in [0usize, 1, 5, 40, 600] {
+            let body: Vec<u8> = (0..len).map(|_| rng.next_u64() as u8).collect();
+            let mut grpc = tonic::client::Grpc::new(app.channel());
+            grpc.ready().await.unwrap();
+            let uri = http::uri::PathAndQuery::from_str(path).unwrap();
+            let call = async {
+                let code = match (client_streaming, server_streaming) {
+                    (false, false) => {
+                        let mut req = tonic::Request::new(body);
+                        req.metadata_mut()
+                            .insert("authorization", token.parse().unwrap());
+                        grpc.unary(req, uri, Raw).await.err().map(|s| s.code())
+                    }
+                    (true, false) => {
+                        let mut req = tonic::Request::new(tokio_stream::iter(vec![body]));
+                        req.metadata_mut()
+                            .insert("authorization", token.parse().unwrap());
+                        grpc.client_streaming(req, uri, Raw)
+                            .await
+                            .err()
+                            .map(|s| s.code())
+                    }
+                    (false, true) => {
+                        let mut req = tonic::Request::new(body);
+                        req.metadata_mut()
+                            .insert("authorization", token.parse().unwrap());
+                        match grpc.server_streaming(req, uri, Raw).await {
+                            Err(s) => Some(s.code()),
+                            // A stream that stays open (a watch) answered too.
+                            Ok(mut stream) => match tokio::time::timeout(
+                                Duration::from_millis(500),
+                                stream.get_mut().message(),
+                            )
+                            .await
+                            {
+                                Ok(Err(s)) => Some(s.code()),
+                                _ => None,
+                            },
+                        }
+                    }
+                    (true, true) => {
+                        let mut req = tonic::Request::new(tokio_stream::iter(vec![body]));
+                        req.metadata_mut()
+                            .insert("authorization", token.parse().unwrap());
+                        grpc.streaming(req, uri, Raw).await.err().map(|s| s.code())
+                    }
+                };
+                code
+            };
+            let code = tokio::time::timeout(Duration::from_secs(10), call)
+                .await
+                .unwrap_or_else(|_| panic!("{path} did not answer random bytes within 10 s"));
+            assert_ne!(
+                code,
+                Some(Code::Unknown),
+                "{path}: a panic or an unmapped error"
+            );
+            assert_ne!(
+                code,
+                Some(Code::Unavailable),
+                "{path}: the server went away"
+            );
+            *answers
+                .entry(format!("{:?}", code.unwrap_or(Code::Ok)))
+                .or_default() += 1;
+        }
+    }
+    eprintln!(
+        "answers to random bodies over {} RPCs: {answers:?}",
+        rpcs.len()
+    );
+    // Still healthy, and still doing real work.
+    let mut health = tonic_health::pb::health_client::HealthClient::new(app.channel());
+    let status = health
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .status;
+    assert_eq!(
+        status,
+        tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+    );
+    app.directory_as_operator()
+        .list_companies(connectability_proto::directory::v1::ListCompaniesRequest::default())
+        .await
+        .unwrap();
+    app.stop().await;
+}
