@@ -214,7 +214,7 @@ async fn random_bodies_to_every_rpc_get_an_answer_and_the_server_stays_healthy(b
             grpc.ready().await.unwrap();
             let uri = http::uri::PathAndQuery::from_str(path).unwrap();
             let call = async {
-                let code = match (client_streaming, server_streaming) {
+                match (client_streaming, server_streaming) {
                     (false, false) => {
                         let mut req = tonic::Request::new(body);
                         req.metadata_mut()
@@ -254,8 +254,7 @@ async fn random_bodies_to_every_rpc_get_an_answer_and_the_server_stays_healthy(b
                             .insert("authorization", token.parse().unwrap());
                         grpc.streaming(req, uri, Raw).await.err().map(|s| s.code())
                     }
-                };
-                code
+                }
             };
             let code = tokio::time::timeout(Duration::from_secs(10), call)
                 .await
