@@ -9,7 +9,7 @@ use connectability_proto::{
     drawings::v1::{self as dpb, upload_file_request::Part},
 };
 use connectability_store::Db;
-use connectability_testkit::{Backend, Service, TestApp};
+use connectability_testkit::{Backend, Options, Service, TestApp};
 use futures::StreamExt;
 
 /// Admin on every tool.
@@ -46,13 +46,24 @@ impl Fanout {
         downstreams: usize,
         pdf_bytes: usize,
     ) -> anyhow::Result<Self> {
-        let app = TestApp::spawn(
+        Self::new_with(backend, downstreams, pdf_bytes, Options::default()).await
+    }
+
+    /// [`Fanout::new`] with other service options (limits).
+    pub async fn new_with(
+        backend: Backend,
+        downstreams: usize,
+        pdf_bytes: usize,
+        options: Options,
+    ) -> anyhow::Result<Self> {
+        let app = TestApp::spawn_with(
             backend,
             &[
                 Service::Directory,
                 Service::DrawingsSync,
                 Service::ConnectionManager,
             ],
+            options,
         )
         .await;
         let mut op = app.directory_as_operator();

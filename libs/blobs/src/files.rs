@@ -9,7 +9,7 @@ use connectability_store::{
 };
 use futures::{Stream, StreamExt};
 use sha2::{Digest, Sha256};
-use sqlx::{AnyConnection, Row, any::AnyRow};
+use sqlx::{Row, any::AnyRow};
 use tonic::{Status, Streaming};
 
 use crate::{Blobs, key};
@@ -111,21 +111,33 @@ impl FileRow {
 
 /// Stores the bytes, then records the row; a failed record deletes the stored bytes, so
 /// nothing is left half-written.
+///
+/// The two steps run in a task of their own: a client that goes away while its upload is
+/// being stored cancels its call, never the store, so no blob is left without its row.
 pub async fn store(
     blobs: &Blobs,
-    conn: &mut AnyConnection,
+    pool: &sqlx::AnyPool,
     file: &FileRow,
     content: Bytes,
 ) -> std::result::Result<(), Status> {
-    blobs
-        .put(&file.object_key, content)
-        .await
-        .map_err(|e| Status::internal(e.to_string()))?;
-    if let Err(e) = insert(conn, std::slice::from_ref(file)).await {
-        let _ = blobs.delete(&file.object_key).await;
-        return Err(Status::internal(e.to_string()));
-    }
-    Ok(())
+    let (blobs, pool, file) = (blobs.clone(), pool.clone(), file.clone());
+    tokio::spawn(async move {
+        blobs
+            .put(&file.object_key, content)
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?;
+        let recorded = match pool.acquire().await {
+            Ok(mut conn) => insert(&mut conn, std::slice::from_ref(&file)).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = recorded {
+            let _ = blobs.delete(&file.object_key).await;
+            return Err(Status::internal(e.to_string()));
+        }
+        Ok(())
+    })
+    .await
+    .map_err(|e| Status::internal(format!("storing the file: {e}")))?
 }
 
 /// The header of an upload.

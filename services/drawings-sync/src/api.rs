@@ -407,7 +407,7 @@ impl DrawingService for DrawingApi {
             &content,
             self.clock.now_ms(),
         );
-        files::store(&self.blobs, &mut *self.read().await?, &file, content).await?;
+        files::store(&self.blobs, self.db.pool(), &file, content).await?;
         Ok(Response::new(file_pb(file)))
     }
 

@@ -1084,7 +1084,7 @@ impl RfiService for RfiApi {
             &content,
             self.clock.now_ms(),
         );
-        files::store(&self.blobs, &mut *self.read().await?, &file, content).await?;
+        files::store(&self.blobs, self.db.pool(), &file, content).await?;
         Ok(Response::new(file_pb(file)))
     }
 

@@ -1117,7 +1117,7 @@ impl SubmittalService for SubmittalApi {
             &content,
             self.clock.now_ms(),
         );
-        files::store(&self.blobs, &mut *self.read().await?, &file, content).await?;
+        files::store(&self.blobs, self.db.pool(), &file, content).await?;
         Ok(Response::new(file_pb(file)))
     }
 

@@ -187,7 +187,10 @@ fn every_rpc() -> Vec<(String, bool, bool)> {
     out
 }
 
-on_both_backends!(random_bodies_to_every_rpc_get_an_answer_and_the_server_stays_healthy);
+on_both_backends!(
+    random_bodies_to_every_rpc_get_an_answer_and_the_server_stays_healthy,
+    uploads_that_go_wrong_get_a_clear_error_and_leave_no_blob_or_row,
+);
 
 async fn random_bodies_to_every_rpc_get_an_answer_and_the_server_stays_healthy(backend: Backend) {
     let app = TestApp::spawn(
@@ -297,4 +300,165 @@ async fn random_bodies_to_every_rpc_get_an_answer_and_the_server_stays_healthy(b
         .await
         .unwrap();
     app.stop().await;
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+/// Files under a folder (the blob store), recursively.
+fn files_under(dir: &std::path::Path) -> usize {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .map(|e| {
+                    let p = e.path();
+                    if p.is_dir() { files_under(&p) } else { 1 }
+                })
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+/// A wrong content type, a file over the cap, a body that claims to be a PDF and is not, and
+/// a stream that stops half-way: each is refused, and neither a blob nor a `files` row stays.
+async fn uploads_that_go_wrong_get_a_clear_error_and_leave_no_blob_or_row(backend: Backend) {
+    use connectability_proto::drawings::v1::{self as dpb, upload_file_request::Part};
+    let options = connectability_testkit::Options {
+        drawings: drawings_sync::Limits {
+            max_upload_bytes: 64 * 1024,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let mut world = connectability_tests::fanout::Fanout::new_with(backend, 0, 1024, options)
+        .await
+        .unwrap();
+    let db = world.db();
+    let rows = || async {
+        sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM files")
+            .fetch_one(db.pool())
+            .await
+            .unwrap()
+    };
+    let blobs = world.app.env.dir.join("blobs");
+    let (rows_before, blobs_before) = (rows().await, files_under(&blobs));
+    let header = |content_type: &str| dpb::UploadFileRequest {
+        part: Some(Part::Header(dpb::upload_file_request::Header {
+            project_id: world.up.clone(),
+            filename: "sheet.pdf".into(),
+            content_type: content_type.into(),
+        })),
+    };
+    let chunk = |bytes: Vec<u8>| dpb::UploadFileRequest {
+        part: Some(Part::Chunk(bytes)),
+    };
+    let mut pdf = b"%PDF-1.4\n".to_vec();
+    pdf.resize(40 * 1024, b'x');
+    let cases: Vec<(&str, Vec<dpb::UploadFileRequest>, &str)> = vec![
+        (
+            "wrong content type",
+            vec![header("image/png"), chunk(pdf.clone())],
+            "header.content_type",
+        ),
+        (
+            "over the cap",
+            vec![
+                header("application/pdf"),
+                chunk(pdf.clone()),
+                chunk(pdf.clone()),
+            ],
+            "chunk",
+        ),
+        (
+            "not a PDF",
+            vec![
+                header("application/pdf"),
+                chunk(b"GIF89a not a pdf at all".to_vec()),
+            ],
+            "chunk",
+        ),
+        ("chunk before header", vec![chunk(pdf.clone())], "header"),
+        (
+            "two headers",
+            vec![header("application/pdf"), header("application/pdf")],
+            "header",
+        ),
+    ];
+    let mut client = world.app.drawings(&world.app.user_token(&world.gina));
+    for (what, messages, field) in cases {
+        let status = client
+            .upload_file(tokio_stream::iter(messages))
+            .await
+            .expect_err(what);
+        assert_eq!(status.code(), Code::InvalidArgument, "{what}: {status:?}");
+        let bad = status
+            .get_details_bad_request()
+            .expect("BadRequest details");
+        assert_eq!(bad.field_violations[0].field, field, "{what}");
+    }
+    assert_eq!(rows().await, rows_before, "a refused upload left a row");
+    assert_eq!(
+        files_under(&blobs),
+        blobs_before,
+        "a refused upload left a blob"
+    );
+    // Streams that stop half-way: the client goes away after the header and a chunk, at
+    // different moments. Whether the server saw the end of the stream first is a race, so
+    // the check is that every stored blob has its row and every row its blob.
+    for wait_ms in [0u64, 5, 50, 300] {
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        tx.send(header("application/pdf")).await.unwrap();
+        tx.send(chunk(pdf.clone())).await.unwrap();
+        let mut half = client.clone();
+        let call = tokio::spawn(async move {
+            half.upload_file(tokio_stream::wrappers::ReceiverStream::new(rx))
+                .await
+        });
+        tokio::time::sleep(Duration::from_millis(wait_ms)).await;
+        call.abort();
+        let _ = call.await;
+        drop(tx);
+    }
+    // A good upload still works afterwards.
+    client
+        .upload_file(tokio_stream::iter(vec![
+            header("application/pdf"),
+            chunk(pdf),
+        ]))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let keys: std::collections::BTreeSet<String> =
+        sqlx::query_scalar::<_, String>("SELECT object_key FROM files")
+            .fetch_all(db.pool())
+            .await
+            .unwrap()
+            .into_iter()
+            .collect();
+    let stored: std::collections::BTreeSet<String> = walk(&blobs)
+        .into_iter()
+        .map(|p| {
+            p.strip_prefix(&blobs)
+                .unwrap()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    assert_eq!(
+        stored, keys,
+        "every blob has its row and every row its blob"
+    );
+    let _ = world.revisions(0).await;
+    world.app.stop().await;
 }
