@@ -3,3 +3,5 @@
 
 pub mod chaos;
 pub mod fanout;
+pub mod grpc;
+pub mod json_rpc;

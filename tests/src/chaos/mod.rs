@@ -681,6 +681,8 @@ fn inject(
     // Early, while publishes still make events for the armed relay to publish.
     let relay_at = plan.kills / 8;
     let mut k = 0;
+    // The replica armed to crash its relay is spared other kills until it has crashed.
+    let mut armed: Option<String> = None;
     let mut next = Instant::now() + rng.millis(200, 600);
     loop {
         {
@@ -688,6 +690,7 @@ fn inject(
             for (label, status) in c.supervise() {
                 if status.contains("SIGABRT") || status.contains("signal: 6") {
                     faults.relay_crashes += 1;
+                    armed = None;
                 }
                 faults.exits.push((label, status));
             }
@@ -731,8 +734,13 @@ fn inject(
                 ) {
                     eprintln!("chaos: relay crash setup failed: {e:#}");
                 }
+                armed = Some("drawings-sync#1".into());
             } else {
-                let label = &labels[rng.below(labels.len() as u64) as usize];
+                let candidates: Vec<&String> = labels
+                    .iter()
+                    .filter(|l| Some(*l) != armed.as_ref())
+                    .collect();
+                let label = candidates[rng.below(candidates.len() as u64) as usize];
                 let i = c.find(label);
                 c.procs[i].kill(rng.millis(100, 1500));
                 *faults.kills.entry(label.clone()).or_default() += 1;

@@ -3,7 +3,7 @@
 //! never panic and refuse only with INVALID_ARGUMENT naming the field; and random bytes as
 //! the body of every RPC of every service get an answer while the server stays healthy.
 
-use std::{str::FromStr, time::Duration};
+use std::time::Duration;
 
 use connectability_platform::{
     input::{
@@ -13,9 +13,12 @@ use connectability_platform::{
     paging::PageRequest,
 };
 use connectability_testkit::{Backend, Service, TestApp};
-use connectability_tests::chaos::Rng;
+use connectability_tests::{
+    chaos::Rng,
+    grpc::{call, every_rpc},
+};
 use proptest::prelude::*;
-use tonic::{Code, Status, codec::Codec};
+use tonic::{Code, Status};
 use tonic_types::StatusExt;
 
 /// Ok, or INVALID_ARGUMENT whose BadRequest names `field` (or one of its entries, `field[i]`).
@@ -122,71 +125,6 @@ proptest! {
     }
 }
 
-/// Passes bytes through unchanged: lets a client send anything as a request body.
-#[derive(Clone, Default)]
-struct Raw;
-
-impl Codec for Raw {
-    type Encode = Vec<u8>;
-    type Decode = Vec<u8>;
-    type Encoder = Raw;
-    type Decoder = Raw;
-    fn encoder(&mut self) -> Raw {
-        Raw
-    }
-    fn decoder(&mut self) -> Raw {
-        Raw
-    }
-}
-
-impl tonic::codec::Encoder for Raw {
-    type Item = Vec<u8>;
-    type Error = Status;
-    fn encode(
-        &mut self,
-        item: Vec<u8>,
-        dst: &mut tonic::codec::EncodeBuf<'_>,
-    ) -> Result<(), Status> {
-        use bytes::BufMut;
-        dst.put_slice(&item);
-        Ok(())
-    }
-}
-
-impl tonic::codec::Decoder for Raw {
-    type Item = Vec<u8>;
-    type Error = Status;
-    fn decode(&mut self, src: &mut tonic::codec::DecodeBuf<'_>) -> Result<Option<Vec<u8>>, Status> {
-        use bytes::Buf;
-        Ok(Some(src.copy_to_bytes(src.remaining()).to_vec()))
-    }
-}
-
-/// Every RPC of every Connectability service, from the reflection descriptor set:
-/// (path, client streaming, server streaming).
-fn every_rpc() -> Vec<(String, bool, bool)> {
-    use prost::Message;
-    let set =
-        prost_types::FileDescriptorSet::decode(connectability_proto::FILE_DESCRIPTOR_SET).unwrap();
-    let mut out = Vec::new();
-    for file in set.file {
-        let package = file.package().to_string();
-        if !package.starts_with("connectability.") {
-            continue;
-        }
-        for service in &file.service {
-            for m in &service.method {
-                out.push((
-                    format!("/{package}.{}/{}", service.name(), m.name()),
-                    m.client_streaming(),
-                    m.server_streaming(),
-                ));
-            }
-        }
-    }
-    out
-}
-
 on_both_backends!(
     random_bodies_to_every_rpc_get_an_answer_and_the_server_stays_healthy,
     uploads_that_go_wrong_get_a_clear_error_and_leave_no_blob_or_row,
@@ -210,67 +148,27 @@ async fn random_bodies_to_every_rpc_get_an_answer_and_the_server_stays_healthy(b
     let mut rng = Rng::new(11);
     let token = format!("Bearer {}", app.operator_token());
     let mut answers = std::collections::BTreeMap::<String, u32>::new();
-    for (path, client_streaming, server_streaming) in &rpcs {
+    for rpc in &rpcs {
         for len in [0usize, 1, 5, 40, 600] {
             let body: Vec<u8> = (0..len).map(|_| rng.next_u64() as u8).collect();
-            let mut grpc = tonic::client::Grpc::new(app.channel());
-            grpc.ready().await.unwrap();
-            let uri = http::uri::PathAndQuery::from_str(path).unwrap();
-            let call = async {
-                match (client_streaming, server_streaming) {
-                    (false, false) => {
-                        let mut req = tonic::Request::new(body);
-                        req.metadata_mut()
-                            .insert("authorization", token.parse().unwrap());
-                        grpc.unary(req, uri, Raw).await.err().map(|s| s.code())
-                    }
-                    (true, false) => {
-                        let mut req = tonic::Request::new(tokio_stream::iter(vec![body]));
-                        req.metadata_mut()
-                            .insert("authorization", token.parse().unwrap());
-                        grpc.client_streaming(req, uri, Raw)
-                            .await
-                            .err()
-                            .map(|s| s.code())
-                    }
-                    (false, true) => {
-                        let mut req = tonic::Request::new(body);
-                        req.metadata_mut()
-                            .insert("authorization", token.parse().unwrap());
-                        match grpc.server_streaming(req, uri, Raw).await {
-                            Err(s) => Some(s.code()),
-                            // A stream that stays open (a watch) answered too.
-                            Ok(mut stream) => match tokio::time::timeout(
-                                Duration::from_millis(500),
-                                stream.get_mut().message(),
-                            )
-                            .await
-                            {
-                                Ok(Err(s)) => Some(s.code()),
-                                _ => None,
-                            },
-                        }
-                    }
-                    (true, true) => {
-                        let mut req = tonic::Request::new(tokio_stream::iter(vec![body]));
-                        req.metadata_mut()
-                            .insert("authorization", token.parse().unwrap());
-                        grpc.streaming(req, uri, Raw).await.err().map(|s| s.code())
-                    }
-                }
-            };
-            let code = tokio::time::timeout(Duration::from_secs(10), call)
-                .await
-                .unwrap_or_else(|_| panic!("{path} did not answer random bytes within 10 s"));
+            let answer = tokio::time::timeout(
+                Duration::from_secs(10),
+                call(app.channel(), rpc, vec![body], Some(&token)),
+            )
+            .await
+            .unwrap_or_else(|_| panic!("{} did not answer random bytes within 10 s", rpc.path));
+            let code = answer.err().map(|s| s.code());
             assert_ne!(
                 code,
                 Some(Code::Unknown),
-                "{path}: a panic or an unmapped error"
+                "{}: a panic or an unmapped error",
+                rpc.path
             );
             assert_ne!(
                 code,
                 Some(Code::Unavailable),
-                "{path}: the server went away"
+                "{}: the server went away",
+                rpc.path
             );
             *answers
                 .entry(format!("{:?}", code.unwrap_or(Code::Ok)))
