@@ -27,6 +27,7 @@ macro_rules! on_both_backends {
     };
 }
 
+mod authz;
 mod conformance;
 mod connections;
 mod directory;
