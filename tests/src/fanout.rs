@@ -66,6 +66,12 @@ impl Fanout {
             options,
         )
         .await;
+        Self::build(app, downstreams, pdf_bytes).await
+    }
+
+    /// The world in an app already running (it needs at least the directory, drawings-sync
+    /// and connection-manager).
+    pub async fn build(app: TestApp, downstreams: usize, pdf_bytes: usize) -> anyhow::Result<Self> {
         let mut op = app.directory_as_operator();
         let company = |name: &str| pb::CreateCompanyRequest {
             name: name.into(),

@@ -8,9 +8,28 @@ use tonic_types::{ErrorDetails, StatusExt};
 /// `ErrorInfo.domain` of every Connectability error.
 pub const ERROR_DOMAIN: &str = "connectability";
 
+/// The most characters of a client's own input an error message echoes. A status travels in
+/// HTTP/2 trailers: echoing a 100,000-character field whole made the client's HTTP/2 layer
+/// drop the connection ("header list too large"), taking every call on it along.
+pub const MAX_ECHO_CHARS: usize = 200;
+
+/// `text` cut to [`MAX_ECHO_CHARS`] characters, marked where it was cut.
+pub fn bounded(text: &str) -> String {
+    match text.char_indices().nth(MAX_ECHO_CHARS) {
+        None => text.to_string(),
+        Some((at, _)) => format!(
+            "{}… ({} characters in all)",
+            &text[..at],
+            text.chars().count()
+        ),
+    }
+}
+
 /// INVALID_ARGUMENT naming the field, with a `BadRequest` field violation.
 pub fn invalid_argument(field: &str, description: impl Display) -> Status {
-    let description = description.to_string();
+    let field = bounded(field);
+    let field = field.as_str();
+    let description = bounded(&description.to_string());
     Status::with_error_details(
         Code::InvalidArgument,
         format!("{field}: {description}"),
@@ -63,7 +82,7 @@ pub fn reasons(status: &Status) -> Vec<String> {
 
 /// NOT_FOUND that says nothing about whether the thing exists for someone else.
 pub fn not_found(what: &str, id: &str) -> Status {
-    Status::not_found(format!("{what} `{id}` not found"))
+    Status::not_found(format!("{what} `{}` not found", bounded(id)))
 }
 
 pub fn permission_denied(message: impl Display) -> Status {
@@ -87,4 +106,20 @@ pub fn bad_field(status: &Status) -> Option<String> {
         .get_details_bad_request()
         .and_then(|b| b.field_violations.into_iter().next())
         .map(|v| v.field)
+}
+
+#[cfg(test)]
+mod bounded_tests {
+    use super::*;
+
+    #[test]
+    fn echoed_input_is_bounded() {
+        assert_eq!(bounded("short"), "short");
+        let long = "é".repeat(100_000);
+        let cut = bounded(&long);
+        assert!(cut.chars().count() < MAX_ECHO_CHARS + 40, "{}", cut.len());
+        assert!(cut.ends_with("(100000 characters in all)"));
+        let status = invalid_argument("update_mask", format!("`{long}` is not a field"));
+        assert!(status.message().len() < 1_000);
+    }
 }

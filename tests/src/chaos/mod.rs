@@ -683,6 +683,7 @@ fn inject(
     let mut k = 0;
     // The replica armed to crash its relay is spared other kills until it has crashed.
     let mut armed: Option<String> = None;
+    let mut relay_armed = false;
     let mut next = Instant::now() + rng.millis(200, 600);
     loop {
         {
@@ -722,7 +723,8 @@ fn inject(
                 }
                 faults.postgres_restarts += 1;
             }
-            if k == relay_at {
+            if k == relay_at && !relay_armed {
+                relay_armed = true;
                 // drawings-sync#1 restarts with the switch set: its relay dies right after
                 // publishing its next batch, before marking it sent.
                 let i = c.find("drawings-sync#1");
@@ -735,6 +737,9 @@ fn inject(
                     eprintln!("chaos: relay crash setup failed: {e:#}");
                 }
                 armed = Some("drawings-sync#1".into());
+                // Not one of the kills.
+                next = Instant::now() + rng.millis(250, 900);
+                continue;
             } else {
                 let candidates: Vec<&String> = labels
                     .iter()

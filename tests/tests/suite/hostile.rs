@@ -128,6 +128,7 @@ proptest! {
 on_both_backends!(
     random_bodies_to_every_rpc_get_an_answer_and_the_server_stays_healthy,
     uploads_that_go_wrong_get_a_clear_error_and_leave_no_blob_or_row,
+    hostile_field_masks_are_refused_naming_update_mask,
 );
 
 async fn random_bodies_to_every_rpc_get_an_answer_and_the_server_stays_healthy(backend: Backend) {
@@ -358,5 +359,181 @@ async fn uploads_that_go_wrong_get_a_clear_error_and_leave_no_blob_or_row(backen
         "every blob has its row and every row its blob"
     );
     let _ = world.revisions(0).await;
+    world.app.stop().await;
+}
+
+/// A hostile field-mask path: random unicode, NUL and control bytes, a 100,000-character
+/// path, real field names with junk around them, dotted and empty paths.
+fn hostile_path(rng: &mut Rng) -> String {
+    let real = [
+        "name",
+        "title",
+        "subject",
+        "active",
+        "number",
+        "description",
+        "id",
+        "project_id",
+    ];
+    match rng.below(7) {
+        0 => (0..rng.below(20))
+            .filter_map(|_| char::from_u32(rng.below(0x11_0000) as u32))
+            .collect(),
+        1 => format!("{}\u{0}", real[rng.below(real.len() as u64) as usize]),
+        2 => "x".repeat(100_000),
+        3 => format!("{}.{}", real[rng.below(real.len() as u64) as usize], "sub"),
+        4 => String::new(),
+        5 => format!(" {} ", real[rng.below(real.len() as u64) as usize]),
+        _ => real[rng.below(real.len() as u64) as usize].to_string(),
+    }
+}
+
+/// Every Update RPC with a field mask gets hostile masks: each answer is OK (a real,
+/// updatable field) or INVALID_ARGUMENT naming `update_mask`, never a panic.
+async fn hostile_field_masks_are_refused_naming_update_mask(backend: Backend) {
+    use connectability_proto::{
+        directory::v1 as pb, drawings::v1 as dpb, rfis::v1 as rpb, submittals::v1 as spb,
+    };
+    let app = TestApp::spawn(
+        backend,
+        &[
+            Service::Directory,
+            Service::ConnectionManager,
+            Service::DrawingsSync,
+            Service::RfiSync,
+            Service::SubmittalSync,
+        ],
+    )
+    .await;
+    let mut world = connectability_tests::fanout::Fanout::build(app, 0, 1024)
+        .await
+        .unwrap();
+    let token = world.app.user_token(&world.gina);
+    let revision = world.revisions(1).await.unwrap().remove(0);
+    world.publish(vec![revision.clone()]).await.unwrap();
+    let app = &world.app;
+    let mut drawings = app.drawings(&token);
+    let drawing = drawings
+        .list_drawings(dpb::ListDrawingsRequest {
+            project_id: world.up.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .drawings
+        .remove(0)
+        .id;
+    let mut rfis = app.rfis(&token);
+    let rfi = rfis
+        .create_rfi(rpb::CreateRfiRequest {
+            project_id: world.up.clone(),
+            subject: "Beam".into(),
+            question: "Lower it?".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .id;
+    let mut submittals = app.submittals(&token);
+    let submittal = submittals
+        .create_submittal(spb::CreateSubmittalRequest {
+            project_id: world.up.clone(),
+            title: "Switchgear".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .id;
+    let mut directory = app.directory_as_operator();
+    let mut rng = Rng::new(158);
+    let mut refused = 0;
+    for _ in 0..30 {
+        let paths: Vec<String> = (0..1 + rng.below(3))
+            .map(|_| hostile_path(&mut rng))
+            .collect();
+        let mask = Some(prost_types::FieldMask {
+            paths: paths.clone(),
+        });
+        let answers: Vec<(&str, Result<(), Status>)> = vec![
+            (
+                "UpdateProject",
+                directory
+                    .update_project(pb::UpdateProjectRequest {
+                        project: Some(pb::Project {
+                            id: world.up.clone(),
+                            name: "Tower".into(),
+                            active: true,
+                            ..Default::default()
+                        }),
+                        update_mask: mask.clone(),
+                    })
+                    .await
+                    .map(|_| ()),
+            ),
+            (
+                "UpdateDrawing",
+                drawings
+                    .update_drawing(dpb::UpdateDrawingRequest {
+                        drawing: Some(dpb::Drawing {
+                            id: drawing.clone(),
+                            title: "Sheet".into(),
+                            number: "A-00000".into(),
+                            ..Default::default()
+                        }),
+                        update_mask: mask.clone(),
+                    })
+                    .await
+                    .map(|_| ()),
+            ),
+            (
+                "UpdateRfi",
+                rfis.update_rfi(rpb::UpdateRfiRequest {
+                    rfi: Some(rpb::Rfi {
+                        id: rfi.clone(),
+                        subject: "Beam".into(),
+                        question: "Lower it?".into(),
+                        ..Default::default()
+                    }),
+                    update_mask: mask.clone(),
+                })
+                .await
+                .map(|_| ()),
+            ),
+            (
+                "UpdateSubmittal",
+                submittals
+                    .update_submittal(spb::UpdateSubmittalRequest {
+                        submittal: Some(spb::Submittal {
+                            id: submittal.clone(),
+                            title: "Switchgear".into(),
+                            ..Default::default()
+                        }),
+                        update_mask: mask.clone(),
+                    })
+                    .await
+                    .map(|_| ()),
+            ),
+        ];
+        for (rpc, answer) in answers {
+            if let Err(s) = answer {
+                assert_eq!(s.code(), Code::InvalidArgument, "{rpc} {paths:?}: {s:?}");
+                let bad = s.get_details_bad_request().expect("BadRequest details");
+                assert!(
+                    bad.field_violations
+                        .iter()
+                        .any(|v| v.field.starts_with("update_mask") || v.field.contains('.')),
+                    "{rpc} {paths:?}: {s:?}"
+                );
+                refused += 1;
+            }
+        }
+    }
+    assert!(
+        refused > 30,
+        "hostile masks were refused only {refused} times"
+    );
     world.app.stop().await;
 }
