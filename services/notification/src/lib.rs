@@ -105,11 +105,14 @@ impl Notification {
             .await?,
         ];
         let outgoing = mailer::Outgoing {
-            db: db.clone(),
-            mailer: mailer::Mailer::new(mail.smtp_url.as_deref(), mail.dir.clone())?,
-            from: mail.from.parse()?,
             wake,
-            max_backoff: mail.max_backoff,
+            ..mailer::Outgoing::new(
+                db.clone(),
+                mail.smtp_url.as_deref(),
+                mail.dir.clone(),
+                &mail.from,
+                mail.max_backoff,
+            )?
         };
         Ok(Self {
             api: NotificationApi::new(db, directory, handler, clock),

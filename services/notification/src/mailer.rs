@@ -80,6 +80,23 @@ pub struct Outgoing {
 }
 
 impl Outgoing {
+    /// A mail worker over `db`'s emails: SMTP at `smtp_url`, else `.eml` files in `dir`.
+    pub fn new(
+        db: Db,
+        smtp_url: Option<&str>,
+        dir: PathBuf,
+        from: &str,
+        max_backoff: Duration,
+    ) -> anyhow::Result<Self> {
+        Ok(Self {
+            db,
+            mailer: Mailer::new(smtp_url, dir)?,
+            from: from.parse()?,
+            wake: Arc::default(),
+            max_backoff,
+        })
+    }
+
     fn backoff_ms(&self, attempts: i64) -> i64 {
         let ms = 1000i64.saturating_mul(1 << attempts.clamp(0, 20));
         ms.min(self.max_backoff.as_millis() as i64)

@@ -774,4 +774,67 @@ on_both_backends!(
     distribution_lists_narrow_and_add_company_admins,
     smtp_delivery_speaks_the_protocol_and_survives_failures_exactly_once,
     inbox_pages_filters_unread_and_marks_read,
+    two_replicas_sending_mail_send_each_email_once,
 );
+
+/// Two replicas' mail workers on one database (found by the fault suite: both read the same
+/// due emails and both sent them). The app's own worker and a second one polling hard race
+/// for every email; the SMTP server receives each exactly once.
+async fn two_replicas_sending_mail_send_each_email_once(backend: Backend) {
+    let sink = smtp_sink().await;
+    let w = world_with(
+        backend,
+        Options {
+            smtp_url: Some(sink.url.clone()),
+            ..Default::default()
+        },
+    )
+    .await;
+    let db = w.app.db(Service::Notification).clone();
+    let second = notification::mailer::Outgoing::new(
+        db.clone(),
+        Some(&sink.url),
+        w.app.env.dir.join("mail"),
+        "Replica <replica@connectability.test>",
+        Duration::from_secs(1),
+    )
+    .unwrap();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let racer = {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            while !stop.load(Ordering::SeqCst) {
+                let _ = second.send_due().await;
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        })
+    };
+    let c = w.connected().await;
+    w.app
+        .connections(&w.app.user_token(&w.gc_admin))
+        .disconnect_connection(cpb::DisconnectConnectionRequest {
+            id: c.id,
+            reason: "trade finished".into(),
+        })
+        .await
+        .unwrap();
+    w.until(&w.sub_admin, K::ConnectionDisconnected).await;
+    let expected: i64 = eventually("every email sent", WAIT, || async {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM emails")
+            .fetch_one(db.pool())
+            .await
+            .unwrap();
+        let sent: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM emails WHERE sent_ms IS NOT NULL")
+            .fetch_one(db.pool())
+            .await
+            .unwrap();
+        (n >= 4 && sent == n).then_some(n)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, Ordering::SeqCst);
+    racer.await.unwrap();
+    let messages = sink.messages.lock().unwrap().clone();
+    assert_eq!(messages.len() as i64, expected, "each email exactly once");
+    w.app.stop().await;
+}
