@@ -128,19 +128,28 @@ pub async fn get_sync(conn: &mut AnyConnection, connection_id: &str) -> Result<O
     .pop())
 }
 
-/// These connections' rows (any order; unknown ids are left out).
-pub async fn get_syncs(
+/// These connections' rows, locked until the transaction ends (unknown ids are left out).
+/// A copy batch holds them so that a disconnect or undo cannot commit between its check of
+/// the state and its commit: the undo waits and then withdraws the batch's copies too, or
+/// the batch waits and then sees the connection stopped. Postgres takes the row locks in id
+/// order (no deadlock between batches); SQLite's one writer already serializes them.
+pub async fn lock_syncs(
     conn: &mut AnyConnection,
     connection_ids: &[String],
 ) -> Result<Vec<SyncRow>> {
     if connection_ids.is_empty() {
         return Ok(Vec::new());
     }
+    let lock = if conn.backend_name() == "PostgreSQL" {
+        " FOR UPDATE"
+    } else {
+        ""
+    };
     let binds: Vec<&str> = connection_ids.iter().map(String::as_str).collect();
     fetch(
         conn,
         format!(
-            "SELECT {SYNC_COLUMNS} FROM sync_connections WHERE connection_id IN ({})",
+            "SELECT {SYNC_COLUMNS} FROM sync_connections WHERE connection_id IN ({}) ORDER BY connection_id{lock}",
             placeholders(1, binds.len())
         ),
         &binds,

@@ -370,13 +370,15 @@ async fn apply_work<T: SyncedTool>(
     let now = parts.clock.now_ms();
     let mut tx = parts.db.begin().await?;
     let connection_ids: Vec<String> = items.iter().map(|w| w.connection_id.clone()).collect();
-    // Nothing more is applied once a connection stopped (disconnected or undone).
-    let syncs: std::collections::HashMap<String, SyncRow> = db::get_syncs(&mut tx, &connection_ids)
-        .await?
-        .into_iter()
-        .filter(|s| s.state != SyncState::Stopped as i64)
-        .map(|s| (s.connection_id.clone(), s))
-        .collect();
+    // Nothing more is applied once a connection stopped (disconnected or undone); the rows
+    // stay locked until this commits, so a stop cannot slip in between.
+    let syncs: std::collections::HashMap<String, SyncRow> =
+        db::lock_syncs(&mut tx, &connection_ids)
+            .await?
+            .into_iter()
+            .filter(|s| s.state != SyncState::Stopped as i64)
+            .map(|s| (s.connection_id.clone(), s))
+            .collect();
     // Items of one change (the same upstream project and records) reconcile together.
     let mut groups: Vec<(&[String], Vec<Member>)> = Vec::new();
     for w in items {
