@@ -44,6 +44,33 @@ impl RetryPolicy {
     }
 }
 
+/// A failure that says nothing about the event: a dependency (the database, another
+/// service) could not be reached. Such an event is retried with the usual backoff, capped at
+/// `max_backoff`, for as long as it takes: it never counts toward `max_attempts` nor
+/// becomes a dead letter, so an outage of a few seconds or hours loses nothing.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Transient(pub String);
+
+/// Whether `error` is (or wraps) a [`Transient`] failure.
+pub fn is_transient(error: &anyhow::Error) -> bool {
+    error.chain().any(|c| c.is::<Transient>())
+}
+
+/// While a dependency is down its events are tried at least this often, so they flow again
+/// within seconds of its return.
+pub const TRANSIENT_MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// The wait before trying an event again after `error`.
+pub fn retry_after(policy: &RetryPolicy, attempt: u32, error: &anyhow::Error) -> Duration {
+    let wait = policy.backoff(attempt);
+    if is_transient(error) {
+        wait.min(TRANSIENT_MAX_BACKOFF)
+    } else {
+        wait
+    }
+}
+
 /// A durable consumer of one context's events.
 #[derive(Debug, Clone)]
 pub struct SubscriptionSpec {

@@ -126,7 +126,9 @@ async fn consume(
                     let _ = pending.handled.send(());
                     break;
                 }
-                Err(error) if attempt >= spec.retry.max_attempts => {
+                Err(error)
+                    if attempt >= spec.retry.max_attempts && !crate::is_transient(&error) =>
+                {
                     if dead_letter(handler.as_ref(), &delivery, &error).await {
                         let _ = pending.handled.send(());
                         break;
@@ -135,7 +137,7 @@ async fn consume(
                 }
                 Err(error) => {
                     tracing::info!(durable = %spec.durable, event_id = %delivery.envelope.id, attempt, error = %error, "handler failed; will redeliver");
-                    spec.retry.backoff(attempt)
+                    crate::bus::retry_after(&spec.retry, attempt, &error)
                 }
             };
             tokio::select! {

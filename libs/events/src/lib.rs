@@ -13,7 +13,10 @@ mod nats;
 
 use std::sync::Arc;
 
-pub use bus::{Delivery, EventBus, EventHandler, RetryPolicy, Subscription, SubscriptionSpec};
+pub use bus::{
+    Delivery, EventBus, EventHandler, RetryPolicy, Subscription, SubscriptionSpec, Transient,
+    is_transient,
+};
 pub use envelope::{Envelope, EnvelopeError};
 pub use inproc::InprocBus;
 pub use nats::NatsBus;

@@ -197,7 +197,7 @@ async fn handle_message(
     let delivery = Delivery { envelope, attempt };
     let ack = match handler.handle(&delivery).await {
         Ok(()) => AckKind::Ack,
-        Err(error) if attempt >= spec.retry.max_attempts => {
+        Err(error) if attempt >= spec.retry.max_attempts && !crate::is_transient(&error) => {
             if dead_letter(handler, &delivery, &error).await {
                 AckKind::Ack
             } else {
@@ -206,7 +206,7 @@ async fn handle_message(
         }
         Err(error) => {
             tracing::info!(durable = %spec.durable, event_id = %delivery.envelope.id, attempt, error = %error, "handler failed; will redeliver");
-            AckKind::Nak(Some(spec.retry.backoff(attempt)))
+            AckKind::Nak(Some(crate::bus::retry_after(&spec.retry, attempt, &error)))
         }
     };
     let result = if matches!(ack, AckKind::Ack) {

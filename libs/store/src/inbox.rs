@@ -81,10 +81,50 @@ impl InboxConsumer {
     }
 }
 
+/// Whether a failure is about reaching a dependency rather than about the event: the
+/// database (connection lost, shutting down, a serialization conflict) or another service
+/// (UNAVAILABLE, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED, ABORTED).
+pub fn is_dependency_failure(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        if let Some(status) = cause.downcast_ref::<tonic::Status>() {
+            use tonic::Code::*;
+            return matches!(
+                status.code(),
+                Unavailable | DeadlineExceeded | ResourceExhausted | Aborted
+            );
+        }
+        match cause.downcast_ref::<sqlx::Error>() {
+            Some(
+                sqlx::Error::Io(_)
+                | sqlx::Error::Tls(_)
+                | sqlx::Error::Protocol(_)
+                | sqlx::Error::PoolTimedOut
+                | sqlx::Error::PoolClosed
+                | sqlx::Error::WorkerCrashed,
+            ) => true,
+            // Connection exceptions, shutdowns, serialization failures and deadlocks.
+            Some(sqlx::Error::Database(e)) => e.code().is_some_and(|c| {
+                c.starts_with("08") || c.starts_with("57P") || c == "40001" || c == "40P01"
+            }),
+            _ => false,
+        }
+    })
+}
+
 #[async_trait]
 impl EventHandler for InboxConsumer {
     async fn handle(&self, delivery: &Delivery) -> anyhow::Result<()> {
-        self.apply(&delivery.envelope).await.map(|_| ())
+        self.apply(&delivery.envelope)
+            .await
+            .map(|_| ())
+            .map_err(|e| {
+                if is_dependency_failure(&e) {
+                    // Retried until the dependency is back; never a dead letter.
+                    anyhow::Error::new(connectability_events::Transient(format!("{e:#}")))
+                } else {
+                    e
+                }
+            })
     }
 
     async fn dead_letter(&self, delivery: &Delivery, error: &anyhow::Error) -> anyhow::Result<()> {

@@ -53,6 +53,8 @@ struct Recorder {
     consumer: String,
     /// Fail this many deliveries of each event before succeeding.
     failures_before_success: u32,
+    /// Answer this many deliveries with a dependency's UNAVAILABLE before succeeding.
+    unavailable_before_success: u32,
     always_fail: AtomicBool,
     delay: Duration,
     attempts: Mutex<HashMap<String, u32>>,
@@ -89,6 +91,9 @@ impl InboxHandler for Recorder {
             tokio::time::sleep(self.delay).await;
         }
         anyhow::ensure!(!self.always_fail.load(Ordering::SeqCst), "told to fail");
+        if attempt <= self.unavailable_before_success {
+            return Err(tonic::Status::unavailable("the directory is down").into());
+        }
         anyhow::ensure!(
             attempt > self.failures_before_success,
             "failing attempt {attempt}"
@@ -281,6 +286,44 @@ async fn handler_error_is_redelivered_then_succeeds(backend: Backend) {
     sub.stop().await;
 }
 
+/// Found by the fault suite: the directory down for longer than the retry budget turned
+/// notification events into dead letters. A dependency's UNAVAILABLE never counts toward
+/// `max_attempts`: the event is retried until it goes through.
+async fn a_dependency_outage_longer_than_the_retry_budget_leaves_no_dead_letter(backend: Backend) {
+    let env = TestEnv::new(backend).await;
+    let producer = env.migrated_db("producer", &migrations()).await;
+    let consumer = env.migrated_db("consumer", &migrations()).await;
+    let recorder = Arc::new(Recorder {
+        unavailable_before_success: 6,
+        ..Recorder::new("c")
+    });
+    let sub = inbox::subscribe(
+        env.bus.as_ref(),
+        consumer.clone(),
+        spec("c", fast_retry(3)),
+        recorder.clone(),
+    )
+    .await
+    .unwrap();
+    let e = event(1);
+    commit_events(&producer, std::slice::from_ref(&e)).await;
+    let relay = Relay::new(producer.clone(), env.bus.clone());
+    let relaying = tokio::spawn(async move { relay.run_once().await });
+    eventually("applied once the dependency is back", WAIT, || async {
+        (effects(&consumer, &e.id).await == 1).then_some(())
+    })
+    .await;
+    relaying.await.unwrap().unwrap();
+    assert_eq!(recorder.attempts(&e.id), 7, "six refusals, then the effect");
+    assert!(
+        inbox::list_dead_letters(&consumer, None)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    sub.stop().await;
+}
+
 async fn failing_event_is_dead_lettered_then_replayed(backend: Backend) {
     let env = TestEnv::new(backend).await;
     let producer = env.migrated_db("producer", &migrations()).await;
@@ -414,6 +457,7 @@ on_both_backends!(
     rolled_back_event_is_never_delivered,
     relay_dying_after_publish_causes_no_second_effect,
     handler_error_is_redelivered_then_succeeds,
+    a_dependency_outage_longer_than_the_retry_budget_leaves_no_dead_letter,
     failing_event_is_dead_lettered_then_replayed,
     consumer_restarted_mid_stream_loses_nothing,
 );
