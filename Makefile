@@ -5,7 +5,7 @@
 CARGO ?= cargo
 export CARGO_TARGET_DIR ?= $(HOME)/.cache/connectability/target
 
-.PHONY: run test test-embedded smoke chaos chaos-quick lint fmt clippy buf-lint bench bench-quick proto clean-data
+.PHONY: run test test-embedded smoke chaos chaos-quick deploy-check lint fmt clippy buf-lint bench bench-quick proto clean-data
 
 ## Build and start every service in one process on 127.0.0.1:50051 (SQLite in .data/, in-process events).
 run:
@@ -41,6 +41,13 @@ chaos:
 chaos-quick:
 	$(CARGO) build -p connectability -p connectability-tests --bin connectability --bin chaos
 	CONNECTABILITY_BIN=$(CARGO_TARGET_DIR)/debug/connectability $(CARGO_TARGET_DIR)/debug/chaos --quick
+
+## Render every overlay (kubectl kustomize) and check it: Kubernetes 1.31 schemas
+## (pip install kubernetes-validate), a Deployment per service, only env vars the binaries
+## read, gRPC probes naming served health entries.
+deploy-check:
+	$(CARGO) build -p connectability
+	CONNECTABILITY_BIN=$(CARGO_TARGET_DIR)/debug/connectability python3 scripts/deploy-check.py
 
 ## fmt, clippy (warnings are errors) and buf lint.
 lint: fmt clippy buf-lint
