@@ -92,6 +92,8 @@ pub struct SyncRow {
     pub start_ms: i64,
     pub last_copy_ms: Option<i64>,
     pub update_ms: i64,
+    /// When the last connection event applied to this row happened (older ones are stale).
+    pub event_ms: i64,
 }
 
 impl SyncRow {
@@ -109,13 +111,15 @@ impl SyncRow {
             start_ms: r.try_get("start_ms")?,
             last_copy_ms: r.try_get("last_copy_ms")?,
             update_ms: r.try_get("update_ms")?,
+            event_ms: r.try_get("event_ms")?,
         })
     }
 }
 
 const SYNC_COLUMNS: &str =
     "connection_id, upstream_project_id, downstream_project_id, downstream_company_id, state,
-    items_total, items_copied, records_copied, backfill_cursor, start_ms, last_copy_ms, update_ms";
+    items_total, items_copied, records_copied, backfill_cursor, start_ms, last_copy_ms, update_ms,
+    event_ms";
 
 pub async fn get_sync(conn: &mut AnyConnection, connection_id: &str) -> Result<Option<SyncRow>> {
     Ok(fetch(
@@ -187,10 +191,11 @@ pub async fn backfilling(conn: &mut AnyConnection) -> Result<Vec<SyncRow>> {
 pub async fn start_sync(conn: &mut AnyConnection, s: &SyncRow) -> Result<()> {
     sqlx::query(
         "INSERT INTO sync_connections (connection_id, upstream_project_id, downstream_project_id, downstream_company_id,
-            state, items_total, items_copied, records_copied, backfill_cursor, start_ms, last_copy_ms, update_ms)
-         VALUES ($1, $2, $3, $4, 1, $5, 0, 0, '', $7, NULL, $6)
+            state, items_total, items_copied, records_copied, backfill_cursor, start_ms, last_copy_ms, update_ms, event_ms)
+         VALUES ($1, $2, $3, $4, 1, $5, 0, 0, '', $7, NULL, $6, $8)
          ON CONFLICT (connection_id) DO UPDATE SET state = 1, items_total = excluded.items_total,
-            backfill_cursor = '', start_ms = excluded.start_ms, update_ms = excluded.update_ms",
+            backfill_cursor = '', start_ms = excluded.start_ms, update_ms = excluded.update_ms,
+            event_ms = excluded.event_ms",
     )
     .bind(&s.connection_id)
     .bind(&s.upstream_project_id)
@@ -199,17 +204,30 @@ pub async fn start_sync(conn: &mut AnyConnection, s: &SyncRow) -> Result<()> {
     .bind(s.items_total)
     .bind(s.update_ms)
     .bind(s.start_ms)
+    .bind(s.event_ms)
     .execute(conn)
     .await?;
     Ok(())
 }
 
-pub async fn stop_sync(conn: &mut AnyConnection, connection_id: &str, now_ms: i64) -> Result<()> {
-    sqlx::query("UPDATE sync_connections SET state = 3, update_ms = $2 WHERE connection_id = $1")
-        .bind(connection_id)
-        .bind(now_ms)
-        .execute(conn)
-        .await?;
+/// Stops a connection's copying for good (until a later activation). A row is written even
+/// for a connection not seen yet, so its activation, should it arrive late, stays stale.
+pub async fn stop_sync(conn: &mut AnyConnection, s: &SyncRow) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO sync_connections (connection_id, upstream_project_id, downstream_project_id, downstream_company_id,
+            state, items_total, items_copied, records_copied, backfill_cursor, start_ms, last_copy_ms, update_ms, event_ms)
+         VALUES ($1, $2, $3, $4, 3, 0, 0, 0, '', 0, NULL, $5, $6)
+         ON CONFLICT (connection_id) DO UPDATE SET state = 3, update_ms = excluded.update_ms,
+            event_ms = excluded.event_ms",
+    )
+    .bind(&s.connection_id)
+    .bind(&s.upstream_project_id)
+    .bind(&s.downstream_project_id)
+    .bind(&s.downstream_company_id)
+    .bind(s.update_ms)
+    .bind(s.event_ms)
+    .execute(conn)
+    .await?;
     Ok(())
 }
 

@@ -152,14 +152,14 @@ fn carries(features: &[i32], f: Feature) -> bool {
     features.contains(&(f as i32))
 }
 
-async fn start<T: SyncedTool>(tool: &T, tx: &mut Tx, c: &cpb::Connection) -> anyhow::Result<()> {
-    let parts = tool.parts();
-    let mut row = SyncRow {
+/// The projection row of connection `c` as an event at `event_ms` leaves it.
+fn row_of(c: &cpb::Connection, state: SyncState, now_ms: i64, event_ms: i64) -> SyncRow {
+    SyncRow {
         connection_id: c.id.clone(),
         upstream_project_id: c.upstream_project_id.clone(),
         downstream_project_id: c.downstream_project_id.clone(),
         downstream_company_id: c.downstream_company_id.clone(),
-        state: SyncState::Backfilling as i64,
+        state: state as i64,
         items_total: 0,
         items_copied: 0,
         records_copied: 0,
@@ -167,8 +167,19 @@ async fn start<T: SyncedTool>(tool: &T, tx: &mut Tx, c: &cpb::Connection) -> any
         // Event times come from the wall clock; so does this, to compare with them.
         start_ms: connectability_store::now_ms(),
         last_copy_ms: None,
-        update_ms: parts.clock.now_ms(),
-    };
+        update_ms: now_ms,
+        event_ms,
+    }
+}
+
+async fn start<T: SyncedTool>(
+    tool: &T,
+    tx: &mut Tx,
+    c: &cpb::Connection,
+    event_ms: i64,
+) -> anyhow::Result<()> {
+    let parts = tool.parts();
+    let mut row = row_of(c, SyncState::Backfilling, parts.clock.now_ms(), event_ms);
     row.items_total = tool.shareable_count(tx, &row).await?;
     db::start_sync(tx, &row).await?;
     parts.backfill.notify_one();
@@ -185,43 +196,63 @@ impl<T: SyncedTool> InboxHandler for ConnectionEvents<T> {
     }
 }
 
-/// Applies one connection event to the projection (see [`ConnectionEvents`]).
+/// Applies one connection event to the projection (see [`ConnectionEvents`]). Delivery
+/// order is not trusted: an event older than the last one applied to the connection (one
+/// redelivered after a failure, say) changes nothing, so a late activation can never restart
+/// copying that a later undo or disconnect stopped.
 pub async fn apply_connection_event<T: SyncedTool>(
     tool: &T,
     tx: &mut Tx,
     e: &Envelope,
 ) -> anyhow::Result<()> {
     let now = tool.parts().clock.now_ms();
-    match e.event_type.rsplit('.').next().unwrap_or_default() {
+    let kind = e.event_type.rsplit('.').next().unwrap_or_default();
+    let (c, carried) = match kind {
         "ConnectionActivated" => {
             let m: cpb::ConnectionActivated = decode(e)?;
             let c = m.connection.unwrap_or_default();
-            if carries(&c.features, T::FEATURE) {
-                start(tool, tx, &c).await?;
-            }
+            let carried = carries(&c.features, T::FEATURE);
+            (c, carried)
         }
         "ConnectionFeaturesAdded" => {
             let m: cpb::ConnectionFeaturesAdded = decode(e)?;
             let c = m.connection.unwrap_or_default();
-            if carries(&m.added_features, T::FEATURE) && c.status() == ConnectionStatus::Active {
-                start(tool, tx, &c).await?;
-            }
+            let carried =
+                carries(&m.added_features, T::FEATURE) && c.status() == ConnectionStatus::Active;
+            (c, carried)
         }
         "ConnectionDisconnected" => {
-            // Nothing more is applied; copies stay.
             let m: cpb::ConnectionDisconnected = decode(e)?;
-            let id = m.connection.unwrap_or_default().id;
-            if db::get_sync(tx, &id).await?.is_some() {
-                db::stop_sync(tx, &id, now).await?;
-                tool.disconnected(tx, &id).await?;
-            }
+            let c = m.connection.unwrap_or_default();
+            let carried = carries(&c.features, T::FEATURE);
+            (c, carried)
         }
         "ConnectionUndone" => {
-            // C12: an undone connection leaves no copies behind.
             let m: cpb::ConnectionUndone = decode(e)?;
-            let id = m.connection.unwrap_or_default().id;
-            db::stop_sync(tx, &id, now).await?;
-            for key in tool.withdraw(tx, &id).await? {
+            let c = m.connection.unwrap_or_default();
+            let carried = carries(&c.features, T::FEATURE);
+            (c, carried)
+        }
+        _ => return Ok(()),
+    };
+    let known = db::get_sync(tx, &c.id).await?;
+    if known.as_ref().is_some_and(|s| s.event_ms > e.time_ms) {
+        tracing::info!(connection = %c.id, event = kind, "stale connection event ignored");
+        return Ok(());
+    }
+    match kind {
+        "ConnectionActivated" | "ConnectionFeaturesAdded" if carried => {
+            start(tool, tx, &c, e.time_ms).await?;
+        }
+        "ConnectionDisconnected" if carried || known.is_some() => {
+            // Nothing more is applied; copies stay.
+            db::stop_sync(tx, &row_of(&c, SyncState::Stopped, now, e.time_ms)).await?;
+            tool.disconnected(tx, &c.id).await?;
+        }
+        "ConnectionUndone" if carried || known.is_some() => {
+            // C12: an undone connection leaves no copies behind.
+            db::stop_sync(tx, &row_of(&c, SyncState::Stopped, now, e.time_ms)).await?;
+            for key in tool.withdraw(tx, &c.id).await? {
                 tool.delete_file(&key).await?;
             }
         }

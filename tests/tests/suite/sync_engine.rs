@@ -11,7 +11,10 @@ use connectability_proto::{
 use connectability_testkit::{Backend, eventually};
 use connectability_tests::fanout::Fanout;
 
-on_both_backends!(one_change_to_many_connections_is_copied_once_to_each);
+on_both_backends!(
+    one_change_to_many_connections_is_copied_once_to_each,
+    a_late_activation_never_restarts_an_undone_connection,
+);
 
 /// Six downstreams of one upstream, one of them disconnected; two publishes (three new
 /// sheets, then a new revision of one). Every connected downstream gets each revision exactly
@@ -137,5 +140,84 @@ async fn one_change_to_many_connections_is_copied_once_to_each(backend: Backend)
         (n == 0).then_some(())
     })
     .await;
+    world.app.stop().await;
+}
+
+/// Found by the fault suite: a connection's activation, redelivered after a failure, arrived
+/// after its undo and restarted copying (the undone connection ended up IN_SYNC with every
+/// copy). Events older than the last one applied to a connection now change nothing.
+async fn a_late_activation_never_restarts_an_undone_connection(backend: Backend) {
+    use connectability_proto::connections::v1::{ConnectionStatus, Feature};
+    use connectability_store::inbox::{Applied, InboxConsumer};
+    use std::sync::Arc;
+    let mut world = Fanout::new(backend, 0, 64).await.unwrap();
+    let ids = world.revisions(3).await.unwrap();
+    world.publish(ids).await.unwrap();
+    let db = world.db();
+    let core = Arc::new(drawings_sync::sync::SyncCore {
+        db: db.clone(),
+        blobs: connectability_blobs::Blobs::from_url(&format!(
+            "file://{}",
+            world.app.env.dir.join("blobs").display()
+        ))
+        .unwrap(),
+        clock: Arc::new(world.app.clock.clone()),
+        relay: Default::default(),
+        backfill: Default::default(),
+    });
+    let connection = cpb::Connection {
+        id: "con_late_activation".into(),
+        upstream_project_id: world.up.clone(),
+        downstream_project_id: "prj_late_activation".into(),
+        downstream_company_id: "co_late_activation".into(),
+        features: vec![Feature::Drawings as i32],
+        status: ConnectionStatus::Active as i32,
+        ..Default::default()
+    };
+    let now = connectability_store::now_ms();
+    let mut activated = connectability_platform::events::envelope(
+        "connectability/connection-manager",
+        "connections/con_late_activation",
+        &cpb::ConnectionActivated {
+            connection: Some(connection.clone()),
+            ..Default::default()
+        },
+    );
+    activated.time_ms = now - 1_000;
+    let mut undone = connectability_platform::events::envelope(
+        "connectability/connection-manager",
+        "connections/con_late_activation",
+        &cpb::ConnectionUndone {
+            connection: Some(cpb::Connection {
+                status: ConnectionStatus::Undone as i32,
+                ..connection
+            }),
+            ..Default::default()
+        },
+    );
+    undone.time_ms = now;
+    let consumer = InboxConsumer::new(
+        db.clone(),
+        "late-activation",
+        Arc::new(connectability_sync::ConnectionEvents(core.clone())),
+    );
+    // The undo first, then the activation it followed.
+    assert_eq!(consumer.apply(&undone).await.unwrap(), Applied::Now);
+    assert_eq!(consumer.apply(&activated).await.unwrap(), Applied::Now);
+    connectability_sync::backfill_once(&*core).await.unwrap();
+    let state: i64 = sqlx::query_scalar(
+        "SELECT CAST(state AS BIGINT) FROM sync_connections WHERE connection_id = 'con_late_activation'",
+    )
+    .fetch_one(db.pool())
+    .await
+    .unwrap();
+    assert_eq!(state, 3, "the undone connection stays stopped");
+    let copies: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM drawings WHERE connection_id = 'con_late_activation'",
+    )
+    .fetch_one(db.pool())
+    .await
+    .unwrap();
+    assert_eq!(copies, 0, "and copies nothing");
     world.app.stop().await;
 }
