@@ -36,17 +36,7 @@ pub async fn copies<T: Table>(
     connection_id: &str,
     origin_ids: &[String],
 ) -> Result<Vec<T>> {
-    if origin_ids.is_empty() {
-        return Ok(Vec::new());
-    }
-    let sql = format!(
-        "{} WHERE connection_id = $1 AND origin_id IN ({})",
-        select::<T>(),
-        placeholders(2, origin_ids.len())
-    );
-    let mut binds = vec![connection_id];
-    binds.extend(origin_ids.iter().map(String::as_str));
-    fetch(conn, sql, &binds, T::read).await
+    copies_in(conn, &[connection_id.to_string()], origin_ids).await
 }
 
 /// Many connections' copies of these upstream items (one query for a whole copy batch).
@@ -231,31 +221,9 @@ pub async fn stop_sync(conn: &mut AnyConnection, s: &SyncRow) -> Result<()> {
     Ok(())
 }
 
-/// Adds copied counts (and, for live changes, to the total too).
+/// Adds copied counts (and, for live changes, to the total too) to connections that copied
+/// the same amounts, in one statement.
 pub async fn count_copies(
-    conn: &mut AnyConnection,
-    connection_id: &str,
-    items: i64,
-    records: i64,
-    add_to_total: bool,
-    now_ms: i64,
-) -> Result<()> {
-    sqlx::query(
-        "UPDATE sync_connections SET items_copied = items_copied + $2, records_copied = records_copied + $3,
-            items_total = items_total + $4, last_copy_ms = $5, update_ms = $5 WHERE connection_id = $1",
-    )
-    .bind(connection_id)
-    .bind(items)
-    .bind(records)
-    .bind(if add_to_total { items } else { 0 })
-    .bind(now_ms)
-    .execute(conn)
-    .await?;
-    Ok(())
-}
-
-/// [`count_copies`] for several connections that copied the same amounts (one statement).
-pub async fn count_copies_of(
     conn: &mut AnyConnection,
     connection_ids: &[String],
     items: i64,

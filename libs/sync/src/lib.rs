@@ -459,7 +459,7 @@ async fn apply_work<T: SyncedTool>(
     }
     // Connections that copied the same amounts are counted by one statement.
     for ((items, records, live), ids) in counts {
-        db::count_copies_of(&mut tx, &ids, items, records, live, now).await?;
+        db::count_copies(&mut tx, &ids, items, records, live, now).await?;
     }
     let ids: Vec<String> = items.iter().map(|w| w.id.clone()).collect();
     if !db::finish_work(&mut tx, &ids, worker).await? {
@@ -522,7 +522,7 @@ pub async fn backfill_once<T: SyncedTool>(tool: &T) -> anyhow::Result<()> {
             }
             db::count_copies(
                 &mut tx,
-                &s.connection_id,
+                std::slice::from_ref(&s.connection_id),
                 copied.items,
                 copied.records,
                 false,

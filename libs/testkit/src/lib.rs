@@ -249,6 +249,18 @@ pub enum Service {
     Notification,
 }
 
+impl Service {
+    /// Every service, for tests that reach every RPC.
+    pub const ALL: &[Service] = &[
+        Service::Directory,
+        Service::ConnectionManager,
+        Service::DrawingsSync,
+        Service::RfiSync,
+        Service::SubmittalSync,
+        Service::Notification,
+    ];
+}
+
 /// How a test app is set up beyond its services.
 #[derive(Debug, Clone, Default)]
 pub struct Options {

@@ -1079,18 +1079,7 @@ fn describe(e: Expect) -> String {
 }
 
 async fn every_rpc_answers_every_caller_class_as_the_matrix_says(backend: Backend) {
-    let app = TestApp::spawn(
-        backend,
-        &[
-            Service::Directory,
-            Service::ConnectionManager,
-            Service::DrawingsSync,
-            Service::RfiSync,
-            Service::SubmittalSync,
-            Service::Notification,
-        ],
-    )
-    .await;
+    let app = TestApp::spawn(backend, Service::ALL).await;
     let matrix = matrix();
     // Every RPC has exactly one row, and every row is an RPC.
     let rpcs: Vec<String> = every_rpc().iter().map(|r| r.name().to_string()).collect();

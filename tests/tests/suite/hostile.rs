@@ -132,18 +132,7 @@ on_both_backends!(
 );
 
 async fn random_bodies_to_every_rpc_get_an_answer_and_the_server_stays_healthy(backend: Backend) {
-    let app = TestApp::spawn(
-        backend,
-        &[
-            Service::Directory,
-            Service::ConnectionManager,
-            Service::DrawingsSync,
-            Service::RfiSync,
-            Service::SubmittalSync,
-            Service::Notification,
-        ],
-    )
-    .await;
+    let app = TestApp::spawn(backend, Service::ALL).await;
     let rpcs = every_rpc();
     assert!(rpcs.len() > 60, "found only {} RPCs", rpcs.len());
     let mut rng = Rng::new(11);
