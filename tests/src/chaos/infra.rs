@@ -196,6 +196,29 @@ impl Nats {
     pub fn url(&self) -> String {
         format!("nats://127.0.0.1:{}", self.port)
     }
+
+    /// Messages every durable consumer has yet to see or to ack, over all streams. Outboxes
+    /// drained is not idle: a consumer killed mid-batch holds its messages until the ack wait
+    /// lapses and JetStream delivers them again.
+    pub async fn backlog(url: &str) -> anyhow::Result<u64> {
+        use futures::TryStreamExt;
+        let client = async_nats::ConnectOptions::new()
+            .connection_timeout(Duration::from_secs(2))
+            .connect(url)
+            .await?;
+        let js = async_nats::jetstream::new(client);
+        let names: Vec<String> = js.stream_names().try_collect().await?;
+        let mut backlog = 0;
+        for name in names {
+            let stream = js.get_stream(&name).await?;
+            let consumers: Vec<_> = stream.consumers().try_collect().await?;
+            backlog += consumers
+                .iter()
+                .map(|c| c.num_pending + c.num_ack_pending as u64)
+                .sum::<u64>();
+        }
+        Ok(backlog)
+    }
 }
 
 impl Drop for Nats {

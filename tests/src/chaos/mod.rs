@@ -1032,9 +1032,11 @@ pub async fn run(plan: Plan, bin: &Path) -> anyhow::Result<Report> {
     let per = (plan.sheets + plan.revised) as i64;
     let expected = per * plan.connections as i64;
     let stable_sql = stable_in(&world.stable_connections(&pools["dwg"]).await?);
+    let nats_url = cluster.lock().unwrap().nats.url();
     let idle = wait_for("copies complete and every queue drained", Duration::from_secs(240), || {
         let pools = &pools;
         let stable_sql = stable_sql.clone();
+        let nats_url = nats_url.clone();
         async move {
             let copies: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
                 "SELECT COUNT(DISTINCT connection_id || '/' || origin_id) FROM revisions WHERE connection_id IN ({stable_sql})"
@@ -1052,6 +1054,7 @@ pub async fn run(plan: Plan, bin: &Path) -> anyhow::Result<Report> {
             }
             count(&pools["dwg"], "SELECT COUNT(*) FROM sync_work").await == 0
                 && count(&pools["ntf"], "SELECT COUNT(*) FROM emails WHERE sent_ms IS NULL").await == 0
+                && Nats::backlog(&nats_url).await.ok() == Some(0)
         }
     })
     .await
