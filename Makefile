@@ -14,6 +14,8 @@ run:
 ## Run every test: unit tests, and the suites on sqlite+inproc and postgres+nats.
 test:
 	@scripts/backends.sh
+	@# The trace suite runs services as processes of this binary.
+	$(CARGO) build -p connectability
 	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
 		$(CARGO) nextest run --workspace --no-fail-fast; \
 	else \

@@ -6,7 +6,15 @@ and checks the manifests against the code:
 - every service in services/ has a Deployment in every overlay;
 - every environment variable a service's containers set (env and envFrom ConfigMaps) is
   one its binary reads (`connectability serve <service> --help` lists them);
-- every gRPC probe names a health entry the service serves (its proto services) or none.
+- every gRPC probe names a health entry the service serves (its proto services) or none;
+- every service has a PodDisruptionBudget, and the sync services and notification a
+  HorizontalPodAutoscaler (except in `dev`, which runs one replica of each);
+- each service's NetworkPolicy lets in gRPC from exactly the services that call it, as the
+  Deployments' `*_URL` settings say (`DIRECTORY_URL: http://directory:50051`, …);
+- deploy/observability: the Grafana dashboard parses and every panel has a query, every
+  alert rule has a name, an expression and a summary, the alerts the runbook promises exist,
+  and every metric either file queries is documented in docs/observability.md (the metrics
+  suite checks that each is exported after a sync).
 
 Needs kubectl, kubernetes-validate (pip install kubernetes-validate) and the
 `connectability` binary (CONNECTABILITY_BIN, default the debug build in CARGO_TARGET_DIR).
@@ -23,8 +31,14 @@ import yaml
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 KUBERNETES_VERSION = "1.31.0"
-# Read by libraries rather than by our flags: tracing's filter, object_store's S3 credentials.
-LIBRARY_ENV = re.compile(r"^(RUST_LOG|AWS_[A-Z0-9_]+)$")
+# Read by libraries rather than by our flags: tracing's filter, object_store's S3
+# credentials, OpenTelemetry's exporter settings.
+LIBRARY_ENV = re.compile(r"^(RUST_LOG|AWS_[A-Z0-9_]+|OTEL_[A-Z0-9_]+)$")
+# Scaled on CPU by an HPA: the services whose work grows with the copies to make.
+AUTOSCALED = {"drawings-sync", "rfi-sync", "submittal-sync", "notification"}
+# Overlays that run one replica of everything (no HPA).
+SINGLE_REPLICA_OVERLAYS = {"dev"}
+METRIC = re.compile(r"\b((?:connectability|grpc_server)_[a-z0-9_]*[a-z0-9])\b")
 
 
 def binary() -> str:
@@ -73,6 +87,133 @@ CONTEXT = {
 }
 
 
+def selects(selector: dict, labels: dict) -> bool:
+    want = selector.get("matchLabels") or {}
+    return bool(want) and all(labels.get(k) == v for k, v in want.items())
+
+
+def pod_labels(deployment: dict) -> dict:
+    return deployment["spec"]["template"]["metadata"].get("labels") or {}
+
+
+def check_availability(overlay: str, objects: list, deployments: dict, svcs: list) -> list[str]:
+    failures = []
+    pdbs = [o for o in objects if o["kind"] == "PodDisruptionBudget"]
+    hpas = {
+        o["spec"]["scaleTargetRef"]["name"]
+        for o in objects
+        if o["kind"] == "HorizontalPodAutoscaler"
+        and o["spec"]["scaleTargetRef"]["kind"] == "Deployment"
+    }
+    for service in svcs:
+        deployment = deployments.get(service)
+        if deployment is None:
+            continue
+        if not any(selects(p["spec"].get("selector") or {}, pod_labels(deployment)) for p in pdbs):
+            failures.append(f"{overlay}: no PodDisruptionBudget selects {service}")
+        if overlay in SINGLE_REPLICA_OVERLAYS:
+            if service in hpas:
+                failures.append(f"{overlay}: runs one replica, yet {service} has an HPA")
+        elif service in AUTOSCALED and service not in hpas:
+            failures.append(f"{overlay}: no HorizontalPodAutoscaler for {service}")
+    return failures
+
+
+def check_network_policies(overlay: str, objects: list, deployments: dict, svcs: list) -> list[str]:
+    """The gRPC callers each policy admits are exactly the services whose `*_URL` names it."""
+    failures = []
+    callers: dict[str, set[str]] = {s: set() for s in svcs}
+    for caller in svcs:
+        deployment = deployments.get(caller)
+        if deployment is None:
+            continue
+        for c in deployment["spec"]["template"]["spec"].get("containers", []):
+            for e in c.get("env", []):
+                m = re.match(r"^https?://([a-z0-9-]+):50051/?$", str(e.get("value", "")))
+                if e["name"].endswith("_URL") and m and m.group(1) in callers:
+                    callers[m.group(1)].add(caller)
+    policies = [o for o in objects if o["kind"] == "NetworkPolicy"]
+    for service in svcs:
+        deployment = deployments.get(service)
+        if deployment is None:
+            continue
+        mine = [p for p in policies if selects(p["spec"].get("podSelector") or {}, pod_labels(deployment))]
+        if not mine:
+            failures.append(f"{overlay}: no NetworkPolicy selects {service}")
+            continue
+        admitted: set[str] = set()
+        for p in mine:
+            for rule in p["spec"].get("ingress", []):
+                ports = {str(port.get("port")) for port in rule.get("ports", [])}
+                if not ports & {"grpc", "50051"}:
+                    continue
+                for peer in rule.get("from", []):
+                    app = ((peer.get("podSelector") or {}).get("matchLabels") or {}).get(
+                        "app.kubernetes.io/name"
+                    )
+                    if app and "namespaceSelector" not in peer:
+                        admitted.add(app)
+        if admitted != callers[service]:
+            failures.append(
+                f"{overlay}: {service}'s NetworkPolicy admits gRPC from {sorted(admitted)}, "
+                f"but the services that call it are {sorted(callers[service])}"
+            )
+    return failures
+
+
+def check_observability() -> list[str]:
+    import json
+
+    failures = []
+    directory = ROOT / "deploy" / "observability"
+    documented = set(METRIC.findall((ROOT / "docs" / "observability.md").read_text()))
+    queried: dict[str, set[str]] = {}
+    try:
+        dashboard = json.loads((directory / "dashboard.json").read_text())
+    except (OSError, ValueError) as e:
+        return [f"deploy/observability/dashboard.json: {e}"]
+    exprs = []
+    for panel in dashboard.get("panels", []):
+        targets = [t.get("expr", "") for t in panel.get("targets", []) if t.get("expr")]
+        if not targets:
+            failures.append(f"dashboard.json: panel {panel.get('title')!r} has no query")
+        exprs += targets
+    queried["dashboard.json"] = set(METRIC.findall("\n".join(exprs)))
+    try:
+        rules = yaml.safe_load((directory / "alerts.yaml").read_text())
+    except (OSError, yaml.YAMLError) as e:
+        return failures + [f"deploy/observability/alerts.yaml: {e}"]
+    alerts = {}
+    for group in rules.get("groups", []):
+        for rule in group.get("rules", []):
+            name = rule.get("alert")
+            if not name or not rule.get("expr") or not (rule.get("annotations") or {}).get("summary"):
+                failures.append(f"alerts.yaml: rule {rule!r} needs alert, expr and annotations.summary")
+                continue
+            alerts[name] = str(rule["expr"])
+    queried["alerts.yaml"] = set(METRIC.findall("\n".join(alerts.values())))
+    promised = {
+        "ConnectabilityDeadLetters": ("connectability_dead_letters", "> 0"),
+        "ConnectabilitySyncLagHigh": ("connectability_sync_lag_seconds", "> 300"),
+        "ConnectabilityOutboxStuck": ("connectability_outbox_oldest_age_seconds", "> 60"),
+    }
+    for name, (metric, threshold) in promised.items():
+        expr = alerts.get(name, "")
+        if metric not in expr or threshold not in expr:
+            failures.append(f"alerts.yaml: {name} should alert on {metric} {threshold}")
+    for file, names in queried.items():
+        families = {re.sub(r"_(bucket|sum|count)$", "", n) for n in names}
+        for n in sorted(families - documented):
+            failures.append(f"{file} queries {n}, which docs/observability.md does not list")
+    print(
+        f"deploy-check: observability: {len(dashboard.get('panels', []))} panels, "
+        f"{len(alerts)} alerts, {len(set().union(*queried.values()))} metrics queried, all documented"
+        if not failures
+        else "deploy-check: observability: problems found"
+    )
+    return failures
+
+
 def main() -> int:
     failures: list[str] = []
     svcs = services()
@@ -112,6 +253,8 @@ def main() -> int:
         deployments = {
             o["metadata"]["name"]: o for o in objects if o["kind"] == "Deployment"
         }
+        failures += check_availability(name, objects, deployments, svcs)
+        failures += check_network_policies(name, objects, deployments, svcs)
         for service in svcs:
             deployment = deployments.get(service)
             if deployment is None:
@@ -137,6 +280,7 @@ def main() -> int:
                             f"{name}: {service}/{c['name']} {probe} asks health of {grpc['service']}, which {service} does not serve ({sorted(own)})"
                         )
         print(f"deploy-check: {name}: {len(objects)} objects rendered and checked")
+    failures += check_observability()
     for f in failures:
         print(f"deploy-check: FAIL: {f}", file=sys.stderr)
     if failures:

@@ -5,3 +5,4 @@ pub mod chaos;
 pub mod fanout;
 pub mod grpc;
 pub mod json_rpc;
+pub mod otlp;

@@ -10,6 +10,7 @@ mod bus;
 mod envelope;
 mod inproc;
 mod nats;
+pub mod trace;
 
 use std::sync::Arc;
 

@@ -3,14 +3,14 @@
 
 use std::time::Duration;
 
-use connectability_auth::BearerToken;
+use crate::telemetry::ServiceCall;
 use connectability_proto::directory::v1::{
     self as pb, PermissionLevel, ProjectAccess, ToolPermissions,
     directory_service_client::DirectoryServiceClient,
 };
 use tonic::{Code, Request, Status, service::interceptor::InterceptedService, transport::Channel};
 
-type Client = DirectoryServiceClient<InterceptedService<Channel, BearerToken>>;
+type Client = DirectoryServiceClient<InterceptedService<Channel, ServiceCall>>;
 
 /// A lazily connecting channel to another service, e.g. `http://directory:50051`.
 pub fn channel(url: &str) -> anyhow::Result<Channel> {
@@ -50,7 +50,7 @@ impl DirectoryGateway {
     pub fn new(channel: Channel, service_token: &str, cache_ttl: Duration) -> Self {
         let client = DirectoryServiceClient::new(InterceptedService::new(
             channel.clone(),
-            BearerToken::new(service_token),
+            ServiceCall::new(service_token),
         ));
         let cache = |_: ()| !cache_ttl.is_zero();
         Self {
@@ -193,6 +193,7 @@ impl DirectoryGateway {
             });
             req.metadata_mut()
                 .insert("authorization", authorization.clone());
+            crate::telemetry::inject_traceparent(&mut req);
             let page = found(client.list_projects(req).await)?.unwrap_or_default();
             projects.extend(page.projects);
             if page.next_page_token.is_empty() {

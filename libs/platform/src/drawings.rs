@@ -2,7 +2,7 @@
 //! identity: revision counts for the connection manager (C17), and a linked revision's file
 //! for rfi-sync (an RFI's linked drawings PDF).
 
-use connectability_auth::BearerToken;
+use crate::telemetry::ServiceCall;
 use connectability_proto::drawings::v1::{
     DownloadRevisionFileRequest, File, GetPublishedRevisionCountRequest, PublishedRevisionCount,
     download_file_response::Part, drawing_service_client::DrawingServiceClient,
@@ -11,7 +11,7 @@ use tonic::{Code, Status, service::interceptor::InterceptedService, transport::C
 
 #[derive(Clone)]
 pub struct DrawingsGateway {
-    client: DrawingServiceClient<InterceptedService<Channel, BearerToken>>,
+    client: DrawingServiceClient<InterceptedService<Channel, ServiceCall>>,
 }
 
 fn unavailable(s: Status) -> Status {
@@ -24,7 +24,7 @@ impl DrawingsGateway {
         Self {
             client: DrawingServiceClient::new(InterceptedService::new(
                 channel,
-                BearerToken::new(service_token),
+                ServiceCall::new(service_token),
             ))
             .max_decoding_message_size(usize::MAX),
         }

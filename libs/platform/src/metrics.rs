@@ -1,5 +1,7 @@
-//! Prometheus metrics: a tower layer that counts and times every gRPC call, and a small HTTP
-//! server for `GET /metrics`.
+//! Prometheus metrics: a tower layer that counts and times every gRPC call, gauges read
+//! from the database when scraped ([`Sampler`]), and a small HTTP server for `GET /metrics`.
+//! Counters the libraries keep (copies, redeliveries, emails) live in the process's default
+//! registry and are served beside these. docs/observability.md lists every metric.
 
 use std::{
     convert::Infallible,
@@ -16,12 +18,20 @@ use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder,
 };
 
+/// Sets gauges from the current state (a database count, say) just before a scrape, so they
+/// cost nothing when nobody looks and are never stale when someone does.
+#[async_trait::async_trait]
+pub trait Sampler: Send + Sync + 'static {
+    async fn sample(&self);
+}
+
 /// The process's metrics. Cheap to clone.
 #[derive(Clone)]
 pub struct Metrics {
     registry: Registry,
     handled: IntCounterVec,
     latency: HistogramVec,
+    samplers: Arc<std::sync::Mutex<Vec<Arc<dyn Sampler>>>>,
 }
 
 impl Metrics {
@@ -53,26 +63,48 @@ impl Metrics {
             registry,
             handled,
             latency,
+            samplers: Arc::default(),
         }
+    }
+
+    /// Runs `sampler` before every scrape.
+    pub fn add_sampler(&self, sampler: Arc<dyn Sampler>) {
+        self.samplers.lock().unwrap().push(sampler);
     }
 
     pub fn registry(&self) -> &Registry {
         &self.registry
     }
 
-    /// The text exposition format.
+    /// The text exposition format: this server's metrics and the process's default registry.
     pub fn render(&self) -> String {
+        let mut families = self.registry.gather();
+        families.extend(prometheus::gather());
         let mut buf = Vec::new();
-        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
+        let _ = TextEncoder::new().encode(&families, &mut buf);
         String::from_utf8(buf).unwrap_or_default()
     }
 
-    /// Serves `GET /metrics` until the task is dropped.
+    /// What `GET /metrics` answers: every sampler run, then [`Metrics::render`].
+    pub async fn scrape(&self) -> String {
+        let samplers = self.samplers.lock().unwrap().clone();
+        futures::future::join_all(samplers.iter().map(|s| s.sample())).await;
+        self.render()
+    }
+
+    /// Serves `GET /metrics` on `addr` until the task is dropped.
     pub async fn serve(self, addr: SocketAddr) -> anyhow::Result<tokio::task::JoinHandle<()>> {
         let listener = tokio::net::TcpListener::bind(addr).await?;
-        tracing::info!(addr = %listener.local_addr()?, "metrics on /metrics");
+        Ok(self.serve_on(listener))
+    }
+
+    /// Serves `GET /metrics` on `listener` until the task is dropped.
+    pub fn serve_on(self, listener: tokio::net::TcpListener) -> tokio::task::JoinHandle<()> {
+        if let Ok(addr) = listener.local_addr() {
+            tracing::info!(%addr, "metrics on /metrics");
+        }
         let metrics = Arc::new(self);
-        Ok(tokio::spawn(async move {
+        tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     continue;
@@ -85,7 +117,7 @@ impl Metrics {
                             let resp = if req.uri().path() == "/metrics" {
                                 Response::builder()
                                     .header("content-type", "text/plain; version=0.0.4")
-                                    .body(Full::new(Bytes::from(metrics.render())))
+                                    .body(Full::new(Bytes::from(metrics.scrape().await)))
                             } else {
                                 Response::builder()
                                     .status(404)
@@ -99,7 +131,7 @@ impl Metrics {
                         .await;
                 });
             }
-        }))
+        })
     }
 }
 
@@ -175,5 +207,68 @@ where
                 .inc();
             result
         })
+    }
+}
+
+/// Gauges of a service's stored event state, read at scrape time: the outbox's unsent
+/// events and the age of the oldest, and the dead letters per consumer.
+pub struct StoreSampler {
+    pub service: &'static str,
+    pub db: connectability_store::Db,
+}
+
+struct StoreGauges {
+    outbox_pending: prometheus::IntGaugeVec,
+    outbox_age: prometheus::GaugeVec,
+    dead_letters: prometheus::IntGaugeVec,
+}
+
+static STORE_GAUGES: std::sync::LazyLock<StoreGauges> = std::sync::LazyLock::new(|| {
+    use prometheus::{register_gauge_vec, register_int_gauge_vec};
+    StoreGauges {
+        outbox_pending: register_int_gauge_vec!(
+            "connectability_outbox_pending",
+            "Events committed to the outbox and not yet published, by service",
+            &["service"]
+        )
+        .expect("registered once"),
+        outbox_age: register_gauge_vec!(
+            "connectability_outbox_oldest_age_seconds",
+            "Age of the oldest unpublished outbox event (0 when none), by service",
+            &["service"]
+        )
+        .expect("registered once"),
+        dead_letters: register_int_gauge_vec!(
+            "connectability_dead_letters",
+            "Dead letters waiting for an operator (`connectability dead-letters list`), by service",
+            &["service"]
+        )
+        .expect("registered once"),
+    }
+});
+
+#[async_trait::async_trait]
+impl Sampler for StoreSampler {
+    async fn sample(&self) {
+        let g = &*STORE_GAUGES;
+        match connectability_store::outbox::backlog(&self.db).await {
+            Ok((pending, oldest_ms)) => {
+                g.outbox_pending
+                    .with_label_values(&[self.service])
+                    .set(pending);
+                let age_ms = oldest_ms.map_or(0, |t| (connectability_store::now_ms() - t).max(0));
+                g.outbox_age
+                    .with_label_values(&[self.service])
+                    .set(age_ms as f64 / 1000.0);
+            }
+            Err(e) => tracing::warn!(error = %e, "metrics: outbox not readable"),
+        }
+        match connectability_store::inbox::dead_letter_counts(&self.db).await {
+            Ok(counts) => g
+                .dead_letters
+                .with_label_values(&[self.service])
+                .set(counts.iter().map(|(_, n)| n).sum()),
+            Err(e) => tracing::warn!(error = %e, "metrics: dead letters not readable"),
+        }
     }
 }

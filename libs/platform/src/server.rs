@@ -84,10 +84,21 @@ impl GrpcServer {
         self
     }
 
-    /// Runs an outbox relay for as long as the server runs.
-    pub fn add_relay(&mut self, relay: Relay) -> &mut Self {
+    /// Runs `service`'s outbox relay for as long as the server runs, and reports its outbox
+    /// and dead letters in the metrics.
+    pub fn add_relay(&mut self, service: &'static str, relay: Relay) -> &mut Self {
+        self.metrics
+            .add_sampler(std::sync::Arc::new(crate::metrics::StoreSampler {
+                service,
+                db: relay.db().clone(),
+            }));
         self.relays.push(relay);
         self
+    }
+
+    /// The server's metrics, for a service to add its own samplers.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 
     /// Runs `task` beside the server; its argument turns true once in-flight calls have
@@ -150,7 +161,14 @@ impl GrpcServer {
             // The caller's `grpc-timeout` applies when shorter; this caps every call.
             .timeout(MAX_CALL_DURATION)
             .trace_fn(|req| {
-                let span = tracing::info_span!("grpc", method = %req.uri().path());
+                // Named `package.Service/Method`, as OpenTelemetry's RPC conventions have it.
+                let method = req.uri().path();
+                let span = tracing::info_span!(
+                    "grpc",
+                    otel.name = %method.trim_start_matches('/'),
+                    otel.kind = "server",
+                    method = %method
+                );
                 crate::telemetry::set_parent_from(
                     &span,
                     req.headers()

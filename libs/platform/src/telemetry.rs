@@ -2,11 +2,8 @@
 //! `OTEL_EXPORTER_OTLP_ENDPOINT` is set). W3C trace context crosses gRPC metadata and event
 //! headers.
 
-use std::collections::HashMap;
-
-use opentelemetry::{propagation::TextMapPropagator, trace::TracerProvider as _};
+use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::{Resource, propagation::TraceContextPropagator, trace::SdkTracerProvider};
-use tracing_opentelemetry::OpenTelemetrySpanExt;
 use tracing_subscriber::{EnvFilter, layer::SubscriberExt, util::SubscriberInitExt};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -79,19 +76,30 @@ fn otlp_provider(service_name: &str, endpoint: &str) -> anyhow::Result<SdkTracer
         .build())
 }
 
-/// The current span's W3C `traceparent`, to carry into events and outgoing calls.
-pub fn current_traceparent() -> Option<String> {
-    let context = tracing::Span::current().context();
-    let mut carrier = HashMap::new();
-    TraceContextPropagator::new().inject_context(&context, &mut carrier);
-    carrier.remove("traceparent")
+pub use connectability_events::trace::{current_traceparent, set_parent_from};
+
+/// Inserts the current span's `traceparent` into an outgoing request's metadata.
+pub fn inject_traceparent<T>(req: &mut tonic::Request<T>) {
+    if let Some(tp) = current_traceparent().and_then(|tp| tp.parse().ok()) {
+        req.metadata_mut().insert("traceparent", tp);
+    }
 }
 
-/// Makes `span` a child of the trace named by a `traceparent` header, if any.
-pub fn set_parent_from(span: &tracing::Span, traceparent: Option<&str>) {
-    if let Some(tp) = traceparent {
-        let carrier = HashMap::from([("traceparent".to_string(), tp.to_string())]);
-        let context = TraceContextPropagator::new().extract(&carrier);
-        let _ = span.set_parent(context);
+/// The interceptor on every service-to-service client: the calling service's token and the
+/// caller's trace context, so the callee's spans join the caller's trace.
+#[derive(Clone)]
+pub struct ServiceCall(connectability_auth::BearerToken);
+
+impl ServiceCall {
+    pub fn new(service_token: &str) -> Self {
+        Self(connectability_auth::BearerToken::new(service_token))
+    }
+}
+
+impl tonic::service::Interceptor for ServiceCall {
+    fn call(&mut self, req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        let mut req = tonic::service::Interceptor::call(&mut self.0, req)?;
+        inject_traceparent(&mut req);
+        Ok(req)
     }
 }

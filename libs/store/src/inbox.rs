@@ -10,7 +10,7 @@ use connectability_events::{
 };
 use sqlx::Row;
 
-use crate::{Db, Tx, now_ms};
+use crate::{Db, Tx, metrics, now_ms};
 
 /// A consumer's effect, applied inside the inbox transaction.
 #[async_trait]
@@ -47,9 +47,13 @@ pub enum Applied {
 
 impl InboxConsumer {
     pub fn new(db: Db, consumer: impl Into<String>, handler: Arc<dyn InboxHandler>) -> Self {
+        let consumer = consumer.into();
+        // The consumer's series exist from the start, so a rate reads 0 rather than nothing.
+        metrics::REDELIVERIES.with_label_values(&[consumer.as_str()]);
+        metrics::DEAD_LETTERED.with_label_values(&[consumer.as_str()]);
         Self {
             db,
-            consumer: consumer.into(),
+            consumer,
             handler,
         }
     }
@@ -114,7 +118,27 @@ pub fn is_dependency_failure(error: &anyhow::Error) -> bool {
 #[async_trait]
 impl EventHandler for InboxConsumer {
     async fn handle(&self, delivery: &Delivery) -> anyhow::Result<()> {
-        self.apply(&delivery.envelope)
+        use tracing::Instrument as _;
+        let event = &delivery.envelope;
+        if !self.handler.wants(event) {
+            return Ok(());
+        }
+        if delivery.attempt > 1 {
+            metrics::REDELIVERIES
+                .with_label_values(&[self.consumer.as_str()])
+                .inc();
+        }
+        // The handler's work (and what it calls and raises) joins the event's trace.
+        let span = tracing::info_span!(
+            "event",
+            otel.name = %format!("handle {}", event.event_type.rsplit('.').next().unwrap_or_default()),
+            consumer = %self.consumer,
+            event_type = %event.event_type,
+            event_id = %event.id,
+        );
+        connectability_events::trace::set_parent_from(&span, event.traceparent.as_deref());
+        self.apply(event)
+            .instrument(span)
             .await
             .map(|_| ())
             .map_err(|e| {
@@ -149,6 +173,9 @@ impl EventHandler for InboxConsumer {
         .bind(now_ms())
         .execute(self.db.pool())
         .await?;
+        metrics::DEAD_LETTERED
+            .with_label_values(&[self.consumer.as_str()])
+            .inc();
         Ok(())
     }
 }
@@ -254,6 +281,13 @@ pub struct DeadLetter {
     pub error: String,
     pub attempts: i64,
     pub created_ms: i64,
+}
+
+/// Dead letters per consumer (for metrics).
+pub async fn dead_letter_counts(db: &Db) -> Result<Vec<(String, i64)>, sqlx::Error> {
+    sqlx::query_as("SELECT consumer, COUNT(*) FROM dead_letters GROUP BY consumer")
+        .fetch_all(db.pool())
+        .await
 }
 
 /// Dead letters, oldest first, optionally of one consumer.

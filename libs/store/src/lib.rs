@@ -8,6 +8,7 @@
 
 mod db;
 pub mod inbox;
+pub mod metrics;
 pub mod outbox;
 pub mod request_ids;
 pub mod table;

@@ -91,6 +91,13 @@ pub async fn unsent_count(db: &Db) -> Result<i64, sqlx::Error> {
         .await
 }
 
+/// Events not yet sent, and when the oldest of them happened (for metrics).
+pub async fn backlog(db: &Db) -> Result<(i64, Option<i64>), sqlx::Error> {
+    sqlx::query_as("SELECT COUNT(*), MIN(time_ms) FROM outbox WHERE sent_ms IS NULL")
+        .fetch_one(db.pool())
+        .await
+}
+
 /// Wakes the relay right after a commit, instead of at its next poll.
 #[derive(Clone, Default)]
 pub struct RelayWaker(Arc<Notify>);
@@ -122,6 +129,11 @@ pub struct Relay {
 }
 
 impl Relay {
+    /// The database whose outbox it relays.
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
     pub fn new(db: Db, bus: Arc<dyn EventBus>) -> Self {
         Self {
             db,

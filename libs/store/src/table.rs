@@ -13,6 +13,8 @@ pub enum V {
     T(String),
     I(i64),
     N(Option<i64>),
+    /// Text or NULL.
+    NT(Option<String>),
 }
 
 /// Inserts many rows with as few statements as the databases' bind limits allow.
@@ -53,6 +55,7 @@ pub async fn insert_many(
                     V::T(s) => q.bind(s.clone()),
                     V::I(i) => q.bind(*i),
                     V::N(n) => q.bind(*n),
+                    V::NT(t) => q.bind(t.clone()),
                 };
             }
         }
@@ -190,6 +193,7 @@ pub async fn update_if_version<T: Table>(
             V::T(s) => q.bind(s),
             V::I(i) => q.bind(i),
             V::N(n) => q.bind(n),
+            V::NT(t) => q.bind(t),
         };
     }
     let n = q

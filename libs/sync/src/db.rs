@@ -177,6 +177,24 @@ pub async fn backfilling(conn: &mut AnyConnection) -> Result<Vec<SyncRow>> {
     .await
 }
 
+/// Every connection not stopped (for metrics).
+pub async fn running(conn: &mut AnyConnection) -> Result<Vec<SyncRow>> {
+    fetch(
+        conn,
+        format!("SELECT {SYNC_COLUMNS} FROM sync_connections WHERE state <> 3"),
+        &[],
+        SyncRow::read,
+    )
+    .await
+}
+
+/// When the oldest change still queued for each connection happened (for metrics).
+pub async fn oldest_work(conn: &mut AnyConnection) -> Result<Vec<(String, i64)>> {
+    sqlx::query_as("SELECT connection_id, MIN(event_ms) FROM sync_work GROUP BY connection_id")
+        .fetch_all(conn)
+        .await
+}
+
 /// Starts (or restarts) a connection's backfill.
 pub async fn start_sync(conn: &mut AnyConnection, s: &SyncRow) -> Result<()> {
     sqlx::query(
@@ -299,6 +317,8 @@ pub struct WorkRow {
     pub action_id: String,
     /// When the event happened: changes before the connection started belong to its backfill.
     pub event_ms: i64,
+    /// The trace of the event handling that queued it: the copy joins that trace.
+    pub traceparent: Option<String>,
 }
 
 impl WorkRow {
@@ -314,6 +334,7 @@ impl WorkRow {
                 .collect(),
             action_id: r.try_get("action_id")?,
             event_ms: r.try_get("event_ms")?,
+            traceparent: r.try_get("traceparent")?,
         })
     }
 }
@@ -333,6 +354,7 @@ pub async fn enqueue_work(conn: &mut AnyConnection, items: &[WorkRow]) -> Result
                 V::I(w.event_ms),
                 V::T(String::new()),
                 V::I(0),
+                V::NT(w.traceparent.clone()),
             ]
         })
         .collect();
@@ -347,6 +369,7 @@ pub async fn enqueue_work(conn: &mut AnyConnection, items: &[WorkRow]) -> Result
             "event_ms",
             "claimed_by",
             "claim_ms",
+            "traceparent",
         ],
         &rows,
     )
@@ -361,7 +384,7 @@ pub async fn claimable_work(
     limit: i64,
 ) -> Result<Vec<WorkRow>> {
     let sql = format!(
-        "SELECT w.id, w.connection_id, w.record_ids, w.action_id, w.event_ms FROM sync_work w
+        "SELECT w.id, w.connection_id, w.record_ids, w.action_id, w.event_ms, w.traceparent FROM sync_work w
          WHERE (w.claimed_by = '' OR w.claim_ms < {stale_before})
            AND NOT EXISTS (SELECT 1 FROM sync_work p WHERE p.connection_id = w.connection_id AND p.id < w.id)
          ORDER BY w.id LIMIT {limit}"

@@ -20,6 +20,7 @@
 //! state, so a repeated or reordered event changes nothing.
 
 pub mod db;
+pub mod metrics;
 pub mod status;
 
 use std::{sync::Arc, time::Duration};
@@ -291,6 +292,7 @@ pub async fn apply_tool_event<T: SyncedTool>(
     let Some(change) = tool.changed(e)? else {
         return Ok(());
     };
+    let traceparent = connectability_platform::telemetry::current_traceparent();
     let work: Vec<db::WorkRow> = db::syncs_from(tx, &change.project_id)
         .await?
         .into_iter()
@@ -300,6 +302,7 @@ pub async fn apply_tool_event<T: SyncedTool>(
             record_ids: change.record_ids.clone(),
             action_id: change.action_id.clone().unwrap_or_default(),
             event_ms: e.time_ms,
+            traceparent: traceparent.clone(),
         })
         .collect();
     // The workers are woken once this commits (`after_commit`); they also poll.
@@ -428,9 +431,24 @@ async fn apply_work<T: SyncedTool>(
     let mut out = Vec::new();
     for (record_ids, members) in groups {
         let group: Vec<SyncRow> = members.iter().map(|(_, s)| (*s).clone()).collect();
-        let copied = tool
-            .reconcile_many(&mut tx, &group, record_ids, now)
-            .await?;
+        // One change's copies join the trace of the event that queued them; so do the
+        // events they raise.
+        let span = tracing::info_span!(
+            "copy",
+            context = T::CONTEXT,
+            connections = group.len(),
+            records = record_ids.len()
+        );
+        connectability_platform::telemetry::set_parent_from(
+            &span,
+            members[0].0.traceparent.as_deref(),
+        );
+        let copied = tracing::Instrument::instrument(
+            tool.reconcile_many(&mut tx, &group, record_ids, now),
+            span.clone(),
+        )
+        .await?;
+        let _in_copy_span = span.enter();
         anyhow::ensure!(
             copied.len() == group.len(),
             "reconcile_many answered for {} of {} connections",
@@ -457,6 +475,10 @@ async fn apply_work<T: SyncedTool>(
             out.extend(tool.announce(s, &change, &copied, live));
         }
     }
+    let copied_items: i64 = counts
+        .iter()
+        .map(|((items, _, _), ids)| items * ids.len() as i64)
+        .sum();
     // Connections that copied the same amounts are counted by one statement.
     for ((items, records, live), ids) in counts {
         db::count_copies(&mut tx, &ids, items, records, live, now).await?;
@@ -469,6 +491,9 @@ async fn apply_work<T: SyncedTool>(
     }
     outbox::enqueue(&mut tx, &out).await?;
     tx.commit().await?;
+    metrics::COPIES
+        .with_label_values(&[T::CONTEXT])
+        .inc_by(copied_items.max(0) as u64);
     parts.relay.wake();
     Ok(())
 }
@@ -530,6 +555,9 @@ pub async fn backfill_once<T: SyncedTool>(tool: &T) -> anyhow::Result<()> {
             )
             .await?;
             tx.commit().await?;
+            metrics::COPIES
+                .with_label_values(&[T::CONTEXT])
+                .inc_by(copied.items.max(0) as u64);
             s.backfill_cursor = last;
         }
     }
@@ -584,6 +612,12 @@ impl<T: SyncedTool> Workers<T> {
     /// Runs the backfill worker and the copy workers, and stops the consumers with `server`.
     pub fn mount(self, server: &mut connectability_platform::GrpcServer) {
         let core = self.core;
+        server
+            .metrics()
+            .add_sampler(Arc::new(metrics::SyncSampler::new(
+                T::CONTEXT,
+                core.parts().db.clone(),
+            )));
         // SQLite has one writer: more workers would only queue on its lock.
         let workers = match core.parts().db.backend() {
             connectability_store::Backend::Sqlite => 1,

@@ -127,10 +127,16 @@ impl TestEnv {
 
     /// A new, empty database named after `name` (not yet migrated).
     pub async fn fresh_db(&self, name: &str) -> Db {
+        Db::connect(&self.fresh_db_url(name).await)
+            .await
+            .expect("test database")
+    }
+
+    /// Creates a new, empty database named after `name` and returns its URL (for services
+    /// run as processes).
+    pub async fn fresh_db_url(&self, name: &str) -> String {
         match &self.backend {
-            Backend::Embedded => Db::connect(&format!("sqlite://{}/{name}.db", self.dir.display()))
-                .await
-                .expect("sqlite"),
+            Backend::Embedded => format!("sqlite://{}/{name}.db", self.dir.display()),
             Backend::Production { database_url, .. } => {
                 let admin = Db::connect(database_url)
                     .await
@@ -142,9 +148,7 @@ impl TestEnv {
                     .await
                     .expect("create test database");
                 admin.close().await;
-                Db::connect(&replace_db_name(database_url, &db_name))
-                    .await
-                    .expect("test database")
+                replace_db_name(database_url, &db_name)
             }
         }
     }

@@ -55,7 +55,7 @@ impl ConnectionManager {
 
     /// Mounts the gRPC service (with the configured message-size limits) and its relay.
     pub fn mount(self, server: &mut GrpcServer, max_message_bytes: usize) {
-        server.add_relay(self.relay);
+        server.add_relay(NAME, self.relay);
         server.add_service(
             ConnectionServiceServer::new(self.api)
                 .max_decoding_message_size(max_message_bytes)

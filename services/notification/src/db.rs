@@ -81,6 +81,8 @@ pub struct NewNotification<'a> {
     pub connection_id: &'a str,
     pub email: &'a str,
     pub now_ms: i64,
+    /// The trace of the event that caused it; sending the email joins it.
+    pub traceparent: Option<&'a str>,
 }
 
 /// Records it unless this recipient already has it for this event (N8). Returns whether
@@ -107,8 +109,8 @@ pub async fn add_notification(conn: &mut AnyConnection, n: &NewNotification<'_>)
         return Ok(inserted == 1);
     }
     sqlx::query(
-        "INSERT INTO emails (id, to_address, subject, text_body, html_body, attempts, next_attempt_ms, sent_ms, last_error, create_ms)
-         VALUES ($1, $2, $3, $4, $5, 0, $6, NULL, '', $6)",
+        "INSERT INTO emails (id, to_address, subject, text_body, html_body, attempts, next_attempt_ms, sent_ms, last_error, create_ms, traceparent)
+         VALUES ($1, $2, $3, $4, $5, 0, $6, NULL, '', $6, $7)",
     )
     .bind(n.id)
     .bind(n.email)
@@ -116,6 +118,7 @@ pub async fn add_notification(conn: &mut AnyConnection, n: &NewNotification<'_>)
     .bind(n.body)
     .bind(n.html)
     .bind(n.now_ms)
+    .bind(n.traceparent)
     .execute(conn)
     .await?;
     Ok(true)
@@ -192,11 +195,12 @@ pub struct Email {
     pub text_body: String,
     pub html_body: String,
     pub attempts: i64,
+    pub traceparent: Option<String>,
 }
 
 pub async fn due_emails(conn: &mut AnyConnection, now_ms: i64, limit: i64) -> Result<Vec<Email>> {
     let rows = sqlx::query(AssertSqlSafe(format!(
-        "SELECT id, to_address, subject, text_body, html_body, attempts FROM emails
+        "SELECT id, to_address, subject, text_body, html_body, attempts, traceparent FROM emails
          WHERE sent_ms IS NULL AND next_attempt_ms <= $1 ORDER BY create_ms, id LIMIT {limit}"
     )))
     .bind(now_ms)
@@ -211,6 +215,7 @@ pub async fn due_emails(conn: &mut AnyConnection, now_ms: i64, limit: i64) -> Re
                 text_body: r.try_get("text_body")?,
                 html_body: r.try_get("html_body")?,
                 attempts: r.try_get("attempts")?,
+                traceparent: r.try_get("traceparent")?,
             })
         })
         .collect()

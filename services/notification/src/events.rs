@@ -273,6 +273,7 @@ impl InboxHandler for NotificationEvents {
                     .map(|u| u.email)
                     .unwrap_or_default();
                 let id = Id::generate("ntf").to_string();
+                let traceparent = connectability_platform::telemetry::current_traceparent();
                 db::add_notification(
                     tx,
                     &db::NewNotification {
@@ -287,6 +288,7 @@ impl InboxHandler for NotificationEvents {
                         connection_id: &f.connection_id,
                         email: &email,
                         now_ms: now,
+                        traceparent: traceparent.as_deref(),
                     },
                 )
                 .await?;

@@ -123,6 +123,13 @@ impl Notification {
 
     pub fn mount(self, server: &mut GrpcServer, max_message_bytes: usize) {
         let outgoing = self.outgoing;
+        // No relay (it raises no events), but consumers that may dead-letter.
+        server
+            .metrics()
+            .add_sampler(Arc::new(connectability_platform::metrics::StoreSampler {
+                service: NAME,
+                db: outgoing.db.clone(),
+            }));
         server.add_task(move |stop| outgoing.run(stop));
         for sub in self.subscriptions {
             server.add_task(move |stop| async move {

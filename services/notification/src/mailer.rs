@@ -61,6 +61,16 @@ impl Mailer {
     }
 }
 
+/// Send attempts by outcome (`sent`, `failed`): failures are retried with backoff.
+static EMAILS: std::sync::LazyLock<prometheus::IntCounterVec> = std::sync::LazyLock::new(|| {
+    prometheus::register_int_counter_vec!(
+        "connectability_email_sends_total",
+        "Email send attempts by outcome (sent, failed)",
+        &["outcome"]
+    )
+    .expect("registered once")
+});
+
 /// How long a replica holds an email it is sending: longer than any send can take (every
 /// SMTP command times out after [`SMTP_TIMEOUT`]); a replica that dies holding it leaves the
 /// email to be sent again after this.
@@ -88,6 +98,10 @@ impl Outgoing {
         from: &str,
         max_backoff: Duration,
     ) -> anyhow::Result<Self> {
+        // Both series exist from the start, so a rate reads 0 rather than nothing.
+        for outcome in ["sent", "failed"] {
+            EMAILS.with_label_values(&[outcome]);
+        }
         Ok(Self {
             db,
             mailer: Mailer::new(smtp_url, dir)?,
@@ -120,11 +134,19 @@ impl Outgoing {
             {
                 continue;
             }
-            match self.mailer.send(&self.from, &email).await {
+            let span = tracing::info_span!("send email", email = %email.id);
+            connectability_platform::telemetry::set_parent_from(
+                &span,
+                email.traceparent.as_deref(),
+            );
+            let result =
+                tracing::Instrument::instrument(self.mailer.send(&self.from, &email), span).await;
+            match result {
                 Ok(()) => {
                     // On the connection already in hand: the gap between the server accepting
                     // the message and this mark is the one window in which a crash sends it
                     // twice (SMTP has no idempotency key), so nothing else waits in it.
+                    EMAILS.with_label_values(&["sent"]).inc();
                     if let Err(e) = db::email_sent(&mut conn, &email.id, now_ms()).await {
                         // The server has the message: keep trying to record that, or it goes
                         // out again once the lease ends (the database restarting, say).
@@ -135,6 +157,7 @@ impl Outgoing {
                     sent += 1;
                 }
                 Err(e) => {
+                    EMAILS.with_label_values(&["failed"]).inc();
                     tracing::warn!(email = %email.id, attempt = email.attempts + 1, error = %e, "email not sent; will retry");
                     let next = now_ms() + self.backoff_ms(email.attempts);
                     db::email_failed(&mut conn, &email.id, &e.to_string(), next).await?;

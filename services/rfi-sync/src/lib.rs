@@ -81,7 +81,7 @@ impl RfiSync {
 
     /// Mounts the gRPC service, its relay, consumers and backfill worker on `server`.
     pub fn mount(self, server: &mut GrpcServer, max_message_bytes: usize) {
-        server.add_relay(self.relay);
+        server.add_relay(NAME, self.relay);
         self.workers.mount(server);
         server.add_service(
             RfiServiceServer::new(self.api)

@@ -78,7 +78,7 @@ impl SubmittalSync {
 
     /// Mounts the gRPC service, its relay, consumers and backfill worker on `server`.
     pub fn mount(self, server: &mut GrpcServer, max_message_bytes: usize) {
-        server.add_relay(self.relay);
+        server.add_relay(NAME, self.relay);
         self.workers.mount(server);
         server.add_service(
             SubmittalServiceServer::new(self.api)
