@@ -6,3 +6,23 @@ pub mod fanout;
 pub mod grpc;
 pub mod json_rpc;
 pub mod otlp;
+
+/// The `connectability` binary: `CONNECTABILITY_BIN`, else beside this test's directory
+/// (`make test` builds it first).
+pub fn connectability_bin() -> std::path::PathBuf {
+    if let Ok(bin) = std::env::var("CONNECTABILITY_BIN") {
+        return bin.into();
+    }
+    let exe = std::env::current_exe().expect("test executable path");
+    let bin = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target/<profile>/deps")
+        .join("connectability");
+    assert!(
+        bin.exists(),
+        "{} is missing: `cargo build -p connectability` (make test does) or set CONNECTABILITY_BIN",
+        bin.display()
+    );
+    bin
+}

@@ -6,6 +6,7 @@
 //! - `token --user <id>`: a dev token (HS256).
 //! - `migrate <service>`: applies a service's migrations to `DATABASE_URL`.
 //! - `dead-letters <service>`: lists events a service's consumers gave up on.
+//! - `sync status|watch --connection ID`: a connection's sync, asked of a running server.
 
 use std::{net::SocketAddr, path::PathBuf};
 
@@ -15,6 +16,8 @@ use connectability_platform::{
     AuthConfig, DEV_ONLY_HS256_SECRET, GrpcServer, metrics::Metrics, telemetry::LogFormat,
 };
 use connectability_store::{Db, inbox};
+
+mod sync_cli;
 
 #[derive(Parser)]
 #[command(
@@ -43,6 +46,12 @@ enum Command {
         service: ServiceName,
         #[arg(long, env = "DATABASE_URL")]
         database_url: String,
+    },
+    /// A connection's sync, asked of a running server: `status` prints it once, `watch`
+    /// follows it with a progress bar per feature.
+    Sync {
+        #[command(subcommand)]
+        command: sync_cli::SyncCommand,
     },
     /// List or replay the dead letters in a service's database (events its consumers gave up on).
     DeadLetters {
@@ -179,6 +188,13 @@ async fn main() -> anyhow::Result<()> {
                 config.common.log_format,
             );
             notification::serve(*config).await
+        }
+        Command::Sync { command } => {
+            let code = sync_cli::run(command).await?;
+            if code != 0 {
+                std::process::exit(code);
+            }
+            Ok(())
         }
         Command::Token(args) => {
             let secret = args.hs256_secret.unwrap_or_else(|| {

@@ -28,6 +28,7 @@ macro_rules! on_both_backends {
 }
 
 mod authz;
+mod cli;
 mod conformance;
 mod connections;
 mod directory;

@@ -8,7 +8,6 @@
 
 use std::{
     collections::HashMap,
-    path::PathBuf,
     time::{Duration, Instant},
 };
 
@@ -22,30 +21,11 @@ use connectability_store::Db;
 use connectability_testkit::{Backend, TestEnv};
 use connectability_tests::{
     chaos::infra::{Process, wait_port},
+    connectability_bin,
     fanout::admin,
     otlp::{Received, Receiver},
 };
 use tonic::{service::interceptor::InterceptedService, transport::Channel};
-
-/// The `connectability` binary: `CONNECTABILITY_BIN`, else beside this test's directory
-/// (`make test` builds it first).
-fn connectability_bin() -> PathBuf {
-    if let Ok(bin) = std::env::var("CONNECTABILITY_BIN") {
-        return bin.into();
-    }
-    let exe = std::env::current_exe().expect("test executable path");
-    let bin = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("target/<profile>/deps")
-        .join("connectability");
-    assert!(
-        bin.exists(),
-        "{} is missing: `cargo build -p connectability` (make test does) or set CONNECTABILITY_BIN",
-        bin.display()
-    );
-    bin
-}
 
 fn authed(port: u16, token: &str) -> InterceptedService<Channel, BearerToken> {
     let channel = tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{port}"))
