@@ -3,14 +3,49 @@
 
 use std::time::{Duration, Instant};
 
+use connectability_auth::{BearerToken, Issuer};
+use connectability_proto::{
+    connections::v1::connection_service_client::ConnectionServiceClient,
+    directory::v1::directory_service_client::DirectoryServiceClient,
+    drawings::v1::drawing_service_client::DrawingServiceClient,
+};
 use connectability_proto::{
     connections::v1::{self as cpb, Feature},
     directory::v1::{self as pb, PermissionLevel as L},
     drawings::v1::{self as dpb, upload_file_request::Part},
 };
 use connectability_store::Db;
-use connectability_testkit::{Backend, Options, Service, TestApp};
+use connectability_testkit::{AuthedChannel, Backend, Options, Service, TestApp};
 use futures::StreamExt;
+use tonic::{service::interceptor::InterceptedService, transport::Channel};
+
+/// Where the services a world is built through answer, and who signs its tokens: one
+/// in-process [`TestApp`], or services running as processes of their own.
+pub trait Services {
+    fn issuer(&self) -> &Issuer;
+    fn directory_channel(&self) -> Channel;
+    fn drawings_channel(&self) -> Channel;
+    fn connections_channel(&self) -> Channel;
+}
+
+impl Services for TestApp {
+    fn issuer(&self) -> &Issuer {
+        &self.issuer
+    }
+    fn directory_channel(&self) -> Channel {
+        self.channel()
+    }
+    fn drawings_channel(&self) -> Channel {
+        self.channel()
+    }
+    fn connections_channel(&self) -> Channel {
+        self.channel()
+    }
+}
+
+fn authed(channel: Channel, token: &str) -> AuthedChannel {
+    InterceptedService::new(channel, BearerToken::new(token))
+}
 
 /// Admin on every tool.
 pub fn admin() -> pb::ToolPermissions {
@@ -26,17 +61,22 @@ pub fn admin() -> pb::ToolPermissions {
 /// subcontractor's downstream projects, each connected for Drawings and IN_SYNC.
 pub struct Fanout {
     pub app: TestApp,
-    pub up: String,
-    /// The GC's admin, who publishes.
-    pub gina: String,
-    /// The subcontractor's admin, who connected every downstream.
-    pub raj: String,
-    pub area: String,
-    pub set: String,
-    pub file: String,
-    /// (downstream project, connection) pairs.
-    pub downstreams: Vec<(String, String)>,
+    /// Its ids (`world.up`, `world.raj`, … read through to them).
+    pub world: World,
     next: usize,
+}
+
+impl std::ops::Deref for Fanout {
+    type Target = World;
+    fn deref(&self) -> &World {
+        &self.world
+    }
+}
+
+impl std::ops::DerefMut for Fanout {
+    fn deref_mut(&mut self) -> &mut World {
+        &mut self.world
+    }
 }
 
 impl Fanout {
@@ -72,7 +112,121 @@ impl Fanout {
     /// The world in an app already running (it needs at least the directory, drawings-sync
     /// and connection-manager).
     pub async fn build(app: TestApp, downstreams: usize, pdf_bytes: usize) -> anyhow::Result<Self> {
-        let mut op = app.directory_as_operator();
+        let db = app.db(Service::DrawingsSync).clone();
+        let world = World::build(&app, &db, downstreams, pdf_bytes).await?;
+        Ok(Fanout {
+            app,
+            world,
+            next: 0,
+        })
+    }
+
+    /// Creates `n` unpublished first revisions of new sheets (8 calls at a time); their ids.
+    pub async fn revisions(&mut self, n: usize) -> anyhow::Result<Vec<String>> {
+        let client = self.app.drawings(&self.app.user_token(&self.gina));
+        let first = self.next;
+        self.next += n;
+        let calls = (first..first + n).map(|i| {
+            let mut client = client.clone();
+            let r = self.revision_request(i, "0");
+            async move {
+                client
+                    .create_drawing_revision(r)
+                    .await
+                    .map(|r| r.into_inner().id)
+            }
+        });
+        let ids: Vec<Result<String, tonic::Status>> =
+            futures::stream::iter(calls).buffered(8).collect().await;
+        Ok(ids.into_iter().collect::<Result<_, _>>()?)
+    }
+
+    /// Publishes `ids` in one call; returns when the call returns.
+    pub async fn publish(&self, ids: Vec<String>) -> anyhow::Result<()> {
+        self.app
+            .drawings(&self.app.user_token(&self.gina))
+            .publish_drawing_revisions(dpb::PublishDrawingRevisionsRequest {
+                project_id: self.up.clone(),
+                revision_ids: ids,
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// drawings-sync's database.
+    pub fn db(&self) -> Db {
+        self.app.db(Service::DrawingsSync).clone()
+    }
+}
+
+fn revision_request(
+    project: &str,
+    area: &str,
+    set: &str,
+    file: &str,
+    sheet: usize,
+    revision_number: &str,
+) -> dpb::CreateDrawingRevisionRequest {
+    dpb::CreateDrawingRevisionRequest {
+        project_id: project.into(),
+        area_id: area.into(),
+        set_id: set.into(),
+        number: format!("A-{sheet:05}"),
+        title: format!("Sheet {sheet}"),
+        discipline_name: "Architectural".into(),
+        discipline_position: 1,
+        revision_number: revision_number.into(),
+        revision_status: "Issued".into(),
+        drawing_date: "2026-02-14".into(),
+        received_date: "2026-02-20".into(),
+        file_id: file.into(),
+        custom_fields: Default::default(),
+    }
+}
+
+/// The ids of the world [`Fanout`] runs in, built through gRPC as a user would.
+pub struct World {
+    /// The subcontractor's company.
+    pub sub: String,
+    pub up: String,
+    pub gina: String,
+    pub raj: String,
+    pub area: String,
+    pub set: String,
+    pub file: String,
+    /// (downstream project, connection) pairs.
+    pub downstreams: Vec<(String, String)>,
+}
+
+impl World {
+    /// A new unpublished revision `revision_number` of sheet `sheet` (`A-<sheet>`).
+    pub fn revision_request(
+        &self,
+        sheet: usize,
+        revision_number: &str,
+    ) -> dpb::CreateDrawingRevisionRequest {
+        revision_request(
+            &self.up,
+            &self.area,
+            &self.set,
+            &self.file,
+            sheet,
+            revision_number,
+        )
+    }
+
+    /// Builds it through `services` (the directory, drawings-sync and connection-manager);
+    /// `drawings_db` is drawings-sync's database, read to wait until every connection is in
+    /// sync.
+    pub async fn build(
+        services: &impl Services,
+        drawings_db: &Db,
+        downstreams: usize,
+        pdf_bytes: usize,
+    ) -> anyhow::Result<Self> {
+        let issuer = services.issuer();
+        let mut op =
+            DirectoryServiceClient::new(authed(services.directory_channel(), &issuer.operator()));
         let company = |name: &str| pb::CreateCompanyRequest {
             name: name.into(),
             storage_location: "us-east".into(),
@@ -106,7 +260,8 @@ impl Fanout {
         };
         op.add_project_member(member(&up, &gina)).await?;
         op.add_project_member(member(&up, &raj)).await?;
-        let drawings = app.drawings(&app.user_token(&gina));
+        let drawings =
+            DrawingServiceClient::new(authed(services.drawings_channel(), &issuer.user(&gina)));
         let area = drawings
             .clone()
             .create_drawing_area(dpb::CreateDrawingAreaRequest {
@@ -146,105 +301,71 @@ impl Fanout {
             .await?
             .into_inner()
             .id;
-        let connections = app.connections(&app.user_token(&raj));
-        let mut pairs = Vec::with_capacity(downstreams);
-        for i in 0..downstreams {
-            let down = op
-                .create_project(project(&sub, format!("Tower - trade {i}")))
-                .await?
-                .into_inner()
-                .id;
-            op.add_project_member(member(&down, &raj)).await?;
-            let c = connections
-                .clone()
-                .request_connection(cpb::RequestConnectionRequest {
-                    downstream_project_id: down.clone(),
-                    upstream_project_id: up.clone(),
-                    features: vec![Feature::Drawings as i32],
-                    request_id: String::new(),
-                })
-                .await?
-                .into_inner();
-            pairs.push((down, c.id));
-        }
-        let db = app.db(Service::DrawingsSync).clone();
-        wait_until(
-            &db,
-            "SELECT COUNT(*) FROM sync_connections WHERE state = 2",
-            downstreams as i64,
-        )
-        .await?;
-        Ok(Fanout {
-            app,
+        let mut world = World {
+            sub,
             up,
             gina,
             raj,
             area,
             set,
             file,
-            downstreams: pairs,
-            next: 0,
-        })
-    }
-
-    /// A new unpublished revision `revision_number` of sheet `sheet` (`A-<sheet>`).
-    pub fn revision_request(
-        &self,
-        sheet: usize,
-        revision_number: &str,
-    ) -> dpb::CreateDrawingRevisionRequest {
-        dpb::CreateDrawingRevisionRequest {
-            project_id: self.up.clone(),
-            area_id: self.area.clone(),
-            set_id: self.set.clone(),
-            number: format!("A-{sheet:05}"),
-            title: format!("Sheet {sheet}"),
-            discipline_name: "Architectural".into(),
-            discipline_position: 1,
-            revision_number: revision_number.into(),
-            revision_status: "Issued".into(),
-            drawing_date: "2026-02-14".into(),
-            received_date: "2026-02-20".into(),
-            file_id: self.file.clone(),
-            custom_fields: Default::default(),
+            downstreams: Vec::with_capacity(downstreams),
+        };
+        for i in 0..downstreams {
+            let pair = world
+                .connect(services, &format!("Tower - trade {i}"))
+                .await?;
+            world.downstreams.push(pair);
         }
+        wait_until(
+            drawings_db,
+            "SELECT COUNT(*) FROM sync_connections WHERE state = 2",
+            downstreams as i64,
+        )
+        .await?;
+        Ok(world)
     }
 
-    /// Creates `n` unpublished first revisions of new sheets (8 calls at a time); their ids.
-    pub async fn revisions(&mut self, n: usize) -> anyhow::Result<Vec<String>> {
-        let client = self.app.drawings(&self.app.user_token(&self.gina));
-        let first = self.next;
-        self.next += n;
-        let calls = (first..first + n).map(|i| {
-            let mut client = client.clone();
-            let r = self.revision_request(i, "0");
-            async move {
-                client
-                    .create_drawing_revision(r)
-                    .await
-                    .map(|r| r.into_inner().id)
-            }
-        });
-        let ids: Vec<Result<String, tonic::Status>> =
-            futures::stream::iter(calls).buffered(8).collect().await;
-        Ok(ids.into_iter().collect::<Result<_, _>>()?)
-    }
-
-    /// Publishes `ids` in one call; returns when the call returns.
-    pub async fn publish(&self, ids: Vec<String>) -> anyhow::Result<()> {
-        self.app
-            .drawings(&self.app.user_token(&self.gina))
-            .publish_drawing_revisions(dpb::PublishDrawingRevisionsRequest {
-                project_id: self.up.clone(),
-                revision_ids: ids,
+    /// A new project `name` of the subcontractor, with raj as its admin, connected for
+    /// Drawings to the upstream (its backfill starts): (project, connection).
+    pub async fn connect(
+        &self,
+        services: &impl Services,
+        name: &str,
+    ) -> anyhow::Result<(String, String)> {
+        let issuer = services.issuer();
+        let mut op =
+            DirectoryServiceClient::new(authed(services.directory_channel(), &issuer.operator()));
+        let down = op
+            .create_project(pb::CreateProjectRequest {
+                company_id: self.sub.clone(),
+                name: name.into(),
+                ..Default::default()
             })
-            .await?;
-        Ok(())
-    }
-
-    /// drawings-sync's database.
-    pub fn db(&self) -> Db {
-        self.app.db(Service::DrawingsSync).clone()
+            .await?
+            .into_inner()
+            .id;
+        op.add_project_member(pb::AddProjectMemberRequest {
+            project_id: down.clone(),
+            user_id: self.raj.clone(),
+            permissions: Some(admin()),
+            ..Default::default()
+        })
+        .await?;
+        let connection = ConnectionServiceClient::new(authed(
+            services.connections_channel(),
+            &issuer.user(&self.raj),
+        ))
+        .request_connection(cpb::RequestConnectionRequest {
+            downstream_project_id: down.clone(),
+            upstream_project_id: self.up.clone(),
+            features: vec![Feature::Drawings as i32],
+            request_id: String::new(),
+        })
+        .await?
+        .into_inner()
+        .id;
+        Ok((down, connection))
     }
 }
 

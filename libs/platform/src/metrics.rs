@@ -263,11 +263,8 @@ impl Sampler for StoreSampler {
             }
             Err(e) => tracing::warn!(error = %e, "metrics: outbox not readable"),
         }
-        match connectability_store::inbox::dead_letter_counts(&self.db).await {
-            Ok(counts) => g
-                .dead_letters
-                .with_label_values(&[self.service])
-                .set(counts.iter().map(|(_, n)| n).sum()),
+        match connectability_store::inbox::dead_letter_count(&self.db).await {
+            Ok(n) => g.dead_letters.with_label_values(&[self.service]).set(n),
             Err(e) => tracing::warn!(error = %e, "metrics: dead letters not readable"),
         }
     }

@@ -283,10 +283,10 @@ pub struct DeadLetter {
     pub created_ms: i64,
 }
 
-/// Dead letters per consumer (for metrics).
-pub async fn dead_letter_counts(db: &Db) -> Result<Vec<(String, i64)>, sqlx::Error> {
-    sqlx::query_as("SELECT consumer, COUNT(*) FROM dead_letters GROUP BY consumer")
-        .fetch_all(db.pool())
+/// Dead letters waiting for an operator (for metrics).
+pub async fn dead_letter_count(db: &Db) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar("SELECT COUNT(*) FROM dead_letters")
+        .fetch_one(db.pool())
         .await
 }
 

@@ -84,14 +84,7 @@ pub async fn mark_sent(db: &Db, seqs: &[i64]) -> Result<(), sqlx::Error> {
     Ok(())
 }
 
-/// Counts events not yet sent (for tests and metrics).
-pub async fn unsent_count(db: &Db) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar("SELECT COUNT(*) FROM outbox WHERE sent_ms IS NULL")
-        .fetch_one(db.pool())
-        .await
-}
-
-/// Events not yet sent, and when the oldest of them happened (for metrics).
+/// Events not yet sent, and when the oldest of them happened (for tests and metrics).
 pub async fn backlog(db: &Db) -> Result<(i64, Option<i64>), sqlx::Error> {
     sqlx::query_as("SELECT COUNT(*), MIN(time_ms) FROM outbox WHERE sent_ms IS NULL")
         .fetch_one(db.pool())

@@ -91,8 +91,7 @@ impl SyncSampler {
         let mut now_seen = HashSet::new();
         for s in &syncs {
             let labels = [self.tool, s.connection_id.as_str()];
-            let status_lag = crate::status::lag(s, now);
-            let status_lag_ms = status_lag.seconds * 1000 + i64::from(status_lag.nanos) / 1_000_000;
+            let status_lag_ms = crate::status::lag_ms(s, now);
             let queued_ms = oldest.get(&s.connection_id).map_or(0, |t| (now - t).max(0));
             g.lag
                 .with_label_values(&labels)

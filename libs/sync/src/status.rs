@@ -9,13 +9,18 @@ use tonic::Status;
 
 use crate::{SyncRow, SyncState, db};
 
-/// Time since the last copy while backfilling; zero once caught up.
-pub fn lag(s: &SyncRow, now_ms: i64) -> prost_types::Duration {
-    let lag_ms = if s.state == SyncState::Backfilling as i64 {
+/// Milliseconds since the last copy while backfilling; zero once caught up.
+pub fn lag_ms(s: &SyncRow, now_ms: i64) -> i64 {
+    if s.state == SyncState::Backfilling as i64 {
         (now_ms - s.last_copy_ms.unwrap_or(s.update_ms)).max(0)
     } else {
         0
-    };
+    }
+}
+
+/// [`lag_ms`] as the tools' `SyncStatus.lag`.
+pub fn lag(s: &SyncRow, now_ms: i64) -> prost_types::Duration {
+    let lag_ms = lag_ms(s, now_ms);
     prost_types::Duration {
         seconds: lag_ms / 1000,
         nanos: ((lag_ms % 1000) * 1_000_000) as i32,

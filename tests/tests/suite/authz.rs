@@ -945,62 +945,46 @@ async fn victim(app: &TestApp) -> BTreeMap<String, String> {
         &format!("{S}/UploadFile"),
         pdf_upload(&vp, "application/pdf")
     );
-    // The copies downstream, and a notification for va.
+    // The copies downstream, and a notification for va: the first row of a list `pick`
+    // accepts, once there is one.
     let vd = projects["vd"].clone();
-    let copy_of = |list: Value, key: &str| {
-        list[key]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|r| r["connected"] == true)
-            .map(id)
+    let first = |what: &'static str,
+                 method: String,
+                 body: Value,
+                 key: &'static str,
+                 pick: fn(&Value) -> bool| {
+        let (channel, a) = (app.channel(), a.clone());
+        eventually(what, std::time::Duration::from_secs(30), move || {
+            let (channel, a, method, body) =
+                (channel.clone(), a.clone(), method.clone(), body.clone());
+            async move {
+                let l = json_call(channel, &method, &body, Some(&a)).await.ok()?;
+                l[key].as_array()?.iter().find(|r| pick(r)).map(id)
+            }
+        })
     };
-    let rfi_copy = eventually(
+    let rfi_copy = first(
         "the closed RFI copied downstream",
-        std::time::Duration::from_secs(30),
-        || async {
-            let l = json_call(
-                app.channel(),
-                &format!("{R}/ListRfis"),
-                &json!({"project_id": vd}),
-                Some(&a),
-            )
-            .await
-            .ok()?;
-            copy_of(l, "rfis")
-        },
+        format!("{R}/ListRfis"),
+        json!({"project_id": vd}),
+        "rfis",
+        |r| r["connected"] == true,
     )
     .await;
-    let sub_copy = eventually(
+    let sub_copy = first(
         "the distributed submittal copied downstream",
-        std::time::Duration::from_secs(30),
-        || async {
-            let l = json_call(
-                app.channel(),
-                &format!("{S}/ListSubmittals"),
-                &json!({"project_id": vd}),
-                Some(&a),
-            )
-            .await
-            .ok()?;
-            copy_of(l, "submittals")
-        },
+        format!("{S}/ListSubmittals"),
+        json!({"project_id": vd}),
+        "submittals",
+        |r| r["connected"] == true,
     )
     .await;
-    let notification = eventually(
+    let notification = first(
         "a notification for the victim's admin",
-        std::time::Duration::from_secs(30),
-        || async {
-            let l = json_call(
-                app.channel(),
-                &format!("{N}/ListNotifications"),
-                &json!({}),
-                Some(&a),
-            )
-            .await
-            .ok()?;
-            l["notifications"].as_array()?.first().map(id)
-        },
+        format!("{N}/ListNotifications"),
+        json!({}),
+        "notifications",
+        |_| true,
     )
     .await;
     for (k, val) in [

@@ -77,51 +77,6 @@ async fn world(backend: Backend) -> Fanout {
     Fanout::build(app, 1, 64).await.unwrap()
 }
 
-/// Connects one more downstream project of the subcontractor: its drawings backfill.
-async fn connect_another(world: &Fanout) -> String {
-    use connectability_proto::{connections::v1 as cpb, directory::v1 as pb};
-    let mut op = world.app.directory_as_operator();
-    let sub = op
-        .get_project(pb::GetProjectRequest {
-            id: world.downstreams[0].0.clone(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .company_id;
-    let down = op
-        .create_project(pb::CreateProjectRequest {
-            company_id: sub,
-            name: "Tower - late trade".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .id;
-    op.add_project_member(pb::AddProjectMemberRequest {
-        project_id: down.clone(),
-        user_id: world.raj.clone(),
-        permissions: Some(connectability_tests::fanout::admin()),
-        ..Default::default()
-    })
-    .await
-    .unwrap();
-    world
-        .app
-        .connections(&world.app.user_token(&world.raj))
-        .request_connection(cpb::RequestConnectionRequest {
-            downstream_project_id: down,
-            upstream_project_id: world.up.clone(),
-            features: vec![cpb::Feature::Drawings as i32],
-            request_id: String::new(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .id
-}
-
 /// The README's walkthrough: 40 published sheets, then a new connection whose backfill
 /// `watch` follows to the end.
 async fn sync_watch_follows_the_copies_to_in_sync_and_status_prints_the_table(backend: Backend) {
@@ -129,7 +84,10 @@ async fn sync_watch_follows_the_copies_to_in_sync_and_status_prints_the_table(ba
     let token = world.app.user_token(&world.raj);
     let ids = world.revisions(40).await.unwrap();
     world.publish(ids).await.unwrap();
-    let connection = connect_another(&world).await;
+    let (_, connection) = world
+        .connect(&world.app, "Tower - late trade")
+        .await
+        .unwrap();
 
     let mut watch = sync(&world.app, &token, &["watch", "--connection", &connection])
         .spawn()

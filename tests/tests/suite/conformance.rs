@@ -156,7 +156,7 @@ async fn committed_event_reaches_every_durable_subscriber(backend: Backend) {
     commit_events(&producer, std::slice::from_ref(&e)).await;
     let relay = Relay::new(producer.clone(), env.bus.clone());
     assert_eq!(relay.run_once().await.unwrap(), 1);
-    assert_eq!(outbox::unsent_count(&producer).await.unwrap(), 0);
+    assert_eq!(outbox::backlog(&producer).await.unwrap().0, 0);
     for (db, _) in &consumers {
         eventually("the event at each subscriber", WAIT, || async {
             (effects(db, &e.id).await == 1).then_some(())
@@ -224,14 +224,14 @@ async fn relay_dying_after_publish_causes_no_second_effect(backend: Backend) {
     let batch: Vec<Envelope> = pending.iter().map(|p| p.envelope.clone()).collect();
     env.bus.publish(&batch).await.unwrap();
     assert_eq!(
-        outbox::unsent_count(&producer).await.unwrap(),
+        outbox::backlog(&producer).await.unwrap().0,
         1,
         "still unsent after the crash"
     );
     // A new relay starts and publishes it again.
     let relay = Relay::new(producer.clone(), env.bus.clone());
     assert_eq!(relay.run_once().await.unwrap(), 1);
-    assert_eq!(outbox::unsent_count(&producer).await.unwrap(), 0);
+    assert_eq!(outbox::backlog(&producer).await.unwrap().0, 0);
     let marker = event(2);
     commit_events(&producer, std::slice::from_ref(&marker)).await;
     relay.run_once().await.unwrap();
@@ -251,18 +251,22 @@ async fn relay_dying_after_publish_causes_no_second_effect(backend: Backend) {
     sub.stop().await;
 }
 
-async fn handler_error_is_redelivered_then_succeeds(backend: Backend) {
+/// One event through a consumer that fails as `recorder` says, with `max_attempts`: waits
+/// until it is applied, then returns how many attempts that took and how many dead letters
+/// the consumer holds.
+async fn applied_after_failures(
+    backend: Backend,
+    recorder: Recorder,
+    max_attempts: u32,
+) -> (u32, usize) {
     let env = TestEnv::new(backend).await;
     let producer = env.migrated_db("producer", &migrations()).await;
     let consumer = env.migrated_db("consumer", &migrations()).await;
-    let recorder = Arc::new(Recorder {
-        failures_before_success: 2,
-        ..Recorder::new("c")
-    });
+    let recorder = Arc::new(recorder);
     let sub = inbox::subscribe(
         env.bus.as_ref(),
         consumer.clone(),
-        spec("c", fast_retry(5)),
+        spec("c", fast_retry(max_attempts)),
         recorder.clone(),
     )
     .await
@@ -271,57 +275,40 @@ async fn handler_error_is_redelivered_then_succeeds(backend: Backend) {
     commit_events(&producer, std::slice::from_ref(&e)).await;
     let relay = Relay::new(producer.clone(), env.bus.clone());
     let relaying = tokio::spawn(async move { relay.run_once().await });
-    eventually("success after two failures", WAIT, || async {
+    eventually("the event applied", WAIT, || async {
         (effects(&consumer, &e.id).await == 1).then_some(())
     })
     .await;
     relaying.await.unwrap().unwrap();
-    assert_eq!(recorder.attempts(&e.id), 3);
-    assert!(
-        inbox::list_dead_letters(&consumer, None)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    let dead = inbox::list_dead_letters(&consumer, None)
+        .await
+        .unwrap()
+        .len();
     sub.stop().await;
+    (recorder.attempts(&e.id), dead)
+}
+
+async fn handler_error_is_redelivered_then_succeeds(backend: Backend) {
+    let recorder = Recorder {
+        failures_before_success: 2,
+        ..Recorder::new("c")
+    };
+    let (attempts, dead) = applied_after_failures(backend, recorder, 5).await;
+    assert_eq!(attempts, 3);
+    assert_eq!(dead, 0);
 }
 
 /// Found by the fault suite: the directory down for longer than the retry budget turned
 /// notification events into dead letters. A dependency's UNAVAILABLE never counts toward
 /// `max_attempts`: the event is retried until it goes through.
 async fn a_dependency_outage_longer_than_the_retry_budget_leaves_no_dead_letter(backend: Backend) {
-    let env = TestEnv::new(backend).await;
-    let producer = env.migrated_db("producer", &migrations()).await;
-    let consumer = env.migrated_db("consumer", &migrations()).await;
-    let recorder = Arc::new(Recorder {
+    let recorder = Recorder {
         unavailable_before_success: 6,
         ..Recorder::new("c")
-    });
-    let sub = inbox::subscribe(
-        env.bus.as_ref(),
-        consumer.clone(),
-        spec("c", fast_retry(3)),
-        recorder.clone(),
-    )
-    .await
-    .unwrap();
-    let e = event(1);
-    commit_events(&producer, std::slice::from_ref(&e)).await;
-    let relay = Relay::new(producer.clone(), env.bus.clone());
-    let relaying = tokio::spawn(async move { relay.run_once().await });
-    eventually("applied once the dependency is back", WAIT, || async {
-        (effects(&consumer, &e.id).await == 1).then_some(())
-    })
-    .await;
-    relaying.await.unwrap().unwrap();
-    assert_eq!(recorder.attempts(&e.id), 7, "six refusals, then the effect");
-    assert!(
-        inbox::list_dead_letters(&consumer, None)
-            .await
-            .unwrap()
-            .is_empty()
-    );
-    sub.stop().await;
+    };
+    let (attempts, dead) = applied_after_failures(backend, recorder, 3).await;
+    assert_eq!(attempts, 7, "six refusals, then the effect");
+    assert_eq!(dead, 0);
 }
 
 async fn failing_event_is_dead_lettered_then_replayed(backend: Backend) {
@@ -444,7 +431,7 @@ async fn consumer_restarted_mid_stream_loses_nothing(backend: Backend) {
         );
     }
     eventually("outbox drained", WAIT, || async {
-        (outbox::unsent_count(&producer).await.unwrap() == 0).then_some(())
+        (outbox::backlog(&producer).await.unwrap().0 == 0).then_some(())
     })
     .await;
     let _ = stop.send(true);

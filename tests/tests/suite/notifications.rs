@@ -225,6 +225,18 @@ impl World {
         c
     }
 
+    /// `by` disconnects connection `id` with `reason`.
+    async fn disconnect(&self, by: &str, id: &str, reason: &str) {
+        self.app
+            .connections(&self.app.user_token(by))
+            .disconnect_connection(cpb::DisconnectConnectionRequest {
+                id: id.into(),
+                reason: reason.into(),
+            })
+            .await
+            .unwrap();
+    }
+
     async fn publish_sheets(&self, numbers: &[&str]) -> Vec<String> {
         let mut d = self.app.drawings(&self.app.user_token(&self.gc_admin));
         let area = d
@@ -358,14 +370,7 @@ async fn n03_created_connection_reaches_both_lists(backend: Backend) {
 async fn n04_disconnection_reaches_both_lists_with_the_reason(backend: Backend) {
     let w = world(backend).await;
     let c = w.connected().await;
-    w.app
-        .connections(&w.app.user_token(&w.sub_admin))
-        .disconnect_connection(cpb::DisconnectConnectionRequest {
-            id: c.id.clone(),
-            reason: "Subcontract ended".into(),
-        })
-        .await
-        .unwrap();
+    w.disconnect(&w.sub_admin, &c.id, "Subcontract ended").await;
     for user in [&w.gc_admin, &w.sub_admin] {
         let inbox = w.until(user, K::ConnectionDisconnected).await;
         assert!(
@@ -715,14 +720,7 @@ async fn smtp_delivery_speaks_the_protocol_and_survives_failures_exactly_once(ba
 async fn inbox_pages_filters_unread_and_marks_read(backend: Backend) {
     let w = world(backend).await;
     let c = w.connected().await;
-    w.app
-        .connections(&w.app.user_token(&w.gc_admin))
-        .disconnect_connection(cpb::DisconnectConnectionRequest {
-            id: c.id,
-            reason: "done".into(),
-        })
-        .await
-        .unwrap();
+    w.disconnect(&w.gc_admin, &c.id, "done").await;
     w.until(&w.gc_admin, K::ConnectionDisconnected).await;
     let mut gina = w.app.notifications(&w.app.user_token(&w.gc_admin));
     let all = w.inbox(&w.gc_admin).await;
@@ -810,14 +808,7 @@ async fn two_replicas_sending_mail_send_each_email_once(backend: Backend) {
         })
     };
     let c = w.connected().await;
-    w.app
-        .connections(&w.app.user_token(&w.gc_admin))
-        .disconnect_connection(cpb::DisconnectConnectionRequest {
-            id: c.id,
-            reason: "trade finished".into(),
-        })
-        .await
-        .unwrap();
+    w.disconnect(&w.gc_admin, &c.id, "trade finished").await;
     w.until(&w.sub_admin, K::ConnectionDisconnected).await;
     let expected: i64 = eventually("every email sent", WAIT, || async {
         let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM emails")

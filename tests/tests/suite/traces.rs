@@ -12,26 +12,50 @@ use std::{
 };
 
 use connectability_auth::{BearerToken, Issuer};
-use connectability_proto::{
-    connections::v1::{self as cpb, Feature, connection_service_client::ConnectionServiceClient},
-    directory::v1::{self as pb, directory_service_client::DirectoryServiceClient},
-    drawings::v1::{self as dpb, drawing_service_client::DrawingServiceClient},
+use connectability_proto::drawings::v1::{
+    self as dpb, drawing_service_client::DrawingServiceClient,
 };
 use connectability_store::Db;
 use connectability_testkit::{Backend, TestEnv};
 use connectability_tests::{
     chaos::infra::{Process, wait_port},
     connectability_bin,
-    fanout::admin,
+    fanout::{Services, World},
     otlp::{Received, Receiver},
 };
 use tonic::{service::interceptor::InterceptedService, transport::Channel};
 
 fn authed(port: u16, token: &str) -> InterceptedService<Channel, BearerToken> {
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{port}"))
+    InterceptedService::new(loopback(port), BearerToken::new(token))
+}
+
+/// The services as processes, each on its own port.
+struct Ports {
+    issuer: Issuer,
+    directory: u16,
+    drawings: u16,
+    connections: u16,
+}
+
+fn loopback(port: u16) -> Channel {
+    tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{port}"))
         .expect("loopback URL")
-        .connect_lazy();
-    InterceptedService::new(channel, BearerToken::new(token))
+        .connect_lazy()
+}
+
+impl Services for Ports {
+    fn issuer(&self) -> &Issuer {
+        &self.issuer
+    }
+    fn directory_channel(&self) -> Channel {
+        loopback(self.directory)
+    }
+    fn drawings_channel(&self) -> Channel {
+        loopback(self.drawings)
+    }
+    fn connections_channel(&self) -> Channel {
+        loopback(self.connections)
+    }
 }
 
 async fn poll<T>(what: &str, mut probe: impl AsyncFnMut() -> Option<T>) -> T {
@@ -120,155 +144,25 @@ async fn a_publish_its_copies_and_their_email_are_one_trace(backend: Backend) {
             .unwrap_or_else(|e| panic!("{}: {e}; log {}", p.label, p.log().display()));
     }
 
-    // The world, built as a client would: a GC project connected to a subcontractor's.
-    let issuer = Issuer::hs256(secret.as_bytes());
-    let mut op = DirectoryServiceClient::new(authed(directory, &issuer.operator()));
-    let company = |name: &str| pb::CreateCompanyRequest {
-        name: name.into(),
-        storage_location: "us-east".into(),
-        ..Default::default()
+    // The world, built as a client would: a GC project connected to a subcontractor's; then
+    // the GC publishes one sheet.
+    let ports = Ports {
+        issuer: Issuer::hs256(secret.as_bytes()),
+        directory,
+        drawings,
+        connections,
     };
-    let user = |company: &str, name: &str| pb::CreateUserRequest {
-        company_id: company.into(),
-        display_name: name.into(),
-        email: format!("{name}@{company}.example"),
-        ..Default::default()
-    };
-    let project = |company: &str, name: &str| pb::CreateProjectRequest {
-        company_id: company.into(),
-        name: name.into(),
-        ..Default::default()
-    };
-    let member = |project: &str, user: &str| pb::AddProjectMemberRequest {
-        project_id: project.into(),
-        user_id: user.into(),
-        permissions: Some(admin()),
-        ..Default::default()
-    };
-    // The directory answers once its own startup (migrations) is done.
-    let gc = poll("the directory", async || {
-        op.create_company(company("GC"))
-            .await
-            .ok()
-            .map(|c| c.into_inner().id)
-    })
-    .await;
-    let sub = op
-        .create_company(company("Sub"))
-        .await
-        .unwrap()
-        .into_inner()
-        .id;
-    let gina = op
-        .create_user(user(&gc, "gina"))
-        .await
-        .unwrap()
-        .into_inner()
-        .id;
-    let raj = op
-        .create_user(user(&sub, "raj"))
-        .await
-        .unwrap()
-        .into_inner()
-        .id;
-    let up = op
-        .create_project(project(&gc, "Tower"))
-        .await
-        .unwrap()
-        .into_inner()
-        .id;
-    let down = op
-        .create_project(project(&sub, "Tower - electrical"))
-        .await
-        .unwrap()
-        .into_inner()
-        .id;
-    op.add_project_member(member(&up, &gina)).await.unwrap();
-    op.add_project_member(member(&up, &raj)).await.unwrap();
-    op.add_project_member(member(&down, &raj)).await.unwrap();
-
-    let mut dwg = DrawingServiceClient::new(authed(drawings, &issuer.user(&gina)));
-    let area = dwg
-        .create_drawing_area(dpb::CreateDrawingAreaRequest {
-            project_id: up.clone(),
-            name: "Level 1".into(),
-            description: String::new(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .id;
-    let set = dwg
-        .create_drawing_set(dpb::CreateDrawingSetRequest {
-            project_id: up.clone(),
-            name: "IFC".into(),
-            date: "2026-03-01".into(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .id;
-    use dpb::upload_file_request::{Header, Part};
-    let file = dwg
-        .upload_file(tokio_stream::iter(vec![
-            dpb::UploadFileRequest {
-                part: Some(Part::Header(Header {
-                    project_id: up.clone(),
-                    filename: "a-101.pdf".into(),
-                    content_type: "application/pdf".into(),
-                })),
-            },
-            dpb::UploadFileRequest {
-                part: Some(Part::Chunk(b"%PDF-1.4\nsheet".to_vec())),
-            },
-        ]))
-        .await
-        .unwrap()
-        .into_inner()
-        .id;
-    let connection = ConnectionServiceClient::new(authed(connections, &issuer.user(&raj)))
-        .request_connection(cpb::RequestConnectionRequest {
-            downstream_project_id: down.clone(),
-            upstream_project_id: up.clone(),
-            features: vec![Feature::Drawings as i32],
-            request_id: String::new(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .id;
     let dwg_db = Db::connect(&dbs["drawings-sync"]).await.unwrap();
-    poll("the connection in sync", async || {
-        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM sync_connections WHERE state = 2")
-            .fetch_one(dwg_db.pool())
-            .await
-            .ok()?;
-        (n == 1).then_some(())
-    })
-    .await;
-
+    let world = World::build(&ports, &dwg_db, 1, 64).await.unwrap();
+    let mut dwg = DrawingServiceClient::new(authed(drawings, &ports.issuer.user(&world.gina)));
     let revision = dwg
-        .create_drawing_revision(dpb::CreateDrawingRevisionRequest {
-            project_id: up.clone(),
-            area_id: area,
-            set_id: set,
-            number: "A-101".into(),
-            title: "Ground floor".into(),
-            discipline_name: "Architectural".into(),
-            discipline_position: 1,
-            revision_number: "0".into(),
-            revision_status: "Issued".into(),
-            drawing_date: "2026-02-14".into(),
-            received_date: "2026-02-20".into(),
-            file_id: file,
-            custom_fields: Default::default(),
-        })
+        .create_drawing_revision(world.revision_request(101, "0"))
         .await
         .unwrap()
         .into_inner()
         .id;
     dwg.publish_drawing_revisions(dpb::PublishDrawingRevisionsRequest {
-        project_id: up.clone(),
+        project_id: world.up.clone(),
         revision_ids: vec![revision],
     })
     .await
@@ -349,7 +243,6 @@ async fn a_publish_its_copies_and_their_email_are_one_trace(backend: Backend) {
         services.is_superset(&["directory", "drawings-sync", "notification"].into()),
         "{services:?}"
     );
-    let _ = connection;
 }
 
 mod postgres_nats {
