@@ -8,7 +8,7 @@ PG=${TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}
 PG_BASE=${PG%/*}
 RUN=smoke$(date +%s)$$
 WORK=$(mktemp -d)
-export AUTH_HS256_SECRET="smoke-$RUN" EVENTS_URL=${TEST_NATS_URL:-nats://127.0.0.1:4222} EVENTS_PREFIX=$RUN METRICS_ADDR=off LOG_FORMAT=json SHUTDOWN_GRACE_SECS=0
+export AUTH_HS256_SECRET="smoke-$RUN" AUTH_ALLOW_HS256=true EVENTS_URL=${TEST_NATS_URL:-nats://127.0.0.1:4222} EVENTS_PREFIX=$RUN METRICS_ADDR=off LOG_FORMAT=json SHUTDOWN_GRACE_SECS=0
 pids=()
 cleanup() {
   for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done

@@ -12,7 +12,26 @@ use serde::{Deserialize, Serialize};
 /// The role claim that makes a token an operator's (creates companies, sees everything).
 pub const ROLE_OPERATOR: &str = "operator";
 /// The role claim of service-to-service calls (e.g. asking the directory for access).
+/// Honoured only where services share the HS256 secret (development); in production each
+/// service presents its own ServiceAccount token instead ([`ServiceIdentities`]).
 pub const ROLE_SERVICE: &str = "service";
+
+/// The services that may call one another. A service identity naming anything else is refused.
+pub const SERVICE_NAMES: [&str; 6] = [
+    "directory",
+    "connection-manager",
+    "drawings-sync",
+    "rfi-sync",
+    "submittal-sync",
+    "notification",
+];
+
+/// The JWT `typ` of an OAuth 2.0 access token (RFC 9068). ID tokens carry `JWT` and are
+/// refused: they say who someone is to a client, not what the client may call.
+pub const ACCESS_TOKEN_TYP: &str = "at+jwt";
+
+/// The largest JWKS document fetched by URL.
+pub const MAX_JWKS_BYTES: usize = 1024 * 1024;
 
 /// The claims Connectability reads. `sub` is a user id (`usr_…`), an operator name or a
 /// service name; `roles` says which.
@@ -22,6 +41,9 @@ pub struct Claims {
     pub exp: u64,
     #[serde(default)]
     pub iat: u64,
+    /// Not valid before (checked when present).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<u64>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub roles: Vec<String>,
 }
@@ -56,6 +78,19 @@ impl Caller {
                 user_id: claims.sub,
             }
         }
+    }
+}
+
+/// PERMISSION_DENIED unless `caller` is one of the services in `allowed` (by the name its
+/// identity carries). Service-only RPCs name exactly the services that call them, so no
+/// other service, user or operator reaches them.
+pub fn require_service(caller: &Caller, allowed: &[&str], rpc: &str) -> Result<(), tonic::Status> {
+    match caller {
+        Caller::Service { name } if allowed.contains(&name.as_str()) => Ok(()),
+        _ => Err(tonic::Status::permission_denied(format!(
+            "{rpc} is a service-to-service call for {} only",
+            allowed.join(", ")
+        ))),
     }
 }
 
@@ -105,7 +140,21 @@ impl RemoteJwks {
         if !response.status().is_success() {
             return Err(config(format!("HTTP {}", response.status())));
         }
-        let body = response.text().await.map_err(|e| config(e.to_string()))?;
+        if response
+            .content_length()
+            .is_some_and(|n| n > MAX_JWKS_BYTES as u64)
+        {
+            return Err(config(format!("larger than {MAX_JWKS_BYTES} bytes")));
+        }
+        let mut response = response;
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(|e| config(e.to_string()))? {
+            if body.len() + chunk.len() > MAX_JWKS_BYTES {
+                return Err(config(format!("larger than {MAX_JWKS_BYTES} bytes")));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        let body = String::from_utf8(body).map_err(|e| config(e.to_string()))?;
         let keys = parse_jwks(&body)?;
         let n = keys.len();
         *self.keys.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(keys);
@@ -130,21 +179,123 @@ fn parse_jwks(json: &str) -> Result<Vec<Key>, AuthError> {
     Ok(keys)
 }
 
-/// A JWKS URL must be HTTPS; plain HTTP only to this machine (tests, a local sidecar).
+/// A JWKS URL must be HTTPS; plain HTTP only to this machine (tests, a local sidecar). The
+/// host is read from the parsed URL, so `http://localhost.evil.example` or
+/// `http://127.0.0.1@evil.example` is not "this machine".
 fn check_jwks_url(url: &str) -> Result<(), AuthError> {
-    let local = [
-        "http://127.0.0.1:",
-        "http://127.0.0.1/",
-        "http://localhost:",
-        "http://localhost/",
-        "http://[::1]",
-    ];
-    if url.starts_with("https://") || local.iter().any(|p| url.starts_with(p)) {
-        Ok(())
-    } else {
-        Err(AuthError::Config(format!(
+    let refuse = || {
+        AuthError::Config(format!(
             "AUTH_JWKS_URL must be https:// (plain http only to localhost), got `{url}`"
-        )))
+        ))
+    };
+    let parsed = reqwest::Url::parse(url).map_err(|_| refuse())?;
+    let local = match parsed.host() {
+        Some(url::Host::Domain(d)) => d == "localhost",
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    };
+    match parsed.scheme() {
+        "https" if parsed.host().is_some() => Ok(()),
+        "http" if local => Ok(()),
+        _ => Err(refuse()),
+    }
+}
+
+/// What makes a token an access token rather than an ID token.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AccessTokenRule {
+    /// The header's `typ` is `at+jwt` (RFC 9068; `application/at+jwt` too).
+    Typ,
+    /// A claim with this value, for providers that do not set `typ` (e.g. `token_use=access`).
+    Claim { name: String, value: String },
+    /// No check: the keys sign access tokens only (service identities).
+    None,
+}
+
+impl AccessTokenRule {
+    /// `name=value` as in `AUTH_ACCESS_TOKEN_CLAIM`.
+    pub fn claim(spec: &str) -> Result<Self, AuthError> {
+        match spec.split_once('=') {
+            Some((name, value)) if !name.trim().is_empty() => Ok(Self::Claim {
+                name: name.trim().to_string(),
+                value: value.trim().to_string(),
+            }),
+            _ => Err(AuthError::Config(format!(
+                "AUTH_ACCESS_TOKEN_CLAIM must be `name=value`, got `{spec}`"
+            ))),
+        }
+    }
+
+    fn check(
+        &self,
+        header: &jsonwebtoken::Header,
+        claims: &serde_json::Value,
+    ) -> Result<(), AuthError> {
+        let ok = match self {
+            Self::Typ => header.typ.as_deref().is_some_and(|t| {
+                let t = t.to_ascii_lowercase();
+                t == ACCESS_TOKEN_TYP || t == "application/at+jwt"
+            }),
+            Self::Claim { name, value } => claims.get(name).is_some_and(|v| match v {
+                serde_json::Value::String(s) => s == value,
+                // `name=true` or `name=1` for a claim that is not a string.
+                other => {
+                    serde_json::from_str::<serde_json::Value>(value).is_ok_and(|v| &v == other)
+                }
+            }),
+            Self::None => true,
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err(AuthError::Invalid(match self {
+                Self::Typ => {
+                    format!("not an access token (the JWT `typ` must be `{ACCESS_TOKEN_TYP}`)")
+                }
+                Self::Claim { name, value } => {
+                    format!("not an access token (`{name}` must be `{value}`)")
+                }
+                Self::None => unreachable!(),
+            }))
+        }
+    }
+}
+
+/// How other services prove who they are: tokens from the cluster's ServiceAccount issuer
+/// (projected, audience-bound, rotated by the kubelet), whose `sub` is
+/// `system:serviceaccount:<namespace>:<service>`.
+#[derive(Clone)]
+pub struct ServiceIdentities {
+    verifier: Verifier,
+    namespace: String,
+}
+
+impl ServiceIdentities {
+    /// `verifier` carries the cluster issuer's keys, its `iss` and the audience projected
+    /// tokens are minted for; `namespace` is where the services run.
+    pub fn new(verifier: Verifier, namespace: &str) -> Self {
+        let mut verifier = verifier;
+        verifier.access = AccessTokenRule::None;
+        verifier.services = None;
+        Self {
+            verifier,
+            namespace: namespace.to_string(),
+        }
+    }
+
+    fn verify(&self, token: &str) -> Result<Caller, AuthError> {
+        let claims = self.verifier.verified_claims(token)?;
+        let prefix = format!("system:serviceaccount:{}:", self.namespace);
+        match claims.sub.strip_prefix(&prefix) {
+            Some(name) if SERVICE_NAMES.contains(&name) => Ok(Caller::Service {
+                name: name.to_string(),
+            }),
+            _ => Err(AuthError::Invalid(format!(
+                "`{}` is not a Connectability service account",
+                claims.sub
+            ))),
+        }
     }
 }
 
@@ -153,6 +304,8 @@ fn check_jwks_url(url: &str) -> Result<(), AuthError> {
 pub struct Verifier {
     keys: Keys,
     validation: Validation,
+    access: AccessTokenRule,
+    services: Option<Box<ServiceIdentities>>,
 }
 
 impl Verifier {
@@ -239,15 +392,53 @@ impl Verifier {
         let mut validation = Validation::new(alg);
         validation.leeway = 30;
         validation.validate_aud = false;
+        validation.validate_nbf = true;
         validation.set_required_spec_claims(&["exp", "sub"]);
         Self {
             keys: Keys::Fixed(Arc::new(keys)),
             validation,
+            access: AccessTokenRule::Typ,
+            services: None,
         }
     }
 
-    /// Verifies a raw JWT and returns who it names.
+    /// Replaces the rule that tells access tokens from ID tokens (default: `typ: at+jwt`).
+    pub fn with_access_token_rule(mut self, rule: AccessTokenRule) -> Self {
+        self.access = rule;
+        self
+    }
+
+    /// Services authenticate with their own ServiceAccount tokens; the `service` role in a
+    /// token of these keys is then refused.
+    pub fn with_service_identities(mut self, services: ServiceIdentities) -> Self {
+        self.services = Some(Box::new(services));
+        self
+    }
+
+    /// Verifies a raw JWT and returns who it names: a service when the cluster issuer signed
+    /// it, else a user or operator.
     pub fn verify(&self, token: &str) -> Result<Caller, AuthError> {
+        let claims = match self.verified_claims(token) {
+            Ok(claims) => claims,
+            Err(e) => {
+                return match &self.services {
+                    Some(services) => services.verify(token).map_err(|_| e),
+                    None => Err(e),
+                };
+            }
+        };
+        let caller = Caller::from_claims(claims);
+        if self.services.is_some() && matches!(caller, Caller::Service { .. }) {
+            return Err(AuthError::Invalid(
+                "the `service` role is not accepted here: services present their ServiceAccount token".into(),
+            ));
+        }
+        Ok(caller)
+    }
+
+    /// The claims of a token these keys signed, valid now, of the right issuer and audience,
+    /// and an access token by this verifier's rule.
+    fn verified_claims(&self, token: &str) -> Result<Claims, AuthError> {
         let header =
             jsonwebtoken::decode_header(token).map_err(|e| AuthError::Invalid(e.to_string()))?;
         let keys = match &self.keys {
@@ -268,9 +459,10 @@ impl Verifier {
             }
             return Err(AuthError::Invalid("unknown key id".into()));
         };
-        let data = jsonwebtoken::decode::<Claims>(token, &key.1, &self.validation)
+        let data = jsonwebtoken::decode::<serde_json::Value>(token, &key.1, &self.validation)
             .map_err(|e| AuthError::Invalid(e.to_string()))?;
-        Ok(Caller::from_claims(data.claims))
+        self.access.check(&header, &data.claims)?;
+        serde_json::from_value(data.claims).map_err(|e| AuthError::Invalid(e.to_string()))
     }
 
     /// Verifies the value of an `authorization` header (`Bearer <jwt>`).
@@ -304,13 +496,17 @@ impl Issuer {
             sub: sub.to_string(),
             iat: now,
             exp: now + ttl_secs,
+            nbf: None,
             roles: roles.iter().map(|r| r.to_string()).collect(),
         })
     }
 
-    /// A token with exactly these claims (tests use it for expired tokens).
+    /// An access token (`typ: at+jwt`) with exactly these claims (tests use it for expired
+    /// tokens).
     pub fn mint_claims(&self, claims: &Claims) -> String {
-        jsonwebtoken::encode(&Header::new(Algorithm::HS256), claims, &self.key)
+        let mut header = Header::new(Algorithm::HS256);
+        header.typ = Some(ACCESS_TOKEN_TYP.into());
+        jsonwebtoken::encode(&header, claims, &self.key)
             .expect("HS256 encoding with a secret key cannot fail")
     }
 
@@ -435,6 +631,7 @@ mod tests {
             sub: "usr_a".into(),
             iat: 1,
             exp: 2,
+            nbf: None,
             roles: vec![],
         });
         assert!(matches!(
@@ -460,11 +657,13 @@ mod tests {
 
     fn rs256_token(key: &EncodingKey, kid: Option<&str>, sub: &str) -> String {
         let mut header = Header::new(Algorithm::RS256);
+        header.typ = Some(ACCESS_TOKEN_TYP.into());
         header.kid = kid.map(str::to_string);
         let claims = Claims {
             sub: sub.into(),
             iat: unix_now(),
             exp: unix_now() + 60,
+            nbf: None,
             roles: vec![],
         };
         jsonwebtoken::encode(&header, &claims, key).unwrap()
@@ -525,6 +724,7 @@ mod tests {
     /// A token from "the identity provider" with these issuer and audience claims.
     fn idp_token(key: &EncodingKey, kid: &str, iss: &str, aud: &str) -> String {
         let mut header = Header::new(Algorithm::RS256);
+        header.typ = Some(ACCESS_TOKEN_TYP.into());
         header.kid = Some(kid.into());
         let claims = serde_json::json!({
             "sub": "usr_idp", "iss": iss, "aud": aud,
@@ -655,5 +855,120 @@ mod tests {
         let (_, public) = rsa_keys();
         let jwks = serde_json::json!({"keys": [jwk("key-1", &public)]}).to_string();
         assert!(Verifier::rs256_jwks(&jwks).unwrap().verify(&token).is_err());
+    }
+
+    #[test]
+    fn not_yet_valid_and_id_tokens_are_refused() {
+        let issuer = Issuer::hs256(b"secret");
+        let verifier = Verifier::hs256(b"secret");
+        let later = issuer.mint_claims(&Claims {
+            sub: "usr_a".into(),
+            iat: unix_now(),
+            exp: unix_now() + 3600,
+            nbf: Some(unix_now() + 600),
+            roles: vec![],
+        });
+        assert!(verifier.verify(&later).is_err(), "nbf in the future");
+        // An ID token (`typ: JWT`) from the same keys is not an access token.
+        let claims = serde_json::json!({"sub": "usr_a", "exp": unix_now() + 60});
+        let id_token = jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &claims,
+            &EncodingKey::from_secret(b"secret"),
+        )
+        .unwrap();
+        let e = verifier.verify(&id_token).unwrap_err().to_string();
+        assert!(e.contains("at+jwt"), "{e}");
+        // A provider that marks access tokens by a claim instead.
+        let by_claim = Verifier::hs256(b"secret")
+            .with_access_token_rule(AccessTokenRule::claim("token_use=access").unwrap());
+        assert!(by_claim.verify(&id_token).is_err());
+        let access = jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &serde_json::json!({"sub": "usr_a", "exp": unix_now() + 60, "token_use": "access"}),
+            &EncodingKey::from_secret(b"secret"),
+        )
+        .unwrap();
+        assert!(by_claim.verify(&access).is_ok());
+        assert!(AccessTokenRule::claim("no-equals-sign").is_err());
+    }
+
+    #[test]
+    fn jwks_urls_are_judged_by_their_parsed_host() {
+        for ok in [
+            "https://idp.example/jwks.json",
+            "http://localhost:8080/jwks",
+            "http://127.0.0.1/jwks",
+            "http://[::1]:9/jwks",
+        ] {
+            assert!(check_jwks_url(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "http://localhost.evil.example/jwks",
+            "http://127.0.0.1.evil.example/jwks",
+            "http://127.0.0.1:80@evil.example/jwks",
+            "http://evil.example/jwks#http://localhost/",
+            "not a url",
+        ] {
+            assert!(check_jwks_url(bad).is_err(), "{bad}");
+        }
+    }
+
+    /// A projected ServiceAccount token as the kubelet gets it from the cluster issuer.
+    fn sa_token(key: &EncodingKey, sub: &str, aud: &str) -> String {
+        let mut header = Header::new(Algorithm::RS256);
+        header.kid = Some("cluster-1".into());
+        let claims = serde_json::json!({
+            "iss": "https://kubernetes.default.svc", "aud": [aud], "sub": sub,
+            "iat": unix_now(), "nbf": unix_now(), "exp": unix_now() + 600,
+            "kubernetes.io": {"namespace": "connectability", "serviceaccount": {"name": "rfi-sync"}},
+        });
+        jsonwebtoken::encode(&header, &claims, key).unwrap()
+    }
+
+    #[test]
+    fn services_are_known_by_their_service_account_tokens_only() {
+        let (cluster_key, cluster_public) = rsa_keys();
+        let jwks = serde_json::json!({"keys": [jwk("cluster-1", &cluster_public)]}).to_string();
+        let services = ServiceIdentities::new(
+            Verifier::rs256_jwks(&jwks)
+                .unwrap()
+                .with_issuer_and_audience(
+                    Some("https://kubernetes.default.svc"),
+                    Some("connectability"),
+                ),
+            "connectability",
+        );
+        let verifier = Verifier::hs256(b"secret").with_service_identities(services);
+        let sa = |sub: &str, aud: &str| sa_token(&cluster_key, sub, aud);
+        assert_eq!(
+            verifier
+                .verify(&sa(
+                    "system:serviceaccount:connectability:rfi-sync",
+                    "connectability"
+                ))
+                .unwrap(),
+            Caller::Service {
+                name: "rfi-sync".into()
+            }
+        );
+        for (sub, aud) in [
+            // another namespace, an unknown account, a token for another audience
+            ("system:serviceaccount:other:rfi-sync", "connectability"),
+            (
+                "system:serviceaccount:connectability:default",
+                "connectability",
+            ),
+            (
+                "system:serviceaccount:connectability:rfi-sync",
+                "https://kubernetes.default.svc",
+            ),
+        ] {
+            assert!(verifier.verify(&sa(sub, aud)).is_err(), "{sub} {aud}");
+        }
+        // The shared `service` role no longer makes anyone a service; users still verify.
+        let issuer = Issuer::hs256(b"secret");
+        assert!(verifier.verify(&issuer.service("rfi-sync")).is_err());
+        assert!(verifier.verify(&issuer.user("usr_a")).is_ok());
     }
 }

@@ -4,7 +4,9 @@
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use anyhow::Context as _;
-use connectability_auth::{Issuer, Verifier};
+use connectability_auth::{AccessTokenRule, Issuer, ServiceIdentities, Verifier};
+
+use crate::service_identity::ServiceToken;
 
 /// DEV ONLY. The HS256 secret `connectability dev` and the tests use when none is set.
 /// Anyone who knows it can mint any token: never run a reachable deployment with it.
@@ -95,6 +97,49 @@ pub struct AuthConfig {
     /// an HS256 secret, from which one is minted.
     #[arg(long, env = "SERVICE_TOKEN", hide_env_values = true)]
     pub service_token: Option<String>,
+
+    /// File holding the token this service presents to others (its projected ServiceAccount
+    /// token); read again whenever it changes, so rotation needs no restart.
+    #[arg(long, env = "SERVICE_TOKEN_FILE")]
+    pub service_token_file: Option<PathBuf>,
+
+    /// Lets `serve` accept an HS256 shared secret. Development only: anyone holding the
+    /// secret can mint any token, a service's included.
+    #[arg(long, env = "AUTH_ALLOW_HS256", default_value_t = false)]
+    pub allow_hs256: bool,
+
+    /// `name=value`: the claim that marks an access token, for identity providers that do not
+    /// set the JWT `typ` to `at+jwt` (e.g. `token_use=access`). Unset: `typ` must be `at+jwt`.
+    #[arg(long, env = "AUTH_ACCESS_TOKEN_CLAIM")]
+    pub access_token_claim: Option<String>,
+
+    /// JWKS file of the cluster's ServiceAccount token issuer (`kubectl get --raw
+    /// /openid/v1/jwks`): services are then recognised by their own projected tokens.
+    #[arg(long, env = "SERVICE_AUTH_JWKS_FILE")]
+    pub service_jwks_file: Option<PathBuf>,
+
+    /// JWKS URL of the cluster's ServiceAccount token issuer (a managed cluster's public OIDC
+    /// issuer), instead of SERVICE_AUTH_JWKS_FILE.
+    #[arg(long, env = "SERVICE_AUTH_JWKS_URL")]
+    pub service_jwks_url: Option<String>,
+
+    /// The `iss` of the cluster's ServiceAccount tokens.
+    #[arg(long, env = "SERVICE_AUTH_ISSUER")]
+    pub service_issuer: Option<String>,
+
+    /// The audience the services' projected tokens are minted for.
+    #[arg(long, env = "SERVICE_AUTH_AUDIENCE", default_value = "connectability")]
+    pub service_audience: String,
+
+    /// The namespace the services run in: identities are `system:serviceaccount:<ns>:<service>`.
+    #[arg(long, env = "SERVICE_AUTH_NAMESPACE")]
+    pub service_namespace: Option<String>,
+}
+
+/// Whether an HS256 secret is one of the published development secrets.
+pub fn is_dev_only_secret(secret: &str) -> bool {
+    let s = secret.to_ascii_lowercase();
+    secret == DEV_ONLY_HS256_SECRET || s.contains("dev-only") || s.contains("do-not-use")
 }
 
 impl AuthConfig {
@@ -102,6 +147,8 @@ impl AuthConfig {
     pub fn dev_only() -> Self {
         Self {
             hs256_secret: Some(DEV_ONLY_HS256_SECRET.to_string()),
+            allow_hs256: true,
+            service_audience: "connectability".into(),
             ..Default::default()
         }
     }
@@ -125,12 +172,17 @@ impl AuthConfig {
             &self.jwks_url,
         ) {
             (Some(secret), None, None, None) => {
-                if secret == DEV_ONLY_HS256_SECRET {
-                    tracing::warn!(
-                        "using the DEV-ONLY auth secret: anyone can mint tokens; set AUTH_HS256_SECRET, AUTH_RS256_PUBLIC_KEY_FILE, AUTH_JWKS_FILE or AUTH_JWKS_URL"
+                if !self.allow_hs256 {
+                    anyhow::bail!(
+                        "AUTH_HS256_SECRET is a shared secret anyone holding it can mint any token with: set AUTH_ALLOW_HS256=true to use it anyway (development only), or use your identity provider's keys (AUTH_JWKS_URL, AUTH_JWKS_FILE, AUTH_RS256_PUBLIC_KEY_FILE)"
                     );
                 }
-                Verifier::hs256(secret.as_bytes())
+                if is_dev_only_secret(secret) {
+                    tracing::warn!(
+                        "using a published DEV-ONLY auth secret: anyone can mint tokens; never expose this server"
+                    );
+                }
+                Verifier::hs256(secret.trim().as_bytes())
             }
             (None, Some(pem), None, None) => {
                 let pem =
@@ -153,16 +205,61 @@ impl AuthConfig {
                 "set only one of AUTH_HS256_SECRET, AUTH_RS256_PUBLIC_KEY_FILE, AUTH_JWKS_FILE, AUTH_JWKS_URL"
             ),
         };
-        Ok(verifier.with_issuer_and_audience(self.issuer.as_deref(), self.audience.as_deref()))
+        let rule = match &self.access_token_claim {
+            Some(spec) => AccessTokenRule::claim(spec)?,
+            None => AccessTokenRule::Typ,
+        };
+        let mut verifier = verifier
+            .with_issuer_and_audience(self.issuer.as_deref(), self.audience.as_deref())
+            .with_access_token_rule(rule);
+        if let Some(services) = self.service_identities().await? {
+            verifier = verifier.with_service_identities(services);
+        }
+        Ok(verifier)
     }
 
-    /// The token this service sends to other services, if it has one.
-    pub fn service_token(&self, service_name: &str) -> Option<String> {
-        self.service_token.clone().or_else(|| {
-            self.hs256_secret
-                .as_ref()
-                .map(|s| Issuer::hs256(s.as_bytes()).service(service_name))
-        })
+    /// How services are recognised when they run with their own ServiceAccount tokens.
+    async fn service_identities(&self) -> anyhow::Result<Option<ServiceIdentities>> {
+        let keys = match (&self.service_jwks_file, &self.service_jwks_url) {
+            (None, None) => return Ok(None),
+            (Some(file), None) => {
+                let json = std::fs::read_to_string(file)
+                    .with_context(|| format!("reading {}", file.display()))?;
+                Verifier::rs256_jwks(&json)?
+            }
+            (None, Some(url)) => {
+                Verifier::rs256_jwks_url(url, Duration::from_secs(self.jwks_refresh_secs.max(1)))
+                    .await?
+            }
+            (Some(_), Some(_)) => {
+                anyhow::bail!("set only one of SERVICE_AUTH_JWKS_FILE and SERVICE_AUTH_JWKS_URL")
+            }
+        };
+        let (Some(issuer), Some(namespace)) = (&self.service_issuer, &self.service_namespace)
+        else {
+            anyhow::bail!(
+                "service identities (SERVICE_AUTH_JWKS_FILE or SERVICE_AUTH_JWKS_URL) need SERVICE_AUTH_ISSUER and SERVICE_AUTH_NAMESPACE"
+            );
+        };
+        let keys = keys.with_issuer_and_audience(Some(issuer), Some(&self.service_audience));
+        Ok(Some(ServiceIdentities::new(keys, namespace)))
+    }
+
+    /// The token this service sends to other services, if it has one: its token file, a
+    /// fixed token, or (development) one minted from the HS256 secret.
+    pub fn service_token(&self, service_name: &str) -> anyhow::Result<Option<ServiceToken>> {
+        if let Some(path) = &self.service_token_file {
+            return Ok(Some(ServiceToken::file(path)?));
+        }
+        Ok(self
+            .service_token
+            .as_deref()
+            .map(ServiceToken::fixed)
+            .or_else(|| {
+                self.hs256_secret.as_ref().map(|s| {
+                    ServiceToken::fixed(&Issuer::hs256(s.trim().as_bytes()).service(service_name))
+                })
+            }))
     }
 }
 
@@ -206,7 +303,22 @@ mod auth_tests {
             hs256_secret: Some("s".into()),
             ..Default::default()
         };
-        assert!(dev.verifier().await.is_ok());
+        let e = dev.verifier().await.err().unwrap().to_string();
+        assert!(
+            e.contains("AUTH_ALLOW_HS256"),
+            "HS256 needs an explicit allow: {e}"
+        );
+        let allowed = AuthConfig {
+            hs256_secret: Some("s\n".into()),
+            allow_hs256: true,
+            ..Default::default()
+        };
+        // A mounted secret's trailing newline is not part of the key.
+        let token = Issuer::hs256(b"s").user("usr_a");
+        assert!(allowed.verifier().await.unwrap().verify(&token).is_ok());
+        assert!(is_dev_only_secret(
+            "dev-only-connectability-secret-do-not-use-in-production"
+        ));
         std::fs::remove_dir_all(dir).ok();
     }
 }

@@ -35,6 +35,14 @@ fn found<T>(result: Result<tonic::Response<T>, Status>) -> Result<Option<T>, Sta
         Ok(r) => Ok(Some(r.into_inner())),
         Err(s) if s.code() == Code::NotFound => Ok(None),
         Err(s) if s.code() == Code::InvalidArgument => Err(s),
+        // Refused for our identity: retrying will not help, so not UNAVAILABLE.
+        Err(s) if matches!(s.code(), Code::Unauthenticated | Code::PermissionDenied) => {
+            crate::service_identity::refused("directory", &s);
+            Err(Status::internal(format!(
+                "directory service refused this service: {}",
+                s.message()
+            )))
+        }
         Err(s) => {
             tracing::warn!(code = ?s.code(), message = s.message(), "directory call failed");
             Err(Status::unavailable(format!(
@@ -47,11 +55,16 @@ fn found<T>(result: Result<tonic::Response<T>, Status>) -> Result<Option<T>, Sta
 
 impl DirectoryGateway {
     /// `cache_ttl` zero disables caching (tests change permissions and look at once).
-    pub fn new(channel: Channel, service_token: &str, cache_ttl: Duration) -> Self {
+    pub fn new(
+        channel: Channel,
+        service_token: impl Into<crate::service_identity::ServiceToken>,
+        cache_ttl: Duration,
+    ) -> Self {
         let client = DirectoryServiceClient::new(InterceptedService::new(
             channel.clone(),
             ServiceCall::new(service_token),
         ));
+        crate::service_identity::calls_peer("directory");
         let cache = |_: ()| !cache_ttl.is_zero();
         Self {
             client,

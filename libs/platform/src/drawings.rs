@@ -4,8 +4,9 @@
 
 use crate::telemetry::ServiceCall;
 use connectability_proto::drawings::v1::{
-    DownloadRevisionFileRequest, File, GetPublishedRevisionCountRequest, PublishedRevisionCount,
-    download_file_response::Part, drawing_service_client::DrawingServiceClient,
+    DownloadFileResponse, DownloadRevisionFileRequest, File, GetPublishedRevisionCountRequest,
+    PublishedRevisionCount, download_file_response::Part,
+    drawing_service_client::DrawingServiceClient,
 };
 use tonic::{Code, Status, service::interceptor::InterceptedService, transport::Channel};
 
@@ -19,8 +20,27 @@ fn unavailable(s: Status) -> Status {
     Status::unavailable(format!("drawings service: {}", s.message()))
 }
 
+/// A refused call stays refused (our identity or our request is wrong: retrying will not
+/// help, so it is not UNAVAILABLE); anything else is the drawings service being unreachable.
+fn failed_call(s: Status) -> Status {
+    match s.code() {
+        Code::Unauthenticated | Code::PermissionDenied | Code::InvalidArgument => {
+            crate::service_identity::refused("drawings-sync", &s);
+            Status::internal(format!(
+                "drawings service refused this service: {}",
+                s.message()
+            ))
+        }
+        _ => unavailable(s),
+    }
+}
+
 impl DrawingsGateway {
-    pub fn new(channel: Channel, service_token: &str) -> Self {
+    pub fn new(
+        channel: Channel,
+        service_token: impl Into<crate::service_identity::ServiceToken>,
+    ) -> Self {
+        crate::service_identity::calls_peer("drawings-sync");
         Self {
             client: DrawingServiceClient::new(InterceptedService::new(
                 channel,
@@ -42,32 +62,84 @@ impl DrawingsGateway {
             })
             .await
             .map(|r| r.into_inner())
-            .map_err(unavailable)
+            .map_err(failed_call)
     }
 
-    /// The revision's file and its bytes; `None` when the project has no such revision.
+    /// The revision's file and its bytes, read on behalf of `user_id`; `None` when the
+    /// project has no such revision that the user may see in Drawings. More than `max_bytes`
+    /// is refused with RESOURCE_EXHAUSTED before the rest arrives.
     pub async fn revision_file(
         &self,
         project_id: &str,
         revision_id: &str,
+        user_id: &str,
+        max_bytes: usize,
     ) -> Result<Option<(File, Vec<u8>)>, Status> {
-        let request = DownloadRevisionFileRequest {
-            project_id: project_id.into(),
-            revision_id: revision_id.into(),
-        };
-        let mut stream = match self.client.clone().download_revision_file(request).await {
-            Ok(r) => r.into_inner(),
-            Err(s) if s.code() == Code::NotFound => return Ok(None),
-            Err(s) => return Err(unavailable(s)),
+        let Some(mut stream) = self.open(project_id, revision_id, user_id, false).await? else {
+            return Ok(None);
         };
         let (mut file, mut bytes) = (File::default(), Vec::new());
         while let Some(msg) = stream.message().await.map_err(unavailable)? {
             match msg.part {
-                Some(Part::File(f)) => file = f,
-                Some(Part::Chunk(c)) => bytes.extend_from_slice(&c),
+                Some(Part::File(f)) => {
+                    if usize::try_from(f.size_bytes).unwrap_or(usize::MAX) > max_bytes {
+                        return Err(too_large(revision_id, max_bytes));
+                    }
+                    file = f
+                }
+                Some(Part::Chunk(c)) => {
+                    if bytes.len() + c.len() > max_bytes {
+                        return Err(too_large(revision_id, max_bytes));
+                    }
+                    bytes.extend_from_slice(&c)
+                }
                 None => {}
             }
         }
         Ok(Some((file, bytes)))
     }
+
+    /// The revision's file metadata if `user_id` may see the revision in Drawings.
+    pub async fn visible_revision(
+        &self,
+        project_id: &str,
+        revision_id: &str,
+        user_id: &str,
+    ) -> Result<Option<File>, Status> {
+        let Some(mut stream) = self.open(project_id, revision_id, user_id, true).await? else {
+            return Ok(None);
+        };
+        while let Some(msg) = stream.message().await.map_err(unavailable)? {
+            if let Some(Part::File(f)) = msg.part {
+                return Ok(Some(f));
+            }
+        }
+        Ok(None)
+    }
+
+    async fn open(
+        &self,
+        project_id: &str,
+        revision_id: &str,
+        user_id: &str,
+        metadata_only: bool,
+    ) -> Result<Option<tonic::Streaming<DownloadFileResponse>>, Status> {
+        let request = DownloadRevisionFileRequest {
+            project_id: project_id.into(),
+            revision_id: revision_id.into(),
+            user_id: user_id.into(),
+            metadata_only,
+        };
+        match self.client.clone().download_revision_file(request).await {
+            Ok(r) => Ok(Some(r.into_inner())),
+            Err(s) if s.code() == Code::NotFound => Ok(None),
+            Err(s) => Err(failed_call(s)),
+        }
+    }
+}
+
+fn too_large(revision_id: &str, max_bytes: usize) -> Status {
+    Status::resource_exhausted(format!(
+        "linked drawing revision `{revision_id}` would take the linked drawings past {max_bytes} bytes in all"
+    ))
 }

@@ -13,6 +13,7 @@ pub mod input;
 pub mod metrics;
 pub mod paging;
 pub mod server;
+pub mod service_identity;
 pub mod standalone;
 pub mod telemetry;
 pub mod time;

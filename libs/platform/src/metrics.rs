@@ -141,6 +141,46 @@ impl Default for Metrics {
     }
 }
 
+/// Every gRPC method any Connectability server routes (`/package.Service/Method`): the
+/// business services, health and reflection, read from the embedded descriptor sets.
+static KNOWN_METHODS: std::sync::LazyLock<std::collections::HashSet<String>> =
+    std::sync::LazyLock::new(|| {
+        use prost::Message as _;
+        let mut methods = std::collections::HashSet::new();
+        for set in [
+            connectability_proto::FILE_DESCRIPTOR_SET,
+            tonic_health::pb::FILE_DESCRIPTOR_SET,
+            tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET,
+            tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
+        ] {
+            let set = prost_types::FileDescriptorSet::decode(set)
+                .expect("the embedded descriptor sets are valid");
+            for file in set.file {
+                for service in &file.service {
+                    for method in &service.method {
+                        methods.insert(format!(
+                            "/{}.{}/{}",
+                            file.package(),
+                            service.name(),
+                            method.name()
+                        ));
+                    }
+                }
+            }
+        }
+        methods
+    });
+
+/// The `grpc_method` label of a request path: the path itself when it names a routed
+/// method, else `unknown`. The metrics layer runs before routing and authentication, so a
+/// client sending random paths must not create a label (and a series) per path.
+pub fn method_label(path: &str) -> &'static str {
+    match KNOWN_METHODS.get(path) {
+        Some(known) => known.as_str(),
+        None => "unknown",
+    }
+}
+
 /// Tower layer recording `grpc_server_handled_total` and `grpc_server_handling_seconds`.
 /// The status code is read from the response headers (trailers-only errors); calls whose
 /// status arrives only in trailers count as `OK`.
@@ -183,7 +223,7 @@ where
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let metrics = self.metrics.clone();
-        let method = req.uri().path().to_string();
+        let method = method_label(req.uri().path());
         Box::pin(async move {
             let start = Instant::now();
             let result = inner.call(req).await;
@@ -199,11 +239,11 @@ where
             };
             metrics
                 .latency
-                .with_label_values(&[method.as_str()])
+                .with_label_values(&[method])
                 .observe(start.elapsed().as_secs_f64());
             metrics
                 .handled
-                .with_label_values(&[method.as_str(), code.as_str()])
+                .with_label_values(&[method, code.as_str()])
                 .inc();
             result
         })

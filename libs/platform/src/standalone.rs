@@ -55,10 +55,10 @@ impl Standalone {
     }
 
     /// The token this service presents to others.
-    pub fn service_token(&self) -> anyhow::Result<String> {
-        self.common.auth.service_token(self.name).ok_or_else(|| {
+    pub fn service_token(&self) -> anyhow::Result<crate::service_identity::ServiceToken> {
+        self.common.auth.service_token(self.name)?.ok_or_else(|| {
             anyhow::anyhow!(
-                "set SERVICE_TOKEN (or AUTH_HS256_SECRET) so {} can call other services",
+                "set SERVICE_TOKEN_FILE (its projected ServiceAccount token; or AUTH_HS256_SECRET with AUTH_ALLOW_HS256 in development) so {} can call other services",
                 self.name
             )
         })

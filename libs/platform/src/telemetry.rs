@@ -87,18 +87,24 @@ pub fn inject_traceparent<T>(req: &mut tonic::Request<T>) {
 
 /// The interceptor on every service-to-service client: the calling service's token and the
 /// caller's trace context, so the callee's spans join the caller's trace.
+/// The token is read for every call, so a rotated token file is used as soon as it is seen.
 #[derive(Clone)]
-pub struct ServiceCall(connectability_auth::BearerToken);
+pub struct ServiceCall(crate::service_identity::ServiceToken);
 
 impl ServiceCall {
-    pub fn new(service_token: &str) -> Self {
-        Self(connectability_auth::BearerToken::new(service_token))
+    pub fn new(service_token: impl Into<crate::service_identity::ServiceToken>) -> Self {
+        Self(service_token.into())
     }
 }
 
 impl tonic::service::Interceptor for ServiceCall {
-    fn call(&mut self, req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
-        let mut req = tonic::service::Interceptor::call(&mut self.0, req)?;
+    fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        let value = format!("Bearer {}", self.0.current())
+            .parse()
+            .map_err(|_| {
+                tonic::Status::internal("the service token is not valid ASCII metadata")
+            })?;
+        req.metadata_mut().insert("authorization", value);
         inject_traceparent(&mut req);
         Ok(req)
     }

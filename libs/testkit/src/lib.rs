@@ -352,7 +352,7 @@ impl TestApp {
                     .expect("blobs folder");
                     let gateway = connection_manager::DirectoryGateway::new(
                         lazy_channel(addr),
-                        &issuer.service(drawings_sync::NAME),
+                        issuer.service(drawings_sync::NAME),
                         Duration::ZERO,
                     );
                     drawings_sync::DrawingsSync::start(
@@ -406,7 +406,7 @@ impl TestApp {
                     .expect("blobs folder");
                     let gateway = connection_manager::DirectoryGateway::new(
                         lazy_channel(addr),
-                        &issuer.service(submittal_sync::NAME),
+                        issuer.service(submittal_sync::NAME),
                         Duration::ZERO,
                     );
                     submittal_sync::SubmittalSync::start(
@@ -428,7 +428,7 @@ impl TestApp {
                         .await;
                     let gateway = connection_manager::DirectoryGateway::new(
                         lazy_channel(addr),
-                        &issuer.service(notification::NAME),
+                        issuer.service(notification::NAME),
                         Duration::ZERO,
                     );
                     let mail = notification::MailSettings {
@@ -555,7 +555,7 @@ impl TestApp {
         .expect("blobs folder");
         let gateway = connection_manager::DirectoryGateway::new(
             lazy_channel(self.addr),
-            &self.issuer.service(drawings_sync::NAME),
+            self.issuer.service(drawings_sync::NAME),
             Duration::ZERO,
         );
         drawings_sync::DrawingsSync::start(
@@ -634,12 +634,12 @@ fn connection_manager_parts(
 ) -> connection_manager::ConnectionManager {
     let gateway = connection_manager::DirectoryGateway::new(
         lazy_channel(directory_addr),
-        &issuer.service(connection_manager::NAME),
+        issuer.service(connection_manager::NAME),
         Duration::ZERO,
     );
     let drawings = connection_manager::DrawingsGateway::new(
         lazy_channel(directory_addr),
-        &issuer.service(connection_manager::NAME),
+        issuer.service(connection_manager::NAME),
     );
     connection_manager::ConnectionManager::new(
         db,

@@ -276,7 +276,7 @@ async fn dev(args: DevArgs) -> anyhow::Result<()> {
     let auth = match std::env::var("AUTH_HS256_SECRET") {
         Ok(secret) if !secret.is_empty() => AuthConfig {
             hs256_secret: Some(secret),
-            ..Default::default()
+            ..AuthConfig::dev_only()
         },
         _ => AuthConfig::dev_only(),
     };
@@ -318,7 +318,7 @@ async fn dev(args: DevArgs) -> anyhow::Result<()> {
         blobs.clone(),
         connectability_platform::directory::DirectoryGateway::new(
             own()?,
-            &issuer.service(drawings_sync::NAME),
+            issuer.service(drawings_sync::NAME),
             cache,
         ),
         clock.clone(),
@@ -336,10 +336,10 @@ async fn dev(args: DevArgs) -> anyhow::Result<()> {
         blobs.clone(),
         connectability_platform::directory::DirectoryGateway::new(
             own()?,
-            &issuer.service(rfi_sync::NAME),
+            issuer.service(rfi_sync::NAME),
             cache,
         ),
-        rfi_sync::DrawingsGateway::new(own()?, &issuer.service(rfi_sync::NAME)),
+        rfi_sync::DrawingsGateway::new(own()?, issuer.service(rfi_sync::NAME)),
         clock.clone(),
         rfi_sync::Limits::default(),
     )
@@ -355,7 +355,7 @@ async fn dev(args: DevArgs) -> anyhow::Result<()> {
         blobs,
         connectability_platform::directory::DirectoryGateway::new(
             own()?,
-            &issuer.service(submittal_sync::NAME),
+            issuer.service(submittal_sync::NAME),
             cache,
         ),
         clock.clone(),
@@ -379,7 +379,7 @@ async fn dev(args: DevArgs) -> anyhow::Result<()> {
         bus.clone(),
         connectability_platform::directory::DirectoryGateway::new(
             own()?,
-            &issuer.service(notification::NAME),
+            issuer.service(notification::NAME),
             cache,
         ),
         clock.clone(),
@@ -398,10 +398,10 @@ async fn dev(args: DevArgs) -> anyhow::Result<()> {
         bus.clone(),
         connection_manager::DirectoryGateway::new(
             own()?,
-            &issuer.service(connection_manager::NAME),
+            issuer.service(connection_manager::NAME),
             cache,
         ),
-        connection_manager::DrawingsGateway::new(own()?, &issuer.service(connection_manager::NAME)),
+        connection_manager::DrawingsGateway::new(own()?, issuer.service(connection_manager::NAME)),
         clock,
     )
     .mount(&mut server, max_message_bytes);

@@ -28,7 +28,8 @@ use tonic::{Request, Response, Status, Streaming};
 use crate::{
     db::{self, AreaRow, Copy, DrawingRow, FileRow, MarkupRow, RevisionRow, SetRow, SyncRow},
     domain::{
-        self, AREA, CONNECTION, DRAWING, FILE, MARKUP, PROJECT, PUBLISH, REVISION, SET, reason,
+        self, AREA, CONNECTION, DRAWING, FILE, MARKUP, PROJECT, PUBLISH, REVISION, SET, USER,
+        reason,
     },
     events,
 };
@@ -950,22 +951,44 @@ impl DrawingService for DrawingApi {
         req: Request<pb::DownloadRevisionFileRequest>,
     ) -> Result<Response<Self::DownloadRevisionFileStream>, Status> {
         let caller = connectability_auth::caller(&req)?;
-        let project = Id::parse(PROJECT, "project_id", &req.get_ref().project_id)?;
-        let revision = Id::parse(REVISION, "revision_id", &req.get_ref().revision_id)?;
-        if matches!(caller, Caller::User { .. }) {
-            return Err(permission_denied("a service-to-service query"));
-        }
-        let mut conn = self.read().await?;
+        connectability_auth::require_service(&caller, &["rfi-sync"], "DownloadRevisionFile")?;
+        let r = req.get_ref();
+        let project = Id::parse(PROJECT, "project_id", &r.project_id)?;
+        let revision = Id::parse(REVISION, "revision_id", &r.revision_id)?;
+        let user = Id::parse(USER, "user_id", &r.user_id)?;
         let missing = || not_found("drawing revision", revision.as_str());
-        let r = db::get::<RevisionRow>(&mut conn, revision.as_str())
+        // Read as the user the file is for: what they cannot see in Drawings is not there.
+        let on_behalf = Caller::User {
+            user_id: user.to_string(),
+        };
+        let (_, access) = self
+            .viewer(&on_behalf, project.as_str())
+            .await
+            .map_err(|_| missing())?;
+        let mut conn = self.read().await?;
+        let rev = db::get::<RevisionRow>(&mut conn, revision.as_str())
             .await
             .map_err(db_err)?
-            .filter(|r| r.project_id == project.as_str())
+            .filter(|rev| rev.project_id == project.as_str())
             .ok_or_else(missing)?;
-        let file = db::get::<FileRow>(&mut conn, &r.file_id)
+        let drawing = db::get::<DrawingRow>(&mut conn, &rev.drawing_id)
             .await
             .map_err(db_err)?
             .ok_or_else(missing)?;
+        if !domain::revision_visible(&access, rev.published, drawing.deleted_ms.is_some()) {
+            return Err(missing());
+        }
+        let file = db::get::<FileRow>(&mut conn, &rev.file_id)
+            .await
+            .map_err(db_err)?
+            .ok_or_else(missing)?;
+        drop(conn);
+        if r.metadata_only {
+            let first = pb::DownloadFileResponse {
+                part: Some(pb::download_file_response::Part::File(file_pb(file))),
+            };
+            return Ok(Response::new(Box::pin(tokio_stream::once(Ok(first)))));
+        }
         self.stream_file(file).await
     }
 
@@ -974,10 +997,12 @@ impl DrawingService for DrawingApi {
         req: Request<pb::GetPublishedRevisionCountRequest>,
     ) -> Result<Response<pb::PublishedRevisionCount>, Status> {
         let caller = connectability_auth::caller(&req)?;
+        connectability_auth::require_service(
+            &caller,
+            &["connection-manager"],
+            "GetPublishedRevisionCount",
+        )?;
         let project = Id::parse(PROJECT, "project_id", &req.get_ref().project_id)?;
-        if matches!(caller, Caller::User { .. }) {
-            return Err(permission_denied("a service-to-service query"));
-        }
         let count = db::published_revision_count(&mut *self.read().await?, project.as_str())
             .await
             .map_err(db_err)?;

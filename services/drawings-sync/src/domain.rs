@@ -12,6 +12,7 @@ pub const FILE: &str = "fil";
 pub const MARKUP: &str = "mku";
 pub const PUBLISH: &str = "pub";
 pub const CONNECTION: &str = "con";
+pub const USER: &str = "usr";
 
 /// C17: the documented limit of published revisions for a DRAWINGS connection.
 pub const MAX_CONNECTED_REVISIONS: i64 = 100_000;
@@ -36,6 +37,12 @@ pub fn is_admin(access: &ProjectAccess) -> bool {
 /// READ_ONLY or more: sees published drawings.
 pub fn can_view(access: &ProjectAccess) -> bool {
     at_least(drawings_level(access), PermissionLevel::ReadOnly)
+}
+
+/// Whether someone with `access` sees a revision in Drawings: viewers see published
+/// revisions of live drawings; admins also unpublished ones; nobody a deleted drawing's.
+pub fn revision_visible(access: &ProjectAccess, published: bool, drawing_deleted: bool) -> bool {
+    can_view(access) && !drawing_deleted && (published || is_admin(access))
 }
 
 /// STANDARD or more: marks up (D7).

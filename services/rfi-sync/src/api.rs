@@ -206,6 +206,15 @@ fn must_be_own(r: &RfiRow) -> Result<(), Status> {
     }
 }
 
+fn linked_drawing_not_found(rev: &str) -> Status {
+    failed_precondition(
+        reason::LINKED_DRAWING_NOT_FOUND,
+        format!(
+            "linked drawing revision `{rev}` is not a revision you can see in this project's Drawings"
+        ),
+    )
+}
+
 fn changed_meanwhile() -> Status {
     Status::aborted("the RFI changed meanwhile; read it again and retry")
 }
@@ -445,7 +454,13 @@ impl RfiApi {
 
     /// Renders the cover sheet and the linked drawings PDF of `r` as it closes, stores the
     /// bytes and returns the two file rows (not yet recorded).
-    async fn render_close(&self, r: &RfiRow, now: i64) -> Result<Vec<FileRow>, Status> {
+    /// The linked revisions are read as `closer`, who publishes them to the RFI's readers.
+    async fn render_close(
+        &self,
+        r: &RfiRow,
+        closer: &str,
+        now: i64,
+    ) -> Result<Vec<FileRow>, Status> {
         let mut conn = self.read().await?;
         let official_only = db::official_only(&mut conn, &r.project_id)
             .await
@@ -474,7 +489,7 @@ impl RfiApi {
         for x in responses.iter().filter(|x| x.official || !official_only) {
             shown.push((name(x.author_id.clone()).await, x.official, x.body.clone()));
         }
-        let cover = pdf::cover_sheet(&pdf::CoverSheet {
+        let cover = pdf::CoverSheet {
             number: r.number,
             subject: r.subject.clone(),
             private: r.private,
@@ -490,25 +505,41 @@ impl RfiApi {
             question: r.question.clone(),
             responses: shown,
             official_only,
-        })
-        .map_err(internal)?;
+        };
 
         let (mut listed, mut parts) = (Vec::new(), Vec::new());
+        let mut budget = domain::MAX_LINKED_DRAWINGS_BYTES;
         for rev in &r.drawing_revision_ids {
-            let Some((file, bytes)) = self.drawings.revision_file(&r.project_id, rev).await? else {
-                return Err(failed_precondition(
-                    reason::LINKED_DRAWING_NOT_FOUND,
-                    format!("linked drawing revision `{rev}` is not in this project's Drawings"),
-                ));
+            let Some((file, bytes)) = self
+                .drawings
+                .revision_file(&r.project_id, rev, closer, budget)
+                .await?
+            else {
+                return Err(linked_drawing_not_found(rev));
             };
+            budget -= bytes.len();
             listed.push(format!(
                 "{rev}: {} ({} bytes, sha256 {})",
                 file.filename, file.size_bytes, file.sha256
             ));
             parts.push(bytes);
         }
-        let drawings =
-            pdf::linked_drawings(r.number, &r.subject, &listed, &parts).map_err(internal)?;
+        // Tenant PDFs are parsed off the async runtime, a few at a time, under a deadline.
+        let (number, subject) = (r.number, r.subject.clone());
+        let (cover, drawings) = connectability_pdf::run_bounded(domain::PDF_DEADLINE, move || {
+            Ok((
+                pdf::cover_sheet(&cover)?,
+                pdf::linked_drawings(number, &subject, &listed, &parts)?,
+            ))
+        })
+        .await
+        .map_err(|e| match e {
+            connectability_pdf::BoundedError::Deadline(d) => Status::resource_exhausted(format!(
+                "the RFI's PDFs could not be written within {} s; try again later",
+                d.as_secs()
+            )),
+            connectability_pdf::BoundedError::Failed(e) => internal(e),
+        })?;
 
         let mut out = Vec::new();
         for (label, bytes) in [("cover-sheet", cover), ("linked-drawings", drawings)] {
@@ -639,7 +670,20 @@ impl RfiApi {
         conn: &mut sqlx::AnyConnection,
         row: &mut RfiRow,
         f: Fields,
+        linker: &str,
     ) -> Result<(), Status> {
+        // Linking shows a revision to every reader of the RFI: the linker must see it.
+        for rev in &f.drawing_revision_ids {
+            if !row.drawing_revision_ids.contains(rev)
+                && self
+                    .drawings
+                    .visible_revision(&row.project_id, rev, linker)
+                    .await?
+                    .is_none()
+            {
+                return Err(linked_drawing_not_found(rev));
+            }
+        }
         self.check_files(
             conn,
             "question_file_ids",
@@ -748,7 +792,8 @@ impl RfiService for RfiApi {
             create_ms: now,
             update_ms: now,
         };
-        self.apply_fields(&mut *self.read().await?, &mut row, fields)
+        let linker = v.user.clone();
+        self.apply_fields(&mut *self.read().await?, &mut row, fields, &linker)
             .await?;
         // Numbers are per project: a concurrent create may take ours; then take the next.
         for _ in 0..5 {
@@ -890,7 +935,8 @@ impl RfiService for RfiApi {
             invalid_argument(&format!("rfi.{field}"), e.message())
         })?;
         let mut updated = current.clone();
-        self.apply_fields(&mut conn, &mut updated, fields).await?;
+        self.apply_fields(&mut conn, &mut updated, fields, &v.user)
+            .await?;
         drop(conn);
         updated.version += 1;
         updated.update_ms = self.clock.now_ms();
@@ -984,7 +1030,7 @@ impl RfiService for RfiApi {
         let (rfi, v) = self.managed(&mut *self.read().await?, &caller, &id).await?;
         must_be_open(&rfi)?;
         let now = self.clock.now_ms();
-        let files = self.render_close(&rfi, now).await?;
+        let files = self.render_close(&rfi, &v.user, now).await?;
         let updated = RfiRow {
             status: RfiStatus::Closed as i64,
             cover_file_id: files[0].id.clone(),
@@ -1101,9 +1147,23 @@ impl RfiService for RfiApi {
             .await
             .map_err(db_err)?
             .ok_or_else(|| not_found("file", id.as_str()))?;
-        self.viewer(&caller, &file.project_id)
+        let v = self
+            .viewer(&caller, &file.project_id)
             .await
             .map_err(|_| not_found("file", id.as_str()))?;
+        // A file of an RFI is the RFI's: it downloads only for someone who sees one of the
+        // RFIs holding it (a private RFI's attachments stay with its participants). A file
+        // no RFI holds yet is an upload in progress, readable by the project's RFI members.
+        let holders = db::rfis_holding_file(&mut *self.read().await?, &file.project_id, &file.id)
+            .await
+            .map_err(db_err)?;
+        if !holders.is_empty()
+            && !holders
+                .iter()
+                .any(|r| (r.copy.is_copy() || r.deleted_ms.is_none()) && v.sees(r))
+        {
+            return Err(not_found("file", id.as_str()));
+        }
         let key = file.object_key.clone();
         let first = pb::DownloadFileResponse {
             part: Some(Part::File(file_pb(file))),

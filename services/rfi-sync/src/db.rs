@@ -334,6 +334,23 @@ pub async fn rfis_by_ids(
     fetch(conn, sql, &binds, RfiRow::read_row).await
 }
 
+/// The RFIs of `project` that may hold file `file_id` (question or response attachment,
+/// cover sheet, linked drawings PDF). The text match is loose; callers check the lists.
+pub async fn rfis_holding_file(
+    conn: &mut AnyConnection,
+    project: &str,
+    file_id: &str,
+) -> Result<Vec<RfiRow>> {
+    let pattern = format!("%\"{}\"%", file_id.replace('_', "\\_"));
+    let sql = format!(
+        "{} WHERE project_id = $1 AND (cover_file_id = $2 OR drawings_file_id = $2
+           OR question_file_ids LIKE $3 ESCAPE '\\'
+           OR id IN (SELECT rfi_id FROM rfi_responses WHERE file_ids LIKE $3 ESCAPE '\\'))",
+        select::<RfiRow>()
+    );
+    fetch(conn, sql, &[project, file_id, &pattern], RfiRow::read_row).await
+}
+
 /// The closed originals of `upstream` a downstream company receives (R1, R2): public ones,
 /// and private ones naming one of its users. `after`/`limit` page them for the backfill.
 pub async fn shared_rfi_ids(

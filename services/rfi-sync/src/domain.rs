@@ -17,6 +17,10 @@ pub const MAX_SUBJECT: usize = 500;
 pub const MAX_TEXT: usize = 20_000;
 /// Most users in one list (assignees, distribution) and most attachments per item.
 pub const MAX_LIST: usize = 200;
+/// Most bytes of linked drawing files one RFI's linked drawings PDF reads, in all.
+pub const MAX_LINKED_DRAWINGS_BYTES: usize = 64 * 1024 * 1024;
+/// Longest a close waits for its PDFs to be written (queueing for the PDF workers included).
+pub const PDF_DEADLINE: std::time::Duration = std::time::Duration::from_secs(30);
 
 pub mod reason {
     pub const CONNECTED_READ_ONLY: &str = "CONNECTED_READ_ONLY";

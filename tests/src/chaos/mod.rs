@@ -946,6 +946,7 @@ pub async fn run(plan: Plan, bin: &Path) -> anyhow::Result<Report> {
             ("EVENTS_URL".into(), nats.url()),
             ("EVENTS_PREFIX".into(), "chaos".into()),
             ("AUTH_HS256_SECRET".into(), secret.clone()),
+            ("AUTH_ALLOW_HS256".into(), "true".into()),
             ("METRICS_ADDR".into(), "off".into()),
             ("LOG_FORMAT".into(), "json".into()),
             ("SHUTDOWN_GRACE_SECS".into(), "0".into()),

@@ -18,7 +18,10 @@ enum Who {
     /// The victim company's admin (company admin, ADMIN on every tool of its projects).
     Admin,
     Operator,
-    Service,
+    /// The one service allowed to call a service-only RPC.
+    Service(&'static str),
+    /// Any of the services (the directory's access queries).
+    AnyService,
 }
 
 /// What one caller class may be answered.
@@ -118,7 +121,7 @@ fn matrix() -> Vec<Entry> {
             json!({"project_id": "@vp@", "user_id": "@va@"}),
             PD,
             PD,
-            Service,
+            AnyService,
         ),
         e(
             D,
@@ -126,7 +129,7 @@ fn matrix() -> Vec<Entry> {
             json!({"company_id": "@v@", "user_id": "@va@"}),
             PD,
             PD,
-            Service,
+            AnyService,
         ),
         e(
             D,
@@ -361,15 +364,15 @@ fn matrix() -> Vec<Entry> {
             json!({"project_id": "@vp@"}),
             PD,
             PD,
-            Service,
+            Service("connection-manager"),
         ),
         e(
             W,
             "DownloadRevisionFile",
-            json!({"project_id": "@vp@", "revision_id": "@revision@"}),
+            json!({"project_id": "@vp@", "revision_id": "@revision@", "user_id": "@va@"}),
             PD,
             PD,
-            Service,
+            Service("rfi-sync"),
         ),
         e(
             W,
@@ -1095,6 +1098,7 @@ async fn every_rpc_answers_every_caller_class_as_the_matrix_says(backend: Backen
         sub: ids["va"].clone(),
         iat: 1,
         exp: 2,
+        nbf: None,
         roles: vec![],
     }));
     let other_key = bearer(Issuer::hs256(b"not the server's key").user(&ids["va"]));
@@ -1111,7 +1115,7 @@ async fn every_rpc_answers_every_caller_class_as_the_matrix_says(backend: Backen
     let member = bearer(app.user_token(&ids["vm"]));
     let admin = bearer(app.user_token(&ids["va"]));
     let operator = bearer(app.operator_token());
-    let service = bearer(app.issuer.service("authz-matrix"));
+    let service = |name: &str| bearer(app.issuer.service(name));
 
     let mut failures = Vec::new();
     let mut table = vec![
@@ -1192,12 +1196,28 @@ async fn every_rpc_answers_every_caller_class_as_the_matrix_says(backend: Backen
     for entry in &matrix {
         let request = fill(&entry.request, &ids);
         let (who, token) = match entry.ok_as {
-            Who::Admin => ("victim admin", &admin),
-            Who::Operator => ("operator", &operator),
-            Who::Service => ("service", &service),
+            Who::Admin => ("victim admin".to_string(), admin.clone()),
+            Who::Operator => ("operator".to_string(), operator.clone()),
+            Who::Service(name) => (name.to_string(), service(name)),
+            Who::AnyService => ("a service".to_string(), service("connection-manager")),
         };
-        let got = json_call(app.channel(), entry.rpc, &request, Some(token)).await;
-        check(who, entry.rpc, OK, &got, &mut failures);
+        if let Who::Service(allowed) = entry.ok_as {
+            // Service-only: every other service, the operator and the victim's admin are refused.
+            let others = connectability_auth::SERVICE_NAMES
+                .iter()
+                .filter(|n| **n != allowed)
+                .map(|n| (n.to_string(), service(n)))
+                .chain([
+                    ("operator".to_string(), operator.clone()),
+                    ("victim admin".to_string(), admin.clone()),
+                ]);
+            for (what, token) in others {
+                let got = json_call(app.channel(), entry.rpc, &request, Some(&token)).await;
+                check(&what, entry.rpc, PD, &got, &mut failures);
+            }
+        }
+        let got = json_call(app.channel(), entry.rpc, &request, Some(&token)).await;
+        check(&who, entry.rpc, OK, &got, &mut failures);
         table.push(format!(
             "| `{}` | UNAUTHENTICATED | UNAUTHENTICATED | UNAUTHENTICATED | UNAUTHENTICATED | {} | {} | OK ({who}) |",
             entry.rpc.trim_start_matches("connectability."),
@@ -1215,7 +1235,7 @@ async fn every_rpc_answers_every_caller_class_as_the_matrix_says(backend: Backen
     );
     let doc = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/authz-matrix.md");
     let text = format!(
-        "# Authorization matrix\n\nEvery RPC of every service, called by each class of caller ({} RPCs). Written by `tests/tests/suite/authz.rs`, which checks every cell on both backends and fails if an RPC has no row; `UPDATE_AUTHZ_DOC=1 cargo nextest run -E 'test(/authz/)'` rewrites this file.\n\n- other company: a user of another company, with the victim's ids.\n- member without level: a member of the victim's project with no level on any tool, not a company admin.\n- right role: the victim company's admin (company admin, ADMIN on every tool), the operator, or another service, as the row says.\n\n{table}\n",
+        "# Authorization matrix\n\nEvery RPC of every service, called by each class of caller ({} RPCs). Written by `tests/tests/suite/authz.rs`, which checks every cell on both backends and fails if an RPC has no row; `UPDATE_AUTHZ_DOC=1 cargo nextest run -E 'test(/authz/)'` rewrites this file.\n\n- other company: a user of another company, with the victim's ids.\n- member without level: a member of the victim's project with no level on any tool, not a company admin.\n- right role: the victim company's admin (company admin, ADMIN on every tool), the operator, or the one service allowed to call a service-only RPC, as the row says (every other service, the operator and the admin are refused those with PERMISSION_DENIED).\n\n{table}\n",
         matrix.len()
     );
     if std::env::var("UPDATE_AUTHZ_DOC").is_ok() {

@@ -442,6 +442,7 @@ async fn calls_without_a_valid_token_are_unauthenticated(backend: Backend) {
         sub: w.gc_admin.id.clone(),
         iat: 1,
         exp: 1000,
+        nbf: None,
         roles: vec![],
     });
     let err = w

@@ -190,3 +190,60 @@ async fn after_a_sync_metrics_answer_the_dashboard_and_alerts(backend: Backend) 
         "not in docs/observability.md: {undocumented:?}"
     );
 }
+
+/// The metrics layer runs before routing and authentication: paths that name no routed
+/// method share one `unknown` label, so a client sending 10,000 random paths adds no series.
+#[tokio::test]
+async fn unknown_paths_add_no_metric_series() {
+    use tonic::codegen::Service as _;
+    let app = TestApp::spawn(Backend::Embedded, &[Service::Directory]).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let _server = app.metrics.clone().serve_on(listener);
+    let series = |m: &str| {
+        m.lines()
+            .filter(|l| l.starts_with("grpc_server_handled_total{"))
+            .count()
+    };
+    let before = series(&scrape(addr).await);
+
+    let mut channel = app.channel();
+    for i in 0..10_000u32 {
+        let path = format!("/random.Service{}/Method{i}", i % 97);
+        let request = http::Request::builder()
+            .method("POST")
+            .uri(format!("http://test{path}"))
+            .header("content-type", "application/grpc")
+            .header("te", "trailers")
+            .body(tonic::body::Body::empty())
+            .unwrap();
+        std::future::poll_fn(|cx| channel.poll_ready(cx))
+            .await
+            .unwrap();
+        let response = channel.call(request).await.unwrap();
+        assert_eq!(response.status(), 200, "{path}");
+    }
+    let after = scrape(addr).await;
+    assert!(
+        after.contains(
+            r#"grpc_server_handled_total{grpc_code="Unimplemented",grpc_method="unknown"} 10000"#
+        ),
+        "{}",
+        after
+            .lines()
+            .filter(|l| l.starts_with("grpc_server_handled"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    assert!(
+        series(&after) <= before + 1,
+        "10,000 unknown paths added {} series",
+        series(&after) - before
+    );
+    // A routed method keeps its own label.
+    assert_eq!(
+        connectability_platform::metrics::method_label("/grpc.health.v1.Health/Check"),
+        "/grpc.health.v1.Health/Check"
+    );
+    app.stop().await;
+}

@@ -519,7 +519,7 @@ fn notification_handler(w: &World) -> Arc<dyn connectability_store::inbox::Inbox
     notification::testing::handler(
         connectability_platform::directory::DirectoryGateway::new(
             connectability_platform::directory::channel(&format!("http://{}", w.app.addr)).unwrap(),
-            &w.app.issuer.service("notification"),
+            w.app.issuer.service("notification"),
             Duration::ZERO,
         ),
         Arc::new(w.app.clock.clone()),

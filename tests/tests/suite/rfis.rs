@@ -1033,14 +1033,11 @@ async fn rfi_permissions_and_bad_input_are_named(backend: Backend) {
             .await,
         "RFI_CLOSED",
     );
-    // Linking a drawing that is not in the project stops the close, by name.
+    // Linking a drawing that is not in the project is refused, by name.
     let mut r = request(&w.gc_project, "Linked");
     r.drawing_revision_ids = vec!["rev_doesnotexist".into()];
-    let linked = w.create(&w.gc_admin, r).await;
     refused(
-        w.rfis(&w.gc_admin)
-            .close_rfi(rpb::CloseRfiRequest { id: linked.id })
-            .await,
+        w.rfis(&w.gc_admin).create_rfi(r).await,
         "LINKED_DRAWING_NOT_FOUND",
     );
     // Uploads are capped; a retried create with the same request id creates one RFI.
@@ -1192,7 +1189,225 @@ on_both_backends!(
     rfi_permissions_and_bad_input_are_named,
     an_undone_rfi_connection_leaves_no_copies,
     repeated_and_reordered_rfi_events_leave_the_same_state,
+    linked_drawings_and_private_files_follow_the_readers_access,
 );
+
+/// A one-page PDF whose page's `/Parent` chain loops (object 4 is its own parent), with a
+/// correct cross-reference table: what a hostile tenant uploads as a drawing.
+fn cyclic_parent_pdf() -> Vec<u8> {
+    let objects = [
+        "<< /Type /Catalog /Pages 2 0 R >>",
+        "<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        "<< /Type /Page /Parent 4 0 R /MediaBox [0 0 10 10] >>",
+        "<< /Type /Pages /Parent 4 0 R /Kids [3 0 R] /Count 1 >>",
+    ];
+    let mut out = b"%PDF-1.4\n".to_vec();
+    let mut offsets = Vec::new();
+    for (i, body) in objects.iter().enumerate() {
+        offsets.push(out.len());
+        out.extend(format!("{} 0 obj\n{body}\nendobj\n", i + 1).as_bytes());
+    }
+    let xref = out.len();
+    out.extend(format!("xref\n0 {}\n0000000000 65535 f \n", objects.len() + 1).as_bytes());
+    for o in offsets {
+        out.extend(format!("{o:010} 00000 n \n").as_bytes());
+    }
+    out.extend(
+        format!(
+            "trailer\n<< /Size {} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n",
+            objects.len() + 1
+        )
+        .as_bytes(),
+    );
+    out
+}
+
+impl World {
+    /// A drawing revision upstream with `pdf` as its file, published or not.
+    async fn revision(&self, number: &str, pdf: Vec<u8>, publish: bool) -> dpb::DrawingRevision {
+        let drawings = self.app.drawings(&self.app.user_token(&self.gc_admin));
+        let area = drawings
+            .clone()
+            .create_drawing_area(dpb::CreateDrawingAreaRequest {
+                project_id: self.gc_project.clone(),
+                name: format!("Area {number}"),
+                description: String::new(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let set = drawings
+            .clone()
+            .create_drawing_set(dpb::CreateDrawingSetRequest {
+                project_id: self.gc_project.clone(),
+                name: format!("Set {number}"),
+                date: "2026-03-01".into(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        use dpb::upload_file_request::{Header, Part};
+        let file = drawings
+            .clone()
+            .upload_file(tokio_stream::iter(vec![
+                dpb::UploadFileRequest {
+                    part: Some(Part::Header(Header {
+                        project_id: self.gc_project.clone(),
+                        filename: format!("{number}.pdf"),
+                        content_type: "application/pdf".into(),
+                    })),
+                },
+                dpb::UploadFileRequest {
+                    part: Some(Part::Chunk(pdf)),
+                },
+            ]))
+            .await
+            .unwrap()
+            .into_inner();
+        let revision = drawings
+            .clone()
+            .create_drawing_revision(dpb::CreateDrawingRevisionRequest {
+                project_id: self.gc_project.clone(),
+                area_id: area.id,
+                set_id: set.id,
+                number: number.into(),
+                title: number.into(),
+                discipline_name: "Electrical".into(),
+                discipline_position: 1,
+                revision_number: "0".into(),
+                revision_status: "Issued".into(),
+                drawing_date: "2026-02-14".into(),
+                received_date: "2026-02-20".into(),
+                file_id: file.id,
+                custom_fields: Default::default(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        if publish {
+            drawings
+                .clone()
+                .publish_drawing_revisions(dpb::PublishDrawingRevisionsRequest {
+                    project_id: self.gc_project.clone(),
+                    revision_ids: vec![revision.id.clone()],
+                })
+                .await
+                .unwrap();
+        }
+        revision
+    }
+}
+
+/// Issue 16: what an RFI shows of Drawings is what its author may see there; a private RFI's
+/// files stay with its participants; a hostile drawing PDF cannot stop the service.
+async fn linked_drawings_and_private_files_follow_the_readers_access(backend: Backend) {
+    let w = world(backend).await;
+    let mut op = w.app.directory_as_operator();
+    // RFIs STANDARD but no Drawings level at all.
+    let no_drawings = user(&mut op, &w.gc, "nadia").await;
+    member(
+        &mut op,
+        &w.gc_project,
+        &no_drawings,
+        perms(L::None, L::None, L::Standard),
+    )
+    .await;
+    let published = w
+        .revision("E-101", drawing_pdf("Panel schedule E-101"), true)
+        .await;
+    let unpublished = w
+        .revision("E-102", drawing_pdf("Draft riser E-102"), false)
+        .await;
+    let link = |revision: &dpb::DrawingRevision| {
+        let mut r = request(&w.gc_project, "Linked sheet");
+        r.drawing_revision_ids = vec![revision.id.clone()];
+        r
+    };
+
+    // No Drawings access: even a published sheet cannot be linked (and so never rendered).
+    refused(
+        w.rfis(&no_drawings).create_rfi(link(&published)).await,
+        "LINKED_DRAWING_NOT_FOUND",
+    );
+    // Drawings READ_ONLY: published yes, unpublished no; nor by a later update.
+    refused(
+        w.rfis(&w.gc_member).create_rfi(link(&unpublished)).await,
+        "LINKED_DRAWING_NOT_FOUND",
+    );
+    let mine = w.create(&w.gc_member, link(&published)).await;
+    assert_eq!(mine.drawing_revision_ids, vec![published.id.clone()]);
+    let mut patch = mine.clone();
+    patch.drawing_revision_ids = vec![published.id.clone(), unpublished.id.clone()];
+    refused(
+        w.rfis(&w.gc_member)
+            .update_rfi(rpb::UpdateRfiRequest {
+                rfi: Some(patch),
+                update_mask: Some(prost_types::FieldMask {
+                    paths: vec!["drawing_revision_ids".into()],
+                }),
+            })
+            .await,
+        "LINKED_DRAWING_NOT_FOUND",
+    );
+
+    // A private RFI's attachment downloads for its participants only.
+    let attachment = w
+        .upload(
+            &w.gc_admin,
+            &w.gc_project,
+            "private.txt",
+            b"private".to_vec(),
+        )
+        .await
+        .unwrap();
+    let mut r = request(&w.gc_project, "Private");
+    r.private = true;
+    r.assignee_ids = vec![w.gc_member.clone()];
+    r.question_file_ids = vec![attachment.id.clone()];
+    w.create(&w.gc_admin, r).await;
+    let (_, bytes) = w.download(&w.gc_member, &attachment.id).await;
+    assert_eq!(bytes, b"private");
+    let outsider = w
+        .rfis(&no_drawings)
+        .download_file(rpb::DownloadFileRequest {
+            id: attachment.id.clone(),
+        })
+        .await;
+    assert_eq!(
+        outsider.err().map(|s| s.code()),
+        Some(Code::NotFound),
+        "a member who is not a participant of the private RFI"
+    );
+
+    // A drawing whose page tree loops, linked and closed: the close answers at once, the
+    // sheet is listed as unreadable, and the service keeps serving.
+    let cyclic = w.revision("E-666", cyclic_parent_pdf(), true).await;
+    let rfi = w.create(&w.gc_admin, link(&cyclic)).await;
+    let started = std::time::Instant::now();
+    let closed = tokio::time::timeout(Duration::from_secs(20), w.close(&rfi))
+        .await
+        .expect("the close answers within seconds");
+    assert!(started.elapsed() < Duration::from_secs(20));
+    let (_, linked) = w
+        .download(&w.gc_admin, &closed.linked_drawings_file_id)
+        .await;
+    let text = pdf::text_of(&linked).unwrap();
+    assert!(text.contains("not a readable PDF"), "{text}");
+    let mut health = tonic_health::pb::health_client::HealthClient::new(w.app.channel());
+    let status = health
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: "connectability.rfis.v1.RfiService".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .status;
+    assert_eq!(
+        status,
+        tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+    );
+    w.app.stop().await;
+}
 
 /// Issue 8 moved the sync machinery of drawings-sync into libs/sync with the promise that
 /// drawings keep their behaviour exactly: the drawings suite is the one from before the

@@ -119,6 +119,7 @@ async fn a_publish_its_copies_and_their_email_are_one_trace(backend: Backend) {
                 ("EVENTS_URL", nats_url.clone()),
                 ("EVENTS_PREFIX", env.prefix.clone()),
                 ("AUTH_HS256_SECRET", secret.clone()),
+                ("AUTH_ALLOW_HS256", "true".into()),
                 ("METRICS_ADDR", "off".into()),
                 ("SHUTDOWN_GRACE_SECS", "0".into()),
                 ("DIRECTORY_URL", format!("http://127.0.0.1:{directory}")),
