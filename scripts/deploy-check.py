@@ -11,6 +11,12 @@ and checks the manifests against the code:
   HorizontalPodAutoscaler (except in `dev`, which runs one replica of each);
 - each service's NetworkPolicy lets in gRPC from exactly the services that call it, as the
   Deployments' `*_URL` settings say (`DIRECTORY_URL: http://directory:50051`, …);
+- every container, init containers too, of every workload in every overlay drops ALL
+  capabilities, runs as non-root with a read-only root filesystem, no privilege escalation
+  and `seccompProfile: RuntimeDefault`; no pod mounts the default ServiceAccount token; every
+  service runs under its own ServiceAccount and (outside `dev`) presents its projected
+  identity token (SERVICE_TOKEN_FILE);
+- deploy/nats/nats.conf has a user for every service, each publishing its own context only;
 - deploy/observability: the Grafana dashboard parses and every panel has a query, every
   alert rule has a name, an expression and a summary, the alerts the runbook promises exist,
   and every metric either file queries is documented in docs/observability.md (the metrics
@@ -23,11 +29,15 @@ Needs kubectl, kubernetes-validate (pip install kubernetes-validate) and the
 import os
 import pathlib
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
 
-import yaml
+try:
+    import yaml
+except ImportError:
+    sys.exit("deploy-check: needs PyYAML: pip install pyyaml")
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 KUBERNETES_VERSION = "1.31.0"
@@ -161,6 +171,69 @@ def check_network_policies(overlay: str, objects: list, deployments: dict, svcs:
     return failures
 
 
+WORKLOADS = {"Deployment", "StatefulSet", "DaemonSet", "Job"}
+
+
+def check_hardening(overlay: str, objects: list, svcs: list) -> list[str]:
+    """Least privilege for every container of every workload."""
+    failures = []
+    for o in objects:
+        if o["kind"] not in WORKLOADS:
+            continue
+        name = o["metadata"]["name"]
+        pod = o["spec"]["template"]["spec"]
+        pod_sc = pod.get("securityContext") or {}
+        if pod.get("automountServiceAccountToken") is not False:
+            failures.append(f"{overlay}: {o['kind']} {name} mounts the default ServiceAccount token")
+        if name in svcs:
+            if pod.get("serviceAccountName") != name:
+                failures.append(f"{overlay}: {name} does not run under its own ServiceAccount")
+            if overlay not in SINGLE_REPLICA_OVERLAYS:
+                projected = [
+                    src
+                    for v in pod.get("volumes", [])
+                    for src in (v.get("projected") or {}).get("sources", [])
+                    if "serviceAccountToken" in src
+                ]
+                if not projected:
+                    failures.append(f"{overlay}: {name} has no projected identity token")
+        for c in pod.get("containers", []) + pod.get("initContainers", []):
+            sc = c.get("securityContext") or {}
+            where = f"{overlay}: {o['kind']} {name}/{c['name']}"
+            if "ALL" not in ((sc.get("capabilities") or {}).get("drop") or []):
+                failures.append(f"{where} does not drop ALL capabilities")
+            seccomp = (sc.get("seccompProfile") or pod_sc.get("seccompProfile") or {}).get("type")
+            if seccomp != "RuntimeDefault":
+                failures.append(f"{where} has no seccompProfile RuntimeDefault")
+            if not (sc.get("runAsNonRoot") or pod_sc.get("runAsNonRoot")):
+                failures.append(f"{where} may run as root")
+            if sc.get("readOnlyRootFilesystem") is not True:
+                failures.append(f"{where} has a writable root filesystem")
+            if sc.get("allowPrivilegeEscalation") is not False:
+                failures.append(f"{where} allows privilege escalation")
+    return failures
+
+
+def check_nats_config(svcs: list) -> list[str]:
+    """Every service has its own NATS user; each publishes only its own context."""
+    text = (ROOT / "deploy" / "nats" / "nats.conf").read_text()
+    failures = []
+    users = dict(
+        re.findall(r"user:\s*([a-z-]+)\s*\n\s*password:[^\n]*\n\s*permissions:\s*\{\s*publish:\s*\{\s*allow:\s*\[\s*\"?([^\",\s]*)", text)
+    )
+    for service in svcs:
+        if service not in users:
+            failures.append(f"deploy/nats/nats.conf: no user with permissions for {service}")
+            continue
+        context = CONTEXT.get(service, "")
+        first = users[service]
+        if service != "notification" and first != f"*.{context}.>":
+            failures.append(
+                f"deploy/nats/nats.conf: {service} should publish `*.{context}.>` first, not `{first}`"
+            )
+    return failures
+
+
 def check_observability() -> list[str]:
     import json
 
@@ -214,7 +287,21 @@ def check_observability() -> list[str]:
     return failures
 
 
+def require_tools() -> None:
+    """Say what to install rather than fail with a traceback."""
+    missing = []
+    if not shutil.which("kubectl"):
+        missing.append("kubectl (for `kubectl kustomize`): https://kubernetes.io/docs/tasks/tools/")
+    if not shutil.which("kubernetes-validate"):
+        missing.append("kubernetes-validate: pip install kubernetes-validate")
+    if not pathlib.Path(binary()).exists():
+        missing.append(f"the connectability binary at {binary()}: cargo build -p connectability")
+    if missing:
+        sys.exit("deploy-check: missing tools:\n  " + "\n  ".join(missing))
+
+
 def main() -> int:
+    require_tools()
     failures: list[str] = []
     svcs = services()
     missing_context = [s for s in svcs if s not in CONTEXT]
@@ -254,6 +341,7 @@ def main() -> int:
             o["metadata"]["name"]: o for o in objects if o["kind"] == "Deployment"
         }
         failures += check_availability(name, objects, deployments, svcs)
+        failures += check_hardening(name, objects, svcs)
         failures += check_network_policies(name, objects, deployments, svcs)
         for service in svcs:
             deployment = deployments.get(service)
@@ -280,6 +368,7 @@ def main() -> int:
                             f"{name}: {service}/{c['name']} {probe} asks health of {grpc['service']}, which {service} does not serve ({sorted(own)})"
                         )
         print(f"deploy-check: {name}: {len(objects)} objects rendered and checked")
+    failures += check_nats_config(svcs)
     failures += check_observability()
     for f in failures:
         print(f"deploy-check: FAIL: {f}", file=sys.stderr)

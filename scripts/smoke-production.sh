@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # Production-mode smoke test: every service as its own process (`connectability serve`) on
 # Postgres and NATS JetStream, wired by URL as in a deployment, then one connection through
-# gRPC that must reach the notification inbox and mail folder. Needs grpcurl.
+# gRPC that must reach the notification inbox and mail folder. NATS is its own, started with
+# deploy/nats/nats.conf (a user and permissions per service). Needs grpcurl and nats-server.
 set -euo pipefail
 BIN=${BIN:-${CARGO_TARGET_DIR:-$HOME/.cache/connectability/target}/debug/connectability}
 PG=${TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}
 PG_BASE=${PG%/*}
 RUN=smoke$(date +%s)$$
 WORK=$(mktemp -d)
-export AUTH_HS256_SECRET="smoke-$RUN" AUTH_ALLOW_HS256=true EVENTS_URL=${TEST_NATS_URL:-nats://127.0.0.1:4222} EVENTS_PREFIX=$RUN METRICS_ADDR=off LOG_FORMAT=json SHUTDOWN_GRACE_SECS=0
+export AUTH_HS256_SECRET="smoke-$RUN" AUTH_ALLOW_HS256=true EVENTS_PREFIX=$RUN METRICS_ADDR=off LOG_FORMAT=json SHUTDOWN_GRACE_SECS=0
 pids=()
 cleanup() {
   for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
@@ -19,20 +20,34 @@ cleanup() {
 trap cleanup EXIT
 fail() { echo "smoke: FAIL: $*" >&2; for f in "$WORK"/*.log; do echo "--- $f" >&2; tail -5 "$f" >&2; done; exit 1; }
 
+# The NATS user of service $1's password variable (NATS_DRAWINGS_SYNC_PASSWORD, …).
+password_var() { echo "NATS_$(echo "$1" | tr 'a-z-' 'A-Z_')_PASSWORD"; }
 start() { # name db port extra-env...
   local name=$1 db=$2 port=$3; shift 3
+  local pw; pw=$(password_var "$name")
   psql "$PG" -qc "CREATE DATABASE ${RUN}_$db" >/dev/null
   DATABASE_URL="$PG_BASE/${RUN}_$db" "$BIN" migrate "$name" >/dev/null
-  env DATABASE_URL="$PG_BASE/${RUN}_$db" GRPC_ADDR=127.0.0.1:$port "$@" "$BIN" serve "$name" >"$WORK/$name.log" 2>&1 &
+  env DATABASE_URL="$PG_BASE/${RUN}_$db" GRPC_ADDR=127.0.0.1:$port EVENTS_PASSWORD="${!pw}" "$@" "$BIN" serve "$name" >"$WORK/$name.log" 2>&1 &
   pids+=($!)
 }
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# NATS of its own, with the shipped configuration: a user and fresh password per service.
+for u in directory connection-manager drawings-sync rfi-sync submittal-sync notification admin; do
+  # NATS parses the variable as a config value: it must start with a letter.
+  export "$(password_var $u)=p$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+done
+P_NATS=$(port)
+nats-server -c deploy/nats/nats.conf -a 127.0.0.1 -p "$P_NATS" -js -sd "$WORK/nats" >"$WORK/nats.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$P_NATS") 2>/dev/null && break; sleep 0.1; done
+export EVENTS_URL=nats://127.0.0.1:$P_NATS
 P_DIR=$(port); P_CM=$(port); P_DWG=$(port); P_RFI=$(port); P_SUB=$(port); P_NTF=$(port)
 start directory dir "$P_DIR"
 start connection-manager cm "$P_CM" DIRECTORY_URL=http://127.0.0.1:$P_DIR DRAWINGS_URL=http://127.0.0.1:$P_DWG
-start drawings-sync dwg "$P_DWG" DIRECTORY_URL=http://127.0.0.1:$P_DIR BLOBS_URL=file://$WORK/blobs
-start rfi-sync rfi "$P_RFI" DIRECTORY_URL=http://127.0.0.1:$P_DIR DRAWINGS_URL=http://127.0.0.1:$P_DWG BLOBS_URL=file://$WORK/blobs
-start submittal-sync sub "$P_SUB" DIRECTORY_URL=http://127.0.0.1:$P_DIR BLOBS_URL=file://$WORK/blobs
+start drawings-sync dwg "$P_DWG" DIRECTORY_URL=http://127.0.0.1:$P_DIR CONNECTIONS_URL=http://127.0.0.1:$P_CM BLOBS_URL=file://$WORK/blobs
+start rfi-sync rfi "$P_RFI" DIRECTORY_URL=http://127.0.0.1:$P_DIR CONNECTIONS_URL=http://127.0.0.1:$P_CM DRAWINGS_URL=http://127.0.0.1:$P_DWG BLOBS_URL=file://$WORK/blobs
+start submittal-sync sub "$P_SUB" DIRECTORY_URL=http://127.0.0.1:$P_DIR CONNECTIONS_URL=http://127.0.0.1:$P_CM BLOBS_URL=file://$WORK/blobs
 start notification ntf "$P_NTF" DIRECTORY_URL=http://127.0.0.1:$P_DIR MAIL_DIR=$WORK/mail
 
 for p in $P_DIR $P_CM $P_DWG $P_RFI $P_SUB $P_NTF; do

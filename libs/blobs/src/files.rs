@@ -13,6 +13,7 @@ use sqlx::{Row, any::AnyRow};
 use tonic::{Status, Streaming};
 
 use crate::{Blobs, key};
+use object_store::ObjectStoreExt as _;
 
 /// Chunk size of downloads.
 pub const DOWNLOAD_CHUNK: usize = 256 * 1024;
@@ -109,37 +110,6 @@ impl FileRow {
     }
 }
 
-/// Stores the bytes, then records the row; a failed record deletes the stored bytes, so
-/// nothing is left half-written.
-///
-/// The two steps run in a task of their own: a client that goes away while its upload is
-/// being stored cancels its call, never the store, so no blob is left without its row.
-pub async fn store(
-    blobs: &Blobs,
-    pool: &sqlx::AnyPool,
-    file: &FileRow,
-    content: Bytes,
-) -> std::result::Result<(), Status> {
-    let (blobs, pool, file) = (blobs.clone(), pool.clone(), file.clone());
-    tokio::spawn(async move {
-        blobs
-            .put(&file.object_key, content)
-            .await
-            .map_err(|e| Status::internal(e.to_string()))?;
-        let recorded = match pool.acquire().await {
-            Ok(mut conn) => insert(&mut conn, std::slice::from_ref(&file)).await,
-            Err(e) => Err(e),
-        };
-        if let Err(e) = recorded {
-            let _ = blobs.delete(&file.object_key).await;
-            return Err(Status::internal(e.to_string()));
-        }
-        Ok(())
-    })
-    .await
-    .map_err(|e| Status::internal(format!("storing the file: {e}")))?
-}
-
 /// The header of an upload.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct UploadHeader {
@@ -165,30 +135,141 @@ pub async fn upload_header<M>(
     }
 }
 
-/// Reads the rest of an upload: chunks only, at most `max_bytes` in all.
-pub async fn upload_body<M>(
-    stream: &mut Streaming<M>,
+/// Uploads one replica stores at once; one more is refused with RESOURCE_EXHAUSTED (to be
+/// retried) rather than queued: a queued upload's unread data would hold the HTTP/2
+/// connection's flow-control window and stall the uploads sharing its connection.
+pub const MAX_CONCURRENT_UPLOADS: usize = 8;
+/// Bytes of an upload buffered before they go to storage as one part (S3's minimum).
+pub const UPLOAD_PART_BYTES: usize = 5 * 1024 * 1024;
+/// Parts of one upload in flight to storage at once (beside the one being filled).
+const UPLOAD_PARTS_IN_FLIGHT: usize = 1;
+/// Bytes of a file's start handed to the upload's content check.
+const CHECKED_PREFIX: usize = 1024;
+
+static UPLOADS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(MAX_CONCURRENT_UPLOADS);
+
+/// Uploads this replica is storing now.
+pub fn uploads_in_progress() -> usize {
+    MAX_CONCURRENT_UPLOADS - UPLOADS.available_permits()
+}
+
+/// A check of an upload's first bytes, and what a refusal says (e.g. "not a PDF").
+pub type ContentCheck = (fn(&[u8]) -> bool, &'static str);
+
+/// A file being uploaded: everything its row needs but the content.
+#[derive(Debug, Clone)]
+pub struct NewFile {
+    pub id: String,
+    pub project_id: String,
+    pub company_id: String,
+    pub filename: String,
+    pub content_type: String,
+    pub now_ms: i64,
+}
+
+/// Streams the rest of an upload (chunks only, at most `max_bytes`) to storage part by part
+/// as it arrives, hashing on the way, then records the row. `accept` sees the first bytes
+/// (up to 1 KiB) and may refuse the content (INVALID_ARGUMENT on `chunk`, `refusal`).
+///
+/// Memory per upload is about two parts, and at most [`MAX_CONCURRENT_UPLOADS`] run per
+/// replica (one more is RESOURCE_EXHAUSTED). The work runs in a task of its own: a client that goes away cancels its call,
+/// not the upload's cleanup; anything that fails (too large, refused, cut off, storage or
+/// database error) aborts the stored parts, so no blob is left without its row.
+pub async fn upload<M: Send + 'static>(
+    blobs: &Blobs,
+    pool: &sqlx::AnyPool,
+    mut stream: Streaming<M>,
     part: fn(M) -> Option<UploadPart>,
+    file: NewFile,
     max_bytes: usize,
-) -> std::result::Result<Bytes, Status> {
-    let mut content = BytesMut::new();
-    while let Some(msg) = stream.message().await? {
-        match part(msg) {
-            Some(UploadPart::Chunk(chunk)) => {
-                if content.len() + chunk.len() > max_bytes {
+    accept: Option<ContentCheck>,
+) -> std::result::Result<FileRow, Status> {
+    let permit = UPLOADS.try_acquire().map_err(|_| {
+        Status::resource_exhausted(format!(
+            "{MAX_CONCURRENT_UPLOADS} uploads are in progress on this server; retry shortly"
+        ))
+    })?;
+    let (blobs, pool) = (blobs.clone(), pool.clone());
+    tokio::spawn(async move {
+        let _permit = permit;
+        let object_key = key(&file.company_id, &file.project_id, &file.id);
+        let location = object_store::path::Path::from(object_key.as_str());
+        let internal = |e: object_store::Error| Status::internal(e.to_string());
+        let mut writer = object_store::WriteMultipart::new_with_chunk_size(
+            blobs
+                .store
+                .put_multipart(&location)
+                .await
+                .map_err(internal)?,
+            UPLOAD_PART_BYTES,
+        );
+        let (mut size, mut hash, mut head) = (0usize, Sha256::new(), Vec::new());
+        let received: std::result::Result<(), Status> = async {
+            while let Some(msg) = stream.message().await? {
+                let Some(UploadPart::Chunk(chunk)) = part(msg) else {
+                    return Err(bad("header", "only the first message may carry the header"));
+                };
+                if size + chunk.len() > max_bytes {
                     return Err(bad(
                         "chunk",
                         &format!("the file exceeds the {max_bytes} byte limit"),
                     ));
                 }
-                content.extend_from_slice(&chunk);
+                if head.len() < CHECKED_PREFIX {
+                    let take = (CHECKED_PREFIX - head.len()).min(chunk.len());
+                    head.extend_from_slice(&chunk[..take]);
+                }
+                size += chunk.len();
+                hash.update(&chunk);
+                writer
+                    .wait_for_capacity(UPLOAD_PARTS_IN_FLIGHT)
+                    .await
+                    .map_err(internal)?;
+                writer.write(&chunk);
             }
-            _ => {
-                return Err(bad("header", "only the first message may carry the header"));
+            match accept {
+                Some((accepts, refusal)) if !accepts(&head) => Err(bad("chunk", refusal)),
+                _ => Ok(()),
             }
         }
-    }
-    Ok(content.freeze())
+        .await;
+        if let Err(e) = received {
+            let _ = writer.abort().await;
+            return Err(e);
+        }
+        if size == 0 {
+            // S3 completes no multipart upload without a part: store the empty file whole.
+            let _ = writer.abort().await;
+            blobs
+                .put(&object_key, Bytes::new())
+                .await
+                .map_err(|e| Status::internal(e.to_string()))?;
+        } else {
+            writer.finish().await.map_err(internal)?;
+        }
+        let row = FileRow {
+            object_key,
+            sha256: format!("{:x}", hash.finalize()),
+            size_bytes: size as i64,
+            id: file.id,
+            project_id: file.project_id,
+            company_id: file.company_id,
+            filename: file.filename,
+            content_type: file.content_type,
+            create_ms: file.now_ms,
+        };
+        let recorded = match pool.acquire().await {
+            Ok(mut conn) => insert(&mut conn, std::slice::from_ref(&row)).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = recorded {
+            let _ = blobs.delete(&row.object_key).await;
+            return Err(Status::internal(e.to_string()));
+        }
+        Ok(row)
+    })
+    .await
+    .map_err(|e| Status::internal(format!("storing the file: {e}")))?
 }
 
 /// Streams a stored file: `first` (its metadata), then its bytes in chunks.

@@ -21,10 +21,40 @@ pub struct NatsBus {
     prefix: String,
 }
 
+/// A NATS user and its password.
+#[derive(Clone)]
+pub struct NatsCredentials {
+    pub user: String,
+    pub password: String,
+}
+
+impl std::fmt::Debug for NatsCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "NatsCredentials {{ user: {:?}, password: <redacted> }}",
+            self.user
+        )
+    }
+}
+
 impl NatsBus {
-    pub async fn connect(url: &str, prefix: &str) -> anyhow::Result<Self> {
-        let client = async_nats::ConnectOptions::new()
-            .connection_timeout(Duration::from_secs(5))
+    /// Connects, as `credentials`' user when given. A user's replies arrive under its own
+    /// inbox prefix (`_INBOX_<user>`), the only subjects its permissions let it subscribe to.
+    pub async fn connect(
+        url: &str,
+        prefix: &str,
+        credentials: Option<&NatsCredentials>,
+    ) -> anyhow::Result<Self> {
+        let mut options =
+            async_nats::ConnectOptions::new().connection_timeout(Duration::from_secs(5));
+        if let Some(c) = credentials {
+            options = options
+                .user_and_password(c.user.clone(), c.password.clone())
+                .custom_inbox_prefix(format!("_INBOX_{}", c.user))
+                .name(&c.user);
+        }
+        let client = options
             .connect(url)
             .await
             .with_context(|| format!("connecting to NATS at {url}"))?;

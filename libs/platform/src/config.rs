@@ -30,6 +30,18 @@ pub struct CommonConfig {
     #[arg(long, env = "EVENTS_PREFIX", default_value = "connectability")]
     pub events_prefix: String,
 
+    /// NATS user (default: the service's name, when a password is set).
+    #[arg(long, env = "EVENTS_USER")]
+    pub events_user: Option<String>,
+
+    /// File holding the NATS user's password (a mounted Secret; a trailing newline is ignored).
+    #[arg(long, env = "EVENTS_PASSWORD_FILE")]
+    pub events_password_file: Option<PathBuf>,
+
+    /// The NATS user's password, instead of EVENTS_PASSWORD_FILE.
+    #[arg(long, env = "EVENTS_PASSWORD", hide_env_values = true)]
+    pub events_password: Option<String>,
+
     #[command(flatten)]
     pub auth: AuthConfig,
 
@@ -57,6 +69,38 @@ impl CommonConfig {
 
     pub fn shutdown_grace(&self) -> Duration {
         Duration::from_secs(self.shutdown_grace_secs)
+    }
+
+    /// The NATS user `service` connects as, if a password is configured.
+    pub fn events_credentials(
+        &self,
+        service: &str,
+    ) -> anyhow::Result<Option<connectability_events::NatsCredentials>> {
+        let password = match (&self.events_password_file, &self.events_password) {
+            (Some(_), Some(_)) => {
+                anyhow::bail!("set only one of EVENTS_PASSWORD_FILE and EVENTS_PASSWORD")
+            }
+            (Some(path), None) => std::fs::read_to_string(path)
+                .with_context(|| format!("reading EVENTS_PASSWORD_FILE {}", path.display()))?,
+            (None, Some(p)) => p.clone(),
+            (None, None) => {
+                if self.events_user.is_some() {
+                    anyhow::bail!("EVENTS_USER needs EVENTS_PASSWORD_FILE or EVENTS_PASSWORD");
+                }
+                return Ok(None);
+            }
+        };
+        let password = password.trim_end_matches(['\n', '\r']).to_string();
+        if password.is_empty() {
+            anyhow::bail!("the NATS password is empty");
+        }
+        Ok(Some(connectability_events::NatsCredentials {
+            user: self
+                .events_user
+                .clone()
+                .unwrap_or_else(|| service.to_string()),
+            password,
+        }))
     }
 }
 

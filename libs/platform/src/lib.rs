@@ -5,6 +5,7 @@
 
 pub mod clock;
 pub mod config;
+pub mod connections;
 pub mod directory;
 pub mod drawings;
 pub mod errors;

@@ -19,6 +19,10 @@ use connectability_store::outbox::Relay;
 
 /// No call runs longer than this, whatever deadline the caller sent.
 pub const MAX_CALL_DURATION: Duration = Duration::from_secs(60);
+/// HTTP/2 streams (calls) one client connection may have open at once.
+pub const MAX_CONCURRENT_STREAMS: u32 = 128;
+/// Calls of one client connection handled at once; more wait for a slot.
+pub const MAX_CONCURRENT_CALLS_PER_CONNECTION: usize = 64;
 
 pub struct GrpcServer {
     routes: RoutesBuilder,
@@ -160,6 +164,9 @@ impl GrpcServer {
         Server::builder()
             // The caller's `grpc-timeout` applies when shorter; this caps every call.
             .timeout(MAX_CALL_DURATION)
+            // One client cannot hold the server's every task or buffer.
+            .max_concurrent_streams(Some(MAX_CONCURRENT_STREAMS))
+            .concurrency_limit_per_connection(MAX_CONCURRENT_CALLS_PER_CONNECTION)
             .trace_fn(|req| {
                 // Named `package.Service/Method`, as OpenTelemetry's RPC conventions have it.
                 let method = req.uri().path();

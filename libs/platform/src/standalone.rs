@@ -34,7 +34,13 @@ impl Standalone {
         let verifier = common.auth.verifier().await?;
         let db = Db::connect(database_url).await?;
         db.migrate(migrations).await?;
-        let bus = connectability_events::connect(&common.events_url, &common.events_prefix).await?;
+        let credentials = common.events_credentials(name)?;
+        let bus = connectability_events::connect_as(
+            &common.events_url,
+            &common.events_prefix,
+            credentials.as_ref(),
+        )
+        .await?;
         let metrics = Metrics::new();
         let metrics_task = match common.metrics_addr()? {
             Some(addr) => Some(metrics.clone().serve(addr).await?),
@@ -70,6 +76,14 @@ impl Standalone {
             channel(url)?,
             &self.service_token()?,
             cache_ttl,
+        ))
+    }
+
+    /// A connection-manager client with this service's identity.
+    pub fn connections(&self, url: &str) -> anyhow::Result<crate::connections::ConnectionsGateway> {
+        Ok(crate::connections::ConnectionsGateway::new(
+            channel(url)?,
+            self.service_token()?,
         ))
     }
 

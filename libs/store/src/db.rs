@@ -27,6 +27,9 @@ pub struct ServiceMigrations {
     pub sqlite: Migrator,
 }
 
+/// The longest one SQL statement may run on Postgres (`statement_timeout`).
+pub const STATEMENT_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// A connection pool to one service's database.
 #[derive(Clone, Debug)]
 pub struct Db {
@@ -35,7 +38,8 @@ pub struct Db {
 }
 
 impl Db {
-    /// Connects to `sqlite://path` (the file and its folder are created) or `postgres://…`.
+    /// Connects to `sqlite://path` (the file and its folder are created) or `postgres://…`;
+    /// on Postgres every session has a [`STATEMENT_TIMEOUT`].
     pub async fn connect(url: &str) -> anyhow::Result<Db> {
         sqlx::any::install_default_drivers();
         let backend = if url.starts_with("sqlite:") {
@@ -68,7 +72,18 @@ impl Db {
                 })
             })
         } else {
-            options
+            options.after_connect(|conn, _meta| {
+                Box::pin(async move {
+                    // No statement runs longer than this, whatever a caller or a tenant's
+                    // data makes it do; the transaction fails and is retried or reported.
+                    conn.execute(sqlx::AssertSqlSafe(format!(
+                        "SET statement_timeout = {}",
+                        STATEMENT_TIMEOUT.as_millis()
+                    )))
+                    .await?;
+                    Ok(())
+                })
+            })
         };
         let pool = options
             .connect(&url)

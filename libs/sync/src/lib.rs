@@ -20,6 +20,7 @@
 //! state, so a repeated or reordered event changes nothing.
 
 pub mod db;
+pub mod domain;
 pub mod metrics;
 pub mod status;
 
@@ -75,6 +76,8 @@ pub struct Parts<'a> {
     pub relay: &'a outbox::RelayWaker,
     /// Woken when a backfill starts or copy work is queued.
     pub backfill: &'a Notify,
+    /// Confirms what a connection event claims before copying starts or stops.
+    pub connections: &'a connectability_platform::connections::ConnectionsGateway,
 }
 
 /// One tool's side of the sync. Every method that takes a transaction runs inside the
@@ -241,16 +244,39 @@ pub async fn apply_connection_event<T: SyncedTool>(
         tracing::info!(connection = %c.id, event = kind, "stale connection event ignored");
         return Ok(());
     }
+    let acts = match kind {
+        "ConnectionActivated" | "ConnectionFeaturesAdded" => carried,
+        _ => carried || known.is_some(),
+    };
+    if !acts {
+        return Ok(());
+    }
+    // An event on the bus is a claim; connection-manager holds the truth. Copying starts or
+    // stops only for a connection it holds, with the same projects, in the state the event
+    // says (a forged or replayed event changes nothing).
+    let current = tool.parts().connections.current(&c.id).await?;
+    let Some(c) = current.filter(|now| domain::confirms(kind, &c, now, T::FEATURE)) else {
+        metrics::UNCONFIRMED_EVENTS
+            .with_label_values(&[T::CONTEXT])
+            .inc();
+        tracing::warn!(
+            connection = %c.id,
+            event = kind,
+            event_id = %e.id,
+            "connection event not confirmed by connection-manager; ignored"
+        );
+        return Ok(());
+    };
     match kind {
-        "ConnectionActivated" | "ConnectionFeaturesAdded" if carried => {
+        "ConnectionActivated" | "ConnectionFeaturesAdded" => {
             start(tool, tx, &c, e.time_ms).await?;
         }
-        "ConnectionDisconnected" if carried || known.is_some() => {
+        "ConnectionDisconnected" => {
             // Nothing more is applied; copies stay.
             db::stop_sync(tx, &row_of(&c, SyncState::Stopped, now, e.time_ms)).await?;
             tool.disconnected(tx, &c.id).await?;
         }
-        "ConnectionUndone" if carried || known.is_some() => {
+        "ConnectionUndone" => {
             // C12: an undone connection leaves no copies behind.
             db::stop_sync(tx, &row_of(&c, SyncState::Stopped, now, e.time_ms)).await?;
             for key in tool.withdraw(tx, &c.id).await? {

@@ -26,6 +26,17 @@ pub static COPIES: LazyLock<IntCounterVec> = LazyLock::new(|| {
     .expect("registered once")
 });
 
+/// Connection events connection-manager did not confirm (forged, or for a connection that
+/// has since changed state), by tool. Ignored; anything above zero outside a race is worth a look.
+pub static UNCONFIRMED_EVENTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "connectability_sync_unconfirmed_events_total",
+        "Connection events ignored because connection-manager does not hold the connection in the state they claim, by tool",
+        &["tool"]
+    )
+    .expect("registered once")
+});
+
 struct Gauges {
     lag: GaugeVec,
     items_total: IntGaugeVec,

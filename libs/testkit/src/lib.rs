@@ -360,6 +360,10 @@ impl TestApp {
                         env.bus.clone(),
                         blobs,
                         gateway,
+                        connectability_platform::connections::ConnectionsGateway::new(
+                            lazy_channel(addr),
+                            issuer.service(drawings_sync::NAME),
+                        ),
                         Arc::new(clock.clone()),
                         options.drawings,
                     )
@@ -385,8 +389,15 @@ impl TestApp {
                         db.clone(),
                         env.bus.clone(),
                         blobs,
-                        gateway,
-                        rfi_sync::DrawingsGateway::new(lazy_channel(addr), &token),
+                        rfi_sync::Peers {
+                            directory: gateway,
+                            connections:
+                                connectability_platform::connections::ConnectionsGateway::new(
+                                    lazy_channel(addr),
+                                    &token,
+                                ),
+                            drawings: rfi_sync::DrawingsGateway::new(lazy_channel(addr), &token),
+                        },
                         Arc::new(clock.clone()),
                         options.rfis,
                     )
@@ -414,6 +425,10 @@ impl TestApp {
                         env.bus.clone(),
                         blobs,
                         gateway,
+                        connectability_platform::connections::ConnectionsGateway::new(
+                            lazy_channel(addr),
+                            issuer.service(submittal_sync::NAME),
+                        ),
                         Arc::new(clock.clone()),
                         options.submittals,
                     )
@@ -498,6 +513,18 @@ impl TestApp {
         InterceptedService::new(self.channel.clone(), BearerToken::new(token))
     }
 
+    /// A connection-manager client with `service`'s identity (what a sync core confirms
+    /// connection events with).
+    pub fn connections_gateway(
+        &self,
+        service: &str,
+    ) -> connectability_platform::connections::ConnectionsGateway {
+        connectability_platform::connections::ConnectionsGateway::new(
+            self.channel(),
+            self.issuer.service(service),
+        )
+    }
+
     pub fn operator_token(&self) -> String {
         self.issuer.operator()
     }
@@ -563,6 +590,10 @@ impl TestApp {
             self.env.bus.clone(),
             blobs,
             gateway,
+            connectability_platform::connections::ConnectionsGateway::new(
+                lazy_channel(self.addr),
+                self.issuer.service(drawings_sync::NAME),
+            ),
             Arc::new(self.clock.clone()),
             drawings_sync::Limits::default(),
         )

@@ -321,6 +321,10 @@ async fn dev(args: DevArgs) -> anyhow::Result<()> {
             issuer.service(drawings_sync::NAME),
             cache,
         ),
+        connectability_platform::connections::ConnectionsGateway::new(
+            own()?,
+            issuer.service(drawings_sync::NAME),
+        ),
         clock.clone(),
         drawings_sync::Limits::default(),
     )
@@ -334,12 +338,18 @@ async fn dev(args: DevArgs) -> anyhow::Result<()> {
         rfis_db,
         bus.clone(),
         blobs.clone(),
-        connectability_platform::directory::DirectoryGateway::new(
-            own()?,
-            issuer.service(rfi_sync::NAME),
-            cache,
-        ),
-        rfi_sync::DrawingsGateway::new(own()?, issuer.service(rfi_sync::NAME)),
+        rfi_sync::Peers {
+            directory: connectability_platform::directory::DirectoryGateway::new(
+                own()?,
+                issuer.service(rfi_sync::NAME),
+                cache,
+            ),
+            connections: connectability_platform::connections::ConnectionsGateway::new(
+                own()?,
+                issuer.service(rfi_sync::NAME),
+            ),
+            drawings: rfi_sync::DrawingsGateway::new(own()?, issuer.service(rfi_sync::NAME)),
+        },
         clock.clone(),
         rfi_sync::Limits::default(),
     )
@@ -357,6 +367,10 @@ async fn dev(args: DevArgs) -> anyhow::Result<()> {
             own()?,
             issuer.service(submittal_sync::NAME),
             cache,
+        ),
+        connectability_platform::connections::ConnectionsGateway::new(
+            own()?,
+            issuer.service(submittal_sync::NAME),
         ),
         clock.clone(),
         submittal_sync::Limits::default(),

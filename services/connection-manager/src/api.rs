@@ -686,6 +686,14 @@ impl ConnectionService for ConnectionApi {
         req: Request<pb::GetConnectionRequest>,
     ) -> Result<Response<pb::Connection>, Status> {
         let caller = connectability_auth::caller(&req)?;
+        if let Caller::Service { .. } = caller {
+            // The sync services confirm connection events; no other service reads connections.
+            connectability_auth::require_service(
+                &caller,
+                &["drawings-sync", "rfi-sync", "submittal-sync"],
+                "GetConnection",
+            )?;
+        }
         let id = Id::parse(CONNECTION, "id", &req.get_ref().id)?;
         Ok(Response::new(
             self.visible(&id, &caller).await?.stored.connection,

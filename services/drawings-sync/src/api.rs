@@ -394,21 +394,24 @@ impl DrawingService for DrawingApi {
             ));
         }
         let (_, access) = self.admin(&caller, project.as_str()).await?;
-        let content =
-            files::upload_body(&mut stream, upload_part, self.limits.max_upload_bytes).await?;
-        if !domain::looks_like_pdf(&content) {
-            return Err(invalid_argument("chunk", "the content is not a PDF"));
-        }
-        let file = FileRow::new(
-            Id::generate(FILE).to_string(),
-            project.as_str(),
-            &access.project_company_id,
+        let file = files::NewFile {
+            id: Id::generate(FILE).to_string(),
+            project_id: project.to_string(),
+            company_id: access.project_company_id,
             filename,
-            header.content_type,
-            &content,
-            self.clock.now_ms(),
-        );
-        files::store(&self.blobs, self.db.pool(), &file, content).await?;
+            content_type: header.content_type,
+            now_ms: self.clock.now_ms(),
+        };
+        let file = files::upload(
+            &self.blobs,
+            self.db.pool(),
+            stream,
+            upload_part,
+            file,
+            self.limits.max_upload_bytes,
+            Some((domain::looks_like_pdf, "the content is not a PDF")),
+        )
+        .await?;
         Ok(Response::new(file_pb(file)))
     }
 
@@ -939,8 +942,18 @@ impl DrawingService for DrawingApi {
         let caller = connectability_auth::caller(&req)?;
         let id = Id::parse(CONNECTION, "connection_id", &req.get_ref().connection_id)?;
         let first = connectability_sync::status::first(|| self.watched_sync(&caller, &id)).await?;
-        let stream =
-            connectability_sync::status::watch(self.db.clone(), self.clock.clone(), first, sync_pb);
+        let watcher = connectability_sync::status::Watcher {
+            user: user_of(&caller)?.to_string(),
+            directory: self.directory.clone(),
+            may_watch: domain::can_watch_sync,
+        };
+        let stream = connectability_sync::status::watch(
+            self.db.clone(),
+            self.clock.clone(),
+            first,
+            sync_pb,
+            watcher,
+        )?;
         Ok(Response::new(Box::pin(stream)))
     }
 

@@ -20,6 +20,7 @@ use connectability_events::EventBus;
 use connectability_platform::{
     CommonConfig, GrpcServer,
     clock::{Clock, SystemClock},
+    connections::ConnectionsGateway,
     directory::DirectoryGateway,
     standalone::Standalone,
 };
@@ -53,6 +54,7 @@ impl DrawingsSync {
         bus: Arc<dyn EventBus>,
         blobs: Blobs,
         directory: DirectoryGateway,
+        connections: ConnectionsGateway,
         clock: Arc<dyn Clock>,
         limits: Limits,
     ) -> anyhow::Result<Self> {
@@ -63,6 +65,7 @@ impl DrawingsSync {
             clock: clock.clone(),
             relay: relay.waker(),
             backfill: Arc::default(),
+            connections,
         });
         let workers =
             connectability_sync::Workers::subscribe(bus.as_ref(), db.clone(), NAME, core).await?;
@@ -109,6 +112,13 @@ pub struct Config {
     /// Where the directory service answers.
     #[arg(long, env = "DIRECTORY_URL", default_value = "http://127.0.0.1:50051")]
     pub directory_url: String,
+    /// Where connection-manager answers (connection events are confirmed with it).
+    #[arg(
+        long,
+        env = "CONNECTIONS_URL",
+        default_value = "http://127.0.0.1:50051"
+    )]
+    pub connections_url: String,
     /// How long directory answers are cached, in milliseconds.
     #[arg(long, env = "DIRECTORY_CACHE_TTL_MS", default_value_t = 2000)]
     pub directory_cache_ttl_ms: u64,
@@ -134,6 +144,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         app.bus.clone(),
         Blobs::from_url(&config.blobs_url)?,
         directory,
+        app.connections(&config.connections_url)?,
         Arc::new(SystemClock),
         limits,
     )

@@ -332,6 +332,7 @@ pub struct SyncCore {
     pub clock: Arc<dyn Clock>,
     pub relay: outbox::RelayWaker,
     pub backfill: Arc<Notify>,
+    pub connections: connectability_platform::connections::ConnectionsGateway,
 }
 
 #[async_trait]
@@ -345,6 +346,7 @@ impl SyncedTool for SyncCore {
             clock: &*self.clock,
             relay: &self.relay,
             backfill: &self.backfill,
+            connections: &self.connections,
         }
     }
 

@@ -1119,18 +1119,24 @@ impl RfiService for RfiApi {
         let filename = parse_name("header.filename", &header.filename)?;
         let content_type = domain::parse_content_type("header.content_type", &header.content_type)?;
         let v = self.contributor(&caller, project.as_str()).await?;
-        let content =
-            files::upload_body(&mut stream, upload_part, self.limits.max_upload_bytes).await?;
-        let file = FileRow::new(
-            Id::generate(FILE).to_string(),
-            project.as_str(),
-            &v.access.project_company_id,
+        let file = files::NewFile {
+            id: Id::generate(FILE).to_string(),
+            project_id: project.to_string(),
+            company_id: v.access.project_company_id.clone(),
             filename,
             content_type,
-            &content,
-            self.clock.now_ms(),
-        );
-        files::store(&self.blobs, self.db.pool(), &file, content).await?;
+            now_ms: self.clock.now_ms(),
+        };
+        let file = files::upload(
+            &self.blobs,
+            self.db.pool(),
+            stream,
+            upload_part,
+            file,
+            self.limits.max_upload_bytes,
+            None,
+        )
+        .await?;
         Ok(Response::new(file_pb(file)))
     }
 
@@ -1300,8 +1306,18 @@ impl RfiService for RfiApi {
         let caller = connectability_auth::caller(&req)?;
         let id = Id::parse(CONNECTION, "connection_id", &req.get_ref().connection_id)?;
         let first = connectability_sync::status::first(|| self.watched_sync(&caller, &id)).await?;
-        let stream =
-            connectability_sync::status::watch(self.db.clone(), self.clock.clone(), first, sync_pb);
+        let watcher = connectability_sync::status::Watcher {
+            user: user_of(&caller)?.to_string(),
+            directory: self.directory.clone(),
+            may_watch: domain::can_watch_sync,
+        };
+        let stream = connectability_sync::status::watch(
+            self.db.clone(),
+            self.clock.clone(),
+            first,
+            sync_pb,
+            watcher,
+        )?;
         Ok(Response::new(Box::pin(stream)))
     }
 }

@@ -23,6 +23,7 @@ use connectability_events::EventBus;
 use connectability_platform::{
     CommonConfig, GrpcServer,
     clock::{Clock, SystemClock},
+    connections::ConnectionsGateway,
     directory::DirectoryGateway,
     standalone::Standalone,
 };
@@ -42,6 +43,15 @@ pub fn migrations() -> ServiceMigrations {
     }
 }
 
+/// The services rfi-sync calls, each with rfi-sync's identity.
+pub struct Peers {
+    pub directory: DirectoryGateway,
+    /// Confirms connection events.
+    pub connections: ConnectionsGateway,
+    /// Linked drawing files.
+    pub drawings: DrawingsGateway,
+}
+
 /// The service's parts: the API, its relay, its consumers and the backfill worker.
 pub struct RfiSync {
     pub api: RfiApi,
@@ -56,11 +66,15 @@ impl RfiSync {
         db: Db,
         bus: Arc<dyn EventBus>,
         blobs: Blobs,
-        directory: DirectoryGateway,
-        drawings: DrawingsGateway,
+        peers: Peers,
         clock: Arc<dyn Clock>,
         limits: Limits,
     ) -> anyhow::Result<Self> {
+        let Peers {
+            directory,
+            connections,
+            drawings,
+        } = peers;
         let relay = Relay::new(db.clone(), bus.clone());
         let core = Arc::new(sync::SyncCore {
             db: db.clone(),
@@ -68,6 +82,7 @@ impl RfiSync {
             clock: clock.clone(),
             relay: relay.waker(),
             backfill: Arc::default(),
+            connections,
         });
         let workers =
             connectability_sync::Workers::subscribe(bus.as_ref(), db.clone(), NAME, core).await?;
@@ -113,6 +128,13 @@ pub struct Config {
     /// Where drawings-sync answers (linked drawing files for the linked drawings PDF).
     #[arg(long, env = "DRAWINGS_URL", default_value = "http://127.0.0.1:50051")]
     pub drawings_url: String,
+    /// Where connection-manager answers (connection events are confirmed with it).
+    #[arg(
+        long,
+        env = "CONNECTIONS_URL",
+        default_value = "http://127.0.0.1:50051"
+    )]
+    pub connections_url: String,
     /// How long directory answers are cached, in milliseconds.
     #[arg(long, env = "DIRECTORY_CACHE_TTL_MS", default_value_t = 2000)]
     pub directory_cache_ttl_ms: u64,
@@ -137,8 +159,11 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         app.db.clone(),
         app.bus.clone(),
         Blobs::from_url(&config.blobs_url)?,
-        directory,
-        drawings,
+        Peers {
+            directory,
+            connections: app.connections(&config.connections_url)?,
+            drawings,
+        },
         Arc::new(SystemClock),
         Limits {
             max_upload_bytes: config.max_upload_bytes,

@@ -29,6 +29,7 @@ pub struct SyncCore {
     pub clock: Arc<dyn Clock>,
     pub relay: outbox::RelayWaker,
     pub backfill: Arc<Notify>,
+    pub connections: connectability_platform::connections::ConnectionsGateway,
 }
 
 /// Copies `file_ids` (files of the upstream project) under the downstream company's prefix;
@@ -219,6 +220,7 @@ impl SyncedTool for SyncCore {
             clock: &*self.clock,
             relay: &self.relay,
             backfill: &self.backfill,
+            connections: &self.connections,
         }
     }
 

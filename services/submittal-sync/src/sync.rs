@@ -31,6 +31,7 @@ pub struct SyncCore {
     pub clock: Arc<dyn Clock>,
     pub relay: outbox::RelayWaker,
     pub backfill: Arc<Notify>,
+    pub connections: connectability_platform::connections::ConnectionsGateway,
 }
 
 fn copy_of(s: &SyncRow, origin_id: &str) -> Copy {
@@ -222,6 +223,7 @@ impl SyncedTool for SyncCore {
             clock: &*self.clock,
             relay: &self.relay,
             backfill: &self.backfill,
+            connections: &self.connections,
         }
     }
 

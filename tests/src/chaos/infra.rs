@@ -139,29 +139,58 @@ impl Postgres {
     }
 }
 
-/// `nats-server -js` on a free port, its store in a temp dir.
+/// The NATS configuration the project ships: a user per service, with permissions.
+pub const NATS_CONF: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/nats/nats.conf");
+
+/// `nats-server -js` on a free port with the shipped configuration (deploy/nats/nats.conf),
+/// its store in a temp dir, and a fresh password for each service's user and for `admin`.
 pub struct Nats {
     pub port: u16,
     store: PathBuf,
     log: PathBuf,
     child: Option<Child>,
+    passwords: std::collections::BTreeMap<String, String>,
 }
 
 impl Nats {
     pub fn start(dir: &Path) -> anyhow::Result<Self> {
+        let passwords = connectability_auth::SERVICE_NAMES
+            .iter()
+            .chain(&["admin"])
+            .map(|user| {
+                // NATS parses the variable as a config value: it must start with a letter.
+                let password = format!("p{}", uuid::Uuid::new_v4().simple());
+                (user.to_string(), password)
+            })
+            .collect();
         let mut nats = Nats {
             port: free_port()?,
             store: dir.join("nats"),
             log: dir.join("nats.log"),
             child: None,
+            passwords,
         };
         nats.spawn()?;
         Ok(nats)
     }
 
+    /// `user`'s password (a service name, or `admin`).
+    pub fn password(&self, user: &str) -> String {
+        self.passwords[user].clone()
+    }
+
+    /// `user`'s credentials.
+    pub fn credentials(&self, user: &str) -> connectability_events::NatsCredentials {
+        connectability_events::NatsCredentials {
+            user: user.to_string(),
+            password: self.password(user),
+        }
+    }
+
     fn spawn(&mut self) -> anyhow::Result<()> {
         let log = File::options().create(true).append(true).open(&self.log)?;
         let child = Command::new(std::env::var("NATS_SERVER").unwrap_or("nats-server".into()))
+            .args(["-c", NATS_CONF])
             .args([
                 "-a",
                 "127.0.0.1",
@@ -171,6 +200,12 @@ impl Nats {
                 "-sd",
             ])
             .arg(&self.store)
+            .envs(self.passwords.iter().map(|(user, password)| {
+                (
+                    format!("NATS_{}_PASSWORD", user.replace('-', "_").to_uppercase()),
+                    password.clone(),
+                )
+            }))
             .stdout(log.try_clone()?)
             .stderr(log)
             .spawn()
@@ -200,9 +235,10 @@ impl Nats {
     /// Messages every durable consumer has yet to see or to ack, over all streams. Outboxes
     /// drained is not idle: a consumer killed mid-batch holds its messages until the ack wait
     /// lapses and JetStream delivers them again.
-    pub async fn backlog(url: &str) -> anyhow::Result<u64> {
+    pub async fn backlog(url: &str, admin_password: &str) -> anyhow::Result<u64> {
         use futures::TryStreamExt;
         let client = async_nats::ConnectOptions::new()
+            .user_and_password("admin".into(), admin_password.into())
             .connection_timeout(Duration::from_secs(2))
             .connect(url)
             .await?;

@@ -944,6 +944,7 @@ pub async fn run(plan: Plan, bin: &Path) -> anyhow::Result<Report> {
         let mut env = vec![
             ("DATABASE_URL".to_string(), pg.url(db)),
             ("EVENTS_URL".into(), nats.url()),
+            ("EVENTS_PASSWORD".into(), nats.password(p.service)),
             ("EVENTS_PREFIX".into(), "chaos".into()),
             ("AUTH_HS256_SECRET".into(), secret.clone()),
             ("AUTH_ALLOW_HS256".into(), "true".into()),
@@ -952,6 +953,7 @@ pub async fn run(plan: Plan, bin: &Path) -> anyhow::Result<Report> {
             ("SHUTDOWN_GRACE_SECS".into(), "0".into()),
             ("DIRECTORY_URL".into(), url("directory#0")),
             ("DRAWINGS_URL".into(), url("drawings-sync#0")),
+            ("CONNECTIONS_URL".into(), url("connection-manager#0")),
             (
                 "BLOBS_URL".into(),
                 format!("file://{}", dir.join("blobs").display()),
@@ -1033,11 +1035,15 @@ pub async fn run(plan: Plan, bin: &Path) -> anyhow::Result<Report> {
     let per = (plan.sheets + plan.revised) as i64;
     let expected = per * plan.connections as i64;
     let stable_sql = stable_in(&world.stable_connections(&pools["dwg"]).await?);
-    let nats_url = cluster.lock().unwrap().nats.url();
+    let (nats_url, nats_admin) = {
+        let c = cluster.lock().unwrap();
+        (c.nats.url(), c.nats.password("admin"))
+    };
     let idle = wait_for("copies complete and every queue drained", Duration::from_secs(240), || {
         let pools = &pools;
         let stable_sql = stable_sql.clone();
         let nats_url = nats_url.clone();
+        let nats_admin = nats_admin.clone();
         async move {
             let copies: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
                 "SELECT COUNT(DISTINCT connection_id || '/' || origin_id) FROM revisions WHERE connection_id IN ({stable_sql})"
@@ -1055,7 +1061,7 @@ pub async fn run(plan: Plan, bin: &Path) -> anyhow::Result<Report> {
             }
             count(&pools["dwg"], "SELECT COUNT(*) FROM sync_work").await == 0
                 && count(&pools["ntf"], "SELECT COUNT(*) FROM emails WHERE sent_ms IS NULL").await == 0
-                && Nats::backlog(&nats_url).await.ok() == Some(0)
+                && Nats::backlog(&nats_url, &nats_admin).await.ok() == Some(0)
         }
     })
     .await

@@ -1302,6 +1302,7 @@ async fn repeated_and_reordered_events_leave_the_same_state(backend: Backend) {
         clock: Arc::new(w.app.clock.clone()),
         relay: Default::default(),
         backfill: Default::default(),
+        connections: w.app.connections_gateway(drawings_sync::NAME),
     });
     let handler = Arc::new(drawings_sync::sync::DrawingEvents(core));
     // Delivered again, in order, then twice more in reverse order (fresh inboxes, so the

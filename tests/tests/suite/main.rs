@@ -28,12 +28,14 @@ macro_rules! on_both_backends {
 }
 
 mod authz;
+mod bus_trust;
 mod cli;
 mod conformance;
 mod connections;
 mod directory;
 mod drawings;
 mod hostile;
+mod limits;
 mod metrics;
 mod notifications;
 mod platform;

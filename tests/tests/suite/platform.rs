@@ -133,3 +133,22 @@ on_both_backends!(
     calls_are_counted_by_method_and_code,
     demo_data_loads_once_and_shows_each_user_their_projects,
 );
+
+/// Issue 16: no SQL statement runs unbounded on Postgres, whatever a tenant's data makes it
+/// do: every pooled session carries the store's `statement_timeout`.
+#[tokio::test]
+async fn postgres_sessions_carry_a_statement_timeout() {
+    let Some(Backend::Production { database_url, .. }) = Backend::production().await else {
+        return;
+    };
+    let db = connectability_store::Db::connect(&database_url)
+        .await
+        .unwrap();
+    for _ in 0..3 {
+        let timeout: String = sqlx::query_scalar("SHOW statement_timeout")
+            .fetch_one(db.pool())
+            .await
+            .unwrap();
+        assert_eq!(timeout, "1min");
+    }
+}

@@ -14,6 +14,7 @@ use connectability_tests::fanout::Fanout;
 on_both_backends!(
     one_change_to_many_connections_is_copied_once_to_each,
     a_late_activation_never_restarts_an_undone_connection,
+    watch_streams_are_capped_per_user_and_end_when_access_goes,
 );
 
 /// Six downstreams of one upstream, one of them disconnected; two publishes (three new
@@ -145,15 +146,55 @@ async fn one_change_to_many_connections_is_copied_once_to_each(backend: Backend)
 
 /// Found by the fault suite: a connection's activation, redelivered after a failure, arrived
 /// after its undo and restarted copying (the undone connection ended up IN_SYNC with every
-/// copy). Events older than the last one applied to a connection now change nothing.
+/// copy). Events older than the last one applied to a connection now change nothing, and
+/// connection-manager (which holds the connection undone) does not confirm it either.
 async fn a_late_activation_never_restarts_an_undone_connection(backend: Backend) {
-    use connectability_proto::connections::v1::{ConnectionStatus, Feature};
     use connectability_store::inbox::{Applied, InboxConsumer};
     use std::sync::Arc;
     let mut world = Fanout::new(backend, 0, 64).await.unwrap();
     let ids = world.revisions(3).await.unwrap();
     world.publish(ids).await.unwrap();
     let db = world.db();
+    let (_, id) = world
+        .world
+        .connect(&world.app, "Late activation")
+        .await
+        .unwrap();
+    let connections = world.app.connections(&world.app.user_token(&world.raj));
+    let active = connections
+        .clone()
+        .get_connection(cpb::GetConnectionRequest { id: id.clone() })
+        .await
+        .unwrap()
+        .into_inner();
+    // The requester withdraws the auto-approved connection within the undo window (C12).
+    connections
+        .clone()
+        .undo_connection(cpb::UndoConnectionRequest { id: id.clone() })
+        .await
+        .unwrap();
+    let state_and_copies = || async {
+        let mut conn = db.pool().acquire().await.unwrap();
+        let state: Option<i64> = sqlx::query_scalar(
+            "SELECT CAST(state AS BIGINT) FROM sync_connections WHERE connection_id = $1",
+        )
+        .bind(&id)
+        .fetch_optional(&mut *conn)
+        .await
+        .unwrap();
+        let copies: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM drawings WHERE connection_id = $1")
+                .bind(&id)
+                .fetch_one(&mut *conn)
+                .await
+                .unwrap();
+        (state, copies)
+    };
+    eventually("the undo applied", Duration::from_secs(30), || async {
+        (state_and_copies().await == (Some(3), 0)).then_some(())
+    })
+    .await;
+    // The activation it followed, delivered again late (an older event time), to a fresh inbox.
     let core = Arc::new(drawings_sync::sync::SyncCore {
         db: db.clone(),
         blobs: connectability_blobs::Blobs::from_url(&format!(
@@ -164,60 +205,110 @@ async fn a_late_activation_never_restarts_an_undone_connection(backend: Backend)
         clock: Arc::new(world.app.clock.clone()),
         relay: Default::default(),
         backfill: Default::default(),
+        connections: world.app.connections_gateway(drawings_sync::NAME),
     });
-    let connection = cpb::Connection {
-        id: "con_late_activation".into(),
-        upstream_project_id: world.up.clone(),
-        downstream_project_id: "prj_late_activation".into(),
-        downstream_company_id: "co_late_activation".into(),
-        features: vec![Feature::Drawings as i32],
-        status: ConnectionStatus::Active as i32,
-        ..Default::default()
-    };
-    let now = connectability_store::now_ms();
     let mut activated = connectability_platform::events::envelope(
         "connectability/connection-manager",
-        "connections/con_late_activation",
+        format!("connections/{id}"),
         &cpb::ConnectionActivated {
-            connection: Some(connection.clone()),
+            connection: Some(active),
             ..Default::default()
         },
     );
-    activated.time_ms = now - 1_000;
-    let mut undone = connectability_platform::events::envelope(
-        "connectability/connection-manager",
-        "connections/con_late_activation",
-        &cpb::ConnectionUndone {
-            connection: Some(cpb::Connection {
-                status: ConnectionStatus::Undone as i32,
-                ..connection
-            }),
-            ..Default::default()
-        },
-    );
-    undone.time_ms = now;
+    activated.time_ms = connectability_store::now_ms() - 60_000;
     let consumer = InboxConsumer::new(
         db.clone(),
         "late-activation",
         Arc::new(connectability_sync::ConnectionEvents(core.clone())),
     );
-    // The undo first, then the activation it followed.
-    assert_eq!(consumer.apply(&undone).await.unwrap(), Applied::Now);
     assert_eq!(consumer.apply(&activated).await.unwrap(), Applied::Now);
     connectability_sync::backfill_once(&*core).await.unwrap();
-    let state: i64 = sqlx::query_scalar(
-        "SELECT CAST(state AS BIGINT) FROM sync_connections WHERE connection_id = 'con_late_activation'",
-    )
-    .fetch_one(db.pool())
+    assert_eq!(
+        state_and_copies().await,
+        (Some(3), 0),
+        "the undone connection stays stopped and copies nothing"
+    );
+    world.app.stop().await;
+}
+
+/// Issue 16: `WatchSyncStatus` streams are bounded per user (and per replica), and an open
+/// stream ends with NOT_FOUND once its watcher loses access to the downstream project.
+async fn watch_streams_are_capped_per_user_and_end_when_access_goes(backend: Backend) {
+    use connectability_proto::directory::v1::{self as pb, PermissionLevel};
+    use connectability_sync::status::{MAX_WATCHES_PER_USER, RECHECK_ACCESS};
+    let world = Fanout::new(backend, 1, 64).await.unwrap();
+    let (down, connection) = world.downstreams[0].clone();
+    let mut op = world.app.directory_as_operator();
+    let wes = op
+        .create_user(pb::CreateUserRequest {
+            company_id: world.sub.clone(),
+            display_name: "wes".into(),
+            email: "wes@sub.example".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .id;
+    op.add_project_member(pb::AddProjectMemberRequest {
+        project_id: down.clone(),
+        user_id: wes.clone(),
+        permissions: Some(pb::ToolPermissions {
+            drawings: PermissionLevel::ReadOnly as i32,
+            ..Default::default()
+        }),
+        ..Default::default()
+    })
     .await
     .unwrap();
-    assert_eq!(state, 3, "the undone connection stays stopped");
-    let copies: i64 = sqlx::query_scalar(
-        "SELECT COUNT(*) FROM drawings WHERE connection_id = 'con_late_activation'",
-    )
-    .fetch_one(db.pool())
+    let drawings = world.app.drawings(&world.app.user_token(&wes));
+    let request = || dpb::WatchSyncStatusRequest {
+        connection_id: connection.clone(),
+    };
+    let mut streams = Vec::new();
+    for _ in 0..MAX_WATCHES_PER_USER {
+        streams.push(
+            drawings
+                .clone()
+                .watch_sync_status(request())
+                .await
+                .unwrap()
+                .into_inner(),
+        );
+    }
+    let over = drawings.clone().watch_sync_status(request()).await;
+    assert_eq!(
+        over.err().map(|s| s.code()),
+        Some(tonic::Code::ResourceExhausted)
+    );
+    // A stream the client closes frees its place.
+    drop(streams.pop());
+    let again = eventually("a freed place", Duration::from_secs(10), || async {
+        drawings.clone().watch_sync_status(request()).await.ok()
+    })
+    .await;
+    streams.push(again.into_inner());
+
+    // Access goes: the open streams end, within the recheck period, with NOT_FOUND.
+    op.remove_project_member(pb::RemoveProjectMemberRequest {
+        project_id: down,
+        user_id: wes,
+    })
     .await
     .unwrap();
-    assert_eq!(copies, 0, "and copies nothing");
+    let mut first = streams.remove(0);
+    let ended = tokio::time::timeout(RECHECK_ACCESS * 3, async {
+        loop {
+            match first.message().await {
+                Ok(Some(_)) => continue,
+                Ok(None) => break None,
+                Err(s) => break Some(s.code()),
+            }
+        }
+    })
+    .await
+    .expect("the stream ends once access is gone");
+    assert_eq!(ended, Some(tonic::Code::NotFound));
+    drop(streams);
     world.app.stop().await;
 }

@@ -124,6 +124,7 @@ async fn a_publish_its_copies_and_their_email_are_one_trace(backend: Backend) {
                 ("SHUTDOWN_GRACE_SECS", "0".into()),
                 ("DIRECTORY_URL", format!("http://127.0.0.1:{directory}")),
                 ("DRAWINGS_URL", format!("http://127.0.0.1:{drawings}")),
+                ("CONNECTIONS_URL", format!("http://127.0.0.1:{connections}")),
                 (
                     "BLOBS_URL",
                     format!("file://{}", env.dir.join("blobs").display()),
