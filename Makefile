@@ -5,7 +5,7 @@
 CARGO ?= cargo
 export CARGO_TARGET_DIR ?= $(HOME)/.cache/connectability/target
 
-.PHONY: run test test-embedded smoke chaos chaos-quick deploy-check lint fmt clippy buf-lint bench bench-quick proto clean-data
+.PHONY: run test test-embedded smoke chaos chaos-quick deploy-check deploy-run lint fmt clippy buf-lint bench bench-quick proto clean-data
 
 ## Build and start every service in one process on 127.0.0.1:50051 (SQLite in .data/, in-process events).
 run:
@@ -50,6 +50,15 @@ chaos-quick:
 deploy-check:
 	$(CARGO) build -p connectability
 	CONNECTABILITY_BIN=$(CARGO_TARGET_DIR)/debug/connectability python3 scripts/deploy-check.py
+
+## Run both overlays: every rendered Deployment and Job as local processes with its exact
+## command, args, env and mounted files (each Service on its own loopback address, named in
+## a private /etc/hosts: needs root), real Postgres, NATS (deploy/nats/nats.conf), an SMTP
+## sink, an identity provider and a cluster token issuer behind them; waits for every
+## readiness probe, then drives the smoke workload through them.
+deploy-run:
+	$(CARGO) build -p connectability
+	CONNECTABILITY_BIN=$(CARGO_TARGET_DIR)/debug/connectability python3 scripts/deploy-run.py
 
 ## fmt, clippy (warnings are errors) and buf lint.
 lint: fmt clippy buf-lint
