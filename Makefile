@@ -5,7 +5,7 @@
 CARGO ?= cargo
 export CARGO_TARGET_DIR ?= $(HOME)/.cache/connectability/target
 
-.PHONY: run test test-embedded smoke chaos chaos-quick deploy-check deploy-run lint fmt clippy buf-lint bench bench-quick proto clean-data
+.PHONY: run test test-embedded smoke chaos chaos-quick deploy-check deploy-run lint one-crypto-provider fmt clippy buf-lint bench bench-quick proto clean-data
 
 ## Build and start every service in one process on 127.0.0.1:50051 (SQLite in .data/, in-process events).
 run:
@@ -60,8 +60,14 @@ deploy-run:
 	$(CARGO) build -p connectability
 	CONNECTABILITY_BIN=$(CARGO_TARGET_DIR)/debug/connectability python3 scripts/deploy-run.py
 
-## fmt, clippy (warnings are errors) and buf lint.
-lint: fmt clippy buf-lint
+## fmt, clippy (warnings are errors), buf lint, and one rustls crypto provider (ring).
+lint: fmt clippy buf-lint one-crypto-provider
+
+## ring is the workspace's one rustls crypto provider: nothing may bring aws-lc-rs back.
+one-crypto-provider:
+	@if $(CARGO) tree --workspace -i aws-lc-rs >/dev/null 2>&1; then \
+		echo "aws-lc-rs is compiled in (cargo tree -i aws-lc-rs): keep ring as the one rustls provider"; exit 1; \
+	else echo "one rustls crypto provider: ring"; fi
 
 fmt:
 	$(CARGO) fmt --all -- --check

@@ -9,8 +9,9 @@ and checks the manifests against the code:
 - every gRPC probe names a health entry the service serves (its proto services) or none;
 - every service has a PodDisruptionBudget, and the sync services and notification a
   HorizontalPodAutoscaler (except in `dev`, which runs one replica of each);
-- each service's NetworkPolicy lets in gRPC from exactly the services that call it, as the
-  Deployments' `*_URL` settings say (`DIRECTORY_URL: http://directory:50051`, …);
+- each service's NetworkPolicy lets in gRPC from exactly the services that call it, and
+  its egress policy lets out gRPC to exactly the services it calls, as the Deployments'
+  `*_URL` settings say (`DIRECTORY_URL: http://directory:50051`, …);
 - every container, init containers too, of every workload in every overlay drops ALL
   capabilities, runs as non-root with a read-only root filesystem, no privilege escalation
   and `seccompProfile: RuntimeDefault`; no pod mounts the default ServiceAccount token; every
@@ -167,6 +168,29 @@ def check_network_policies(overlay: str, objects: list, deployments: dict, svcs:
             failures.append(
                 f"{overlay}: {service}'s NetworkPolicy admits gRPC from {sorted(admitted)}, "
                 f"but the services that call it are {sorted(callers[service])}"
+            )
+        # Egress: gRPC to exactly the services it calls, and nothing unlisted.
+        egress = [p for p in mine if "Egress" in (p["spec"].get("policyTypes") or [])]
+        if not egress:
+            failures.append(f"{overlay}: no egress NetworkPolicy selects {service}")
+            continue
+        reaches: set[str] = set()
+        for p in egress:
+            for rule in p["spec"].get("egress", []):
+                ports = {str(port.get("port")) for port in rule.get("ports", [])}
+                if not ports & {"grpc", "50051"}:
+                    continue
+                for peer in rule.get("to", []):
+                    app = ((peer.get("podSelector") or {}).get("matchLabels") or {}).get(
+                        "app.kubernetes.io/name"
+                    )
+                    if app:
+                        reaches.add(app)
+        calls = {callee for callee, by in callers.items() if service in by}
+        if reaches != calls:
+            failures.append(
+                f"{overlay}: {service}'s egress admits gRPC to {sorted(reaches)}, "
+                f"but it calls {sorted(calls)}"
             )
     return failures
 

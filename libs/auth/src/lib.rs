@@ -125,6 +125,12 @@ pub struct RemoteJwks {
     wake: Arc<tokio::sync::Notify>,
 }
 
+/// Makes ring the process's rustls crypto provider, if none is yet: the workspace's one
+/// provider (`make lint` checks no other is compiled in). HTTPS clients need it installed.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// The least time between two fetches of a JWKS prompted by unknown key ids.
 pub const MIN_REFETCH: Duration = Duration::from_secs(5);
 
@@ -333,6 +339,7 @@ impl Verifier {
     /// a token names a key id they lack. Needs a Tokio runtime.
     pub async fn rs256_jwks_url(url: &str, refresh: Duration) -> Result<Self, AuthError> {
         check_jwks_url(url)?;
+        install_crypto_provider();
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
             .build()

@@ -53,6 +53,15 @@ pub struct CommonConfig {
     #[arg(long, env = "MAX_MESSAGE_BYTES", default_value_t = 4 * 1024 * 1024)]
     pub max_message_bytes: usize,
 
+    /// Days a consumer's inbox keeps the ids of events it handled (past JetStream's 7-day
+    /// stream age, so a redelivered event still finds its entry).
+    #[arg(long, env = "RETENTION_INBOX_DAYS", default_value_t = connectability_store::retention::INBOX_DAYS)]
+    pub retention_inbox_days: u64,
+
+    /// Days a mutation's request id (and its first answer) is kept for retries.
+    #[arg(long, env = "RETENTION_REQUEST_IDS_DAYS", default_value_t = connectability_store::retention::REQUEST_IDS_DAYS)]
+    pub retention_request_ids_days: u64,
+
     /// Seconds between reporting NOT_SERVING and closing the listener on shutdown, so load
     /// balancers stop sending new calls before in-flight calls drain.
     #[arg(long, env = "SHUTDOWN_GRACE_SECS", default_value_t = 2)]

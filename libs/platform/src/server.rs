@@ -32,6 +32,8 @@ pub struct GrpcServer {
     metrics: Metrics,
     relays: Vec<Relay>,
     tasks: Vec<BackgroundTask>,
+    /// Days the inbox and the request ids keep their rows.
+    retention_days: (u64, u64),
 }
 
 /// Work that runs beside the server and ends when told to (consumers, workers).
@@ -68,6 +70,10 @@ impl GrpcServer {
             metrics,
             relays: Vec::new(),
             tasks: Vec::new(),
+            retention_days: (
+                connectability_store::retention::INBOX_DAYS,
+                connectability_store::retention::REQUEST_IDS_DAYS,
+            ),
         }
     }
 
@@ -88,9 +94,30 @@ impl GrpcServer {
         self
     }
 
-    /// Runs `service`'s outbox relay for as long as the server runs, and reports its outbox
-    /// and dead letters in the metrics.
+    /// How many days the inbox and request ids keep rows (RETENTION_INBOX_DAYS,
+    /// RETENTION_REQUEST_IDS_DAYS).
+    pub fn set_retention_days(&mut self, inbox: u64, request_ids: u64) -> &mut Self {
+        self.retention_days = (inbox, request_ids);
+        self
+    }
+
+    /// Deletes `db`'s rows past their retention every hour while the server runs: its inbox
+    /// and request ids, and the service's own `extra` rules.
+    pub fn add_retention(
+        &mut self,
+        db: connectability_store::Db,
+        extra: Vec<connectability_store::retention::Rule>,
+    ) -> &mut Self {
+        let (inbox, request_ids) = self.retention_days;
+        let mut rules = connectability_store::retention::platform_rules(inbox, request_ids);
+        rules.extend(extra);
+        self.add_task(move |stop| connectability_store::retention::run(db, rules, stop))
+    }
+
+    /// Runs `service`'s outbox relay for as long as the server runs, reports its outbox
+    /// and dead letters in the metrics, and keeps its platform tables within their retention.
     pub fn add_relay(&mut self, service: &'static str, relay: Relay) -> &mut Self {
+        self.add_retention(relay.db().clone(), Vec::new());
         self.metrics
             .add_sampler(std::sync::Arc::new(crate::metrics::StoreSampler {
                 service,

@@ -46,12 +46,17 @@ impl Standalone {
             Some(addr) => Some(metrics.clone().serve(addr).await?),
             None => None,
         };
+        let mut server = GrpcServer::new(verifier, metrics);
+        server.set_retention_days(
+            common.retention_inbox_days,
+            common.retention_request_ids_days,
+        );
         Ok(Self {
             name,
             common: common.clone(),
             db,
             bus,
-            server: GrpcServer::new(verifier, metrics),
+            server,
             _metrics: metrics_task,
         })
     }

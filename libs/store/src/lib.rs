@@ -11,6 +11,7 @@ pub mod inbox;
 pub mod metrics;
 pub mod outbox;
 pub mod request_ids;
+pub mod retention;
 pub mod table;
 
 pub use connectability_events::Envelope;

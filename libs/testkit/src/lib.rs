@@ -452,6 +452,7 @@ impl TestApp {
                         from: "Connectability <no-reply@connectability.test>".into(),
                         base_url: "https://connectability.test".into(),
                         max_backoff: Duration::from_millis(200),
+                        retention: Default::default(),
                     };
                     notification::Notification::start(
                         db.clone(),

@@ -387,6 +387,7 @@ async fn dev(args: DevArgs) -> anyhow::Result<()> {
         base_url: std::env::var("NOTIFY_BASE_URL")
             .unwrap_or_else(|_| "http://localhost:8080".into()),
         max_backoff: std::time::Duration::from_secs(60),
+        retention: Default::default(),
     };
     notification::Notification::start(
         notification_db,

@@ -44,6 +44,49 @@ pub struct MailSettings {
     pub base_url: String,
     /// Longest wait between retries of a failing send.
     pub max_backoff: Duration,
+    pub retention: Retention,
+}
+
+/// How long the service's own growing tables keep rows (beside the inbox and request ids
+/// every service prunes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    /// Days a notification is kept (once its email, if any, has been sent and pruned).
+    pub notifications_days: u64,
+    /// Days a sent email's row is kept.
+    pub sent_emails_days: u64,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Self {
+            notifications_days: 365,
+            sent_emails_days: 90,
+        }
+    }
+}
+
+impl Retention {
+    /// Sent emails first; a notification goes once no email row refers to it (an unsent
+    /// email keeps its notification, whatever its age).
+    pub fn rules(&self) -> Vec<connectability_store::retention::Rule> {
+        let days = |n: u64| Duration::from_secs(n * 24 * 3600);
+        vec![
+            connectability_store::retention::Rule {
+                name: "emails",
+                delete: "DELETE FROM emails WHERE id IN
+                           (SELECT id FROM emails WHERE sent_ms IS NOT NULL AND sent_ms < $1 LIMIT $2)",
+                keep: days(self.sent_emails_days),
+            },
+            connectability_store::retention::Rule {
+                name: "notifications",
+                delete: "DELETE FROM notifications WHERE id IN
+                           (SELECT n.id FROM notifications n WHERE n.create_ms < $1
+                              AND NOT EXISTS (SELECT 1 FROM emails e WHERE e.id = n.id) LIMIT $2)",
+                keep: days(self.notifications_days),
+            },
+        ]
+    }
 }
 
 /// The service's parts: API, consumers and the mail worker.
@@ -51,6 +94,7 @@ pub struct Notification {
     pub api: NotificationApi,
     subscriptions: Vec<inbox::InboxSubscription>,
     outgoing: mailer::Outgoing,
+    retention: Retention,
 }
 
 impl Notification {
@@ -118,6 +162,7 @@ impl Notification {
             api: NotificationApi::new(db, directory, handler, clock),
             subscriptions,
             outgoing,
+            retention: mail.retention,
         })
     }
 
@@ -130,6 +175,7 @@ impl Notification {
                 service: NAME,
                 db: outgoing.db.clone(),
             }));
+        server.add_retention(outgoing.db.clone(), self.retention.rules());
         server.add_task(move |stop| outgoing.run(stop));
         for sub in self.subscriptions {
             server.add_task(move |stop| async move {
@@ -172,6 +218,12 @@ pub struct Config {
     pub base_url: String,
     #[arg(long, env = "DIRECTORY_URL", default_value = "http://127.0.0.1:50051")]
     pub directory_url: String,
+    /// Days a notification is kept.
+    #[arg(long, env = "RETENTION_NOTIFICATIONS_DAYS", default_value_t = 365)]
+    pub retention_notifications_days: u64,
+    /// Days a sent email's row is kept.
+    #[arg(long, env = "RETENTION_SENT_EMAILS_DAYS", default_value_t = 90)]
+    pub retention_sent_emails_days: u64,
     #[command(flatten)]
     pub common: CommonConfig,
 }
@@ -186,6 +238,10 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         from: config.mail_from,
         base_url: config.base_url,
         max_backoff: Duration::from_secs(300),
+        retention: Retention {
+            notifications_days: config.retention_notifications_days,
+            sent_emails_days: config.retention_sent_emails_days,
+        },
     };
     let max = app.max_message_bytes();
     Notification::start(

@@ -122,3 +122,97 @@ async fn eight_parallel_64_mb_uploads_keep_peak_memory_bounded() {
     );
     world.app.stop().await;
 }
+
+on_both_backends!(tables_that_grow_keep_only_what_their_retention_says);
+
+/// The tables that would grow forever (inbox, request ids, notifications, sent emails) lose
+/// rows past their retention, and only those: an unsent email keeps its notification.
+async fn tables_that_grow_keep_only_what_their_retention_says(backend: Backend) {
+    use connectability_store::{now_ms, retention};
+    use connectability_testkit::{Service, TestApp};
+    let app = TestApp::spawn(backend, &[Service::Directory, Service::Notification]).await;
+    let db = app.db(Service::Notification).clone();
+    let now = now_ms();
+    let days = |n: i64| now - n * 24 * 3600 * 1000;
+    for (id, at) in [("old", days(15)), ("new", days(1))] {
+        sqlx::query("INSERT INTO inbox (consumer, event_id, handled_ms) VALUES ('c', $1, $2)")
+            .bind(id)
+            .bind(at)
+            .execute(db.pool())
+            .await
+            .unwrap();
+        sqlx::query(
+            "INSERT INTO request_ids (scope, request_id, response, created_ms) VALUES ('s', $1, $2, $3)",
+        )
+        .bind(id)
+        .bind(vec![1u8])
+        .bind(if id == "old" { days(8) } else { days(1) })
+        .execute(db.pool())
+        .await
+        .unwrap();
+    }
+    // (notification, created, its email's sent time: None = unsent, or no email at all)
+    let rows: [(&str, i64, Option<Option<i64>>); 4] = [
+        ("ntf_old_sent", days(400), Some(Some(days(100)))),
+        ("ntf_old_unsent", days(400), Some(None)),
+        ("ntf_old_no_email", days(400), None),
+        ("ntf_new", days(1), Some(Some(days(1)))),
+    ];
+    for (id, created, email) in rows {
+        // One transaction: the server's own hourly prune (it runs once at start too) must
+        // not see a year-old notification before its email row exists.
+        let mut tx = db.pool().begin().await.unwrap();
+        sqlx::query(
+            "INSERT INTO notifications (id, recipient_id, event_id, kind, subject, body, project_id, connection_id, create_ms)
+             VALUES ($1, 'usr_a', $1, 1, 's', 'b', 'prj_a', '', $2)",
+        )
+        .bind(id)
+        .bind(created)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+        if let Some(sent) = email {
+            sqlx::query(
+                "INSERT INTO emails (id, to_address, subject, text_body, html_body, attempts, next_attempt_ms, sent_ms, last_error, create_ms)
+                 VALUES ($1, 'a@example.com', 's', 't', 'h', 1, $2, $3, '', $2)",
+            )
+            .bind(id)
+            .bind(created)
+            .bind(sent)
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        }
+        tx.commit().await.unwrap();
+    }
+    let mut rules = retention::platform_rules(retention::INBOX_DAYS, retention::REQUEST_IDS_DAYS);
+    rules.extend(notification::Retention::default().rules());
+    retention::prune(&db, &rules, now).await.unwrap();
+    let ids = |sql: &'static str| {
+        let db = db.clone();
+        async move {
+            let mut v: Vec<String> = sqlx::query_scalar(sql).fetch_all(db.pool()).await.unwrap();
+            v.sort();
+            v
+        }
+    };
+    assert_eq!(
+        ids("SELECT event_id FROM inbox WHERE consumer = 'c'").await,
+        ["new"]
+    );
+    assert_eq!(
+        ids("SELECT request_id FROM request_ids WHERE scope = 's'").await,
+        ["new"]
+    );
+    assert_eq!(
+        ids("SELECT id FROM emails").await,
+        ["ntf_new", "ntf_old_unsent"],
+        "a sent email past 90 days goes; an unsent one stays"
+    );
+    assert_eq!(
+        ids("SELECT id FROM notifications").await,
+        ["ntf_new", "ntf_old_unsent"],
+        "a year-old notification goes once no email refers to it"
+    );
+    app.stop().await;
+}

@@ -170,7 +170,8 @@ async fn a_publish_its_copies_and_their_email_are_one_trace(backend: Backend) {
     .await
     .unwrap();
 
-    // The spans of the publish's trace, once the email it leads to was sent.
+    // The spans of the publish's trace, once the email it leads to was sent and the
+    // directory (another process, exporting on its own schedule) has reported its calls.
     let publish_name = "connectability.drawings.v1.DrawingService/PublishDrawingRevisions";
     let (publish, trace) = poll("the publish's trace through to the email", async || {
         let spans = otlp.spans();
@@ -182,10 +183,19 @@ async fn a_publish_its_copies_and_their_email_are_one_trace(backend: Backend) {
             .into_iter()
             .filter(|s| s.trace_id() == publish.trace_id())
             .collect();
-        trace
+        let emailed = trace
             .iter()
-            .any(|s| s.service == "notification" && s.name() == "send email")
-            .then_some((publish, trace))
+            .any(|s| s.service == "notification" && s.name() == "send email");
+        let by_id: HashMap<String, &Received> = trace.iter().map(|s| (s.span_id(), s)).collect();
+        let handled_copy = trace
+            .iter()
+            .find(|s| s.service == "notification" && s.name() == "handle DrawingsCopied");
+        let looked_up = handled_copy.is_some_and(|h| {
+            trace
+                .iter()
+                .any(|s| s.service == "directory" && descends(s, h, &by_id))
+        });
+        (emailed && looked_up).then_some((publish, trace))
     })
     .await;
     let by_id: HashMap<String, &Received> = trace.iter().map(|s| (s.span_id(), s)).collect();
