@@ -16,7 +16,7 @@ and checks the manifests against the code:
   capabilities, runs as non-root with a read-only root filesystem, no privilege escalation
   and `seccompProfile: RuntimeDefault`; no pod mounts the default ServiceAccount token; every
   service runs under its own ServiceAccount and (outside `dev`) presents its projected
-  identity token (SERVICE_TOKEN_FILE);
+  identity token (SERVICE_TOKEN_FILE), serves gRPC over TLS and calls its peers by https;
 - deploy/nats/nats.conf has a user for every service, each publishing its own context only;
 - deploy/observability: the Grafana dashboard parses and every panel has a query, every
   alert rule has a name, an expression and a summary, the alerts the runbook promises exist,
@@ -209,6 +209,15 @@ def check_hardening(overlay: str, objects: list, svcs: list) -> list[str]:
         pod_sc = pod.get("securityContext") or {}
         if pod.get("automountServiceAccountToken") is not False:
             failures.append(f"{overlay}: {o['kind']} {name} mounts the default ServiceAccount token")
+        if name in svcs and overlay not in SINGLE_REPLICA_OVERLAYS:
+            # Outside dev, gRPC between services is TLS: each serves it, each peer URL is https.
+            for c in pod.get("containers", []):
+                env = {e["name"]: str(e.get("value", "")) for e in c.get("env", [])}
+                if "GRPC_TLS_CERT_FILE" not in env:
+                    failures.append(f"{overlay}: {name} serves gRPC without TLS (GRPC_TLS_CERT_FILE)")
+                for var, value in env.items():
+                    if var.endswith("_URL") and value.startswith("http://"):
+                        failures.append(f"{overlay}: {name} calls {value} ({var}) without TLS")
         if name in svcs:
             if pod.get("serviceAccountName") != name:
                 failures.append(f"{overlay}: {name} does not run under its own ServiceAccount")

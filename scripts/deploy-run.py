@@ -64,6 +64,17 @@ DATABASES = {
     "notification": "notifications",
 }
 READY_TIMEOUT = 180
+# grpc.health.v1, as the kubelet's gRPC probe speaks it: a TLS server's plaintext health
+# listener serves health only (no reflection), so grpcurl is given the proto.
+HEALTH_PROTO = """syntax = "proto3";
+package grpc.health.v1;
+message HealthCheckRequest { string service = 1; }
+message HealthCheckResponse {
+  enum ServingStatus { UNKNOWN = 0; SERVING = 1; NOT_SERVING = 2; SERVICE_UNKNOWN = 3; }
+  ServingStatus status = 1;
+}
+service Health { rpc Check(HealthCheckRequest) returns (HealthCheckResponse); }
+"""
 
 
 def binary() -> str:
@@ -303,6 +314,18 @@ class Overlay:
             self.secrets["connectability-jwks"] = {"jwks.json": self.idp.jwks()}
         if "connectability-cluster-jwks" not in self.config_maps:
             self.config_maps["connectability-cluster-jwks"] = {"jwks.json": self.cluster.jwks()}
+        # TLS between services: a CA of this run and a certificate per `<service>-tls` Secret
+        # the manifests mount (cert-manager's layout: tls.crt, tls.key, ca.crt).
+        self.tls_ca = None
+        wanted = {
+            v["secret"]["secretName"]
+            for o in self.objects
+            if o["kind"] == "Deployment"
+            for v in o["spec"]["template"]["spec"].get("volumes", [])
+            if "secret" in v and v["secret"]["secretName"].endswith("-tls")
+        }
+        for name in sorted(wanted - set(self.secrets)):
+            self.secrets[name] = self.certificate(name[: -len("-tls")])
         if "connectability-nats" not in self.secrets:
             self.secrets["connectability-nats"] = {
                 u: f"p{os.urandom(16).hex()}" for u in SERVICES + ["admin"]
@@ -330,6 +353,34 @@ class Overlay:
         if "SMTP_URL" in self.secrets["connectability-secrets"]:
             self.smtp = SmtpSink(self.ips["smtp"], 2525)
             self.smtp.start()
+
+    def certificate(self, host: str) -> dict:
+        """A certificate for `host` signed by this run's CA (made on first use)."""
+        d = self.work / "tls"
+        d.mkdir(exist_ok=True)
+
+        def openssl(*args):
+            out = subprocess.run(["openssl", *args], cwd=d, capture_output=True, text=True)
+            if out.returncode != 0:
+                raise Failed(f"openssl {args[0]}: {out.stderr}")
+
+        if self.tls_ca is None:
+            openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt", "-subj", "/CN=deploy-run CA", "-days", "1")
+            self.tls_ca = d / "ca.crt"
+        openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{host}.key", "-out", f"{host}.csr", "-subj", f"/CN={host}")
+        (d / f"{host}.ext").write_text(f"subjectAltName=DNS:{host},DNS:{host}.{NAMESPACE}.svc\n")
+        openssl("x509", "-req", "-in", f"{host}.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-out", f"{host}.crt", "-days", "1", "-extfile", f"{host}.ext")
+        return {
+            "tls.crt": (d / f"{host}.crt").read_text(),
+            "tls.key": (d / f"{host}.key").read_text(),
+            "ca.crt": self.tls_ca.read_text(),
+        }
+
+    def grpcurl(self, service: str, *args: str) -> list[str]:
+        """grpcurl to `service`'s gRPC port: over TLS by its name when the overlay uses TLS."""
+        if self.tls_ca:
+            return ["grpcurl", "-cacert", str(self.tls_ca), *args, f"{service}:50051"]
+        return ["grpcurl", "-plaintext", *args, f"{self.ips[service]}:50051"]
 
     def hosts(self) -> str:
         return "".join(f"{ip} {name}\n" for name, ip in self.ips.items())
@@ -476,6 +527,7 @@ class Overlay:
                 raise Failed(f"{p.label} exited with {p.exited()}:\n{p.tail()}")
 
     def wait_ready(self):
+        (self.work / "health.proto").write_text(HEALTH_PROTO)
         deadline = time.time() + READY_TIMEOUT
         for o in self.objects:
             if o["kind"] != "Deployment":
@@ -490,7 +542,8 @@ class Overlay:
                 while True:
                     self.check_running()
                     out = subprocess.run(
-                        ["grpcurl", "-plaintext", "-d", json.dumps({"service": service}), f"{ip}:{probe['port']}", "grpc.health.v1.Health/Check"],
+                        ["grpcurl", "-plaintext", "-import-path", str(self.work), "-proto", "health.proto",
+                         "-d", json.dumps({"service": service}), f"{ip}:{probe['port']}", "grpc.health.v1.Health/Check"],
                         capture_output=True, text=True,
                     )
                     if '"SERVING"' in out.stdout:
@@ -520,7 +573,7 @@ class Overlay:
     def call(self, token: str, service: str, method: str, body: dict) -> dict:
         self.check_running()
         out = subprocess.run(
-            ["grpcurl", "-plaintext", "-H", f"authorization: Bearer {token}", "-d", json.dumps(body), f"{self.ips[service]}:50051", method],
+            self.grpcurl(service, "-H", f"authorization: Bearer {token}", "-d", json.dumps(body)) + [method],
             capture_output=True, text=True,
         )
         if out.returncode != 0:
@@ -573,7 +626,7 @@ class Overlay:
             {"chunk": base64.b64encode(pdf).decode()},
         ])
         out = subprocess.run(
-            ["grpcurl", "-plaintext", "-H", f"authorization: Bearer {tg}", "-d", "@", f"{self.ips['drawings-sync']}:50051", f"{W}/UploadFile"],
+            self.grpcurl("drawings-sync", "-H", f"authorization: Bearer {tg}", "-d", "@") + [f"{W}/UploadFile"],
             input=upload, capture_output=True, text=True,
         )
         if out.returncode != 0:

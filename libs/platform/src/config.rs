@@ -45,6 +45,23 @@ pub struct CommonConfig {
     #[command(flatten)]
     pub auth: AuthConfig,
 
+    /// PEM certificate (chain) this server presents: gRPC on GRPC_ADDR is then TLS only.
+    #[arg(long, env = "GRPC_TLS_CERT_FILE")]
+    pub grpc_tls_cert_file: Option<PathBuf>,
+
+    /// PEM private key of GRPC_TLS_CERT_FILE.
+    #[arg(long, env = "GRPC_TLS_KEY_FILE")]
+    pub grpc_tls_key_file: Option<PathBuf>,
+
+    /// PEM CA that `https://` peer URLs (DIRECTORY_URL, …) are verified against.
+    #[arg(long, env = "GRPC_TLS_CA_FILE")]
+    pub grpc_tls_ca_file: Option<PathBuf>,
+
+    /// A plaintext listener answering `grpc.health.v1` only (for the kubelet's gRPC probes,
+    /// which speak no TLS); `off` for none.
+    #[arg(long, env = "HEALTH_ADDR", default_value = "off")]
+    pub health_addr: String,
+
     /// Logs as `pretty` text or `json` lines. Levels come from `RUST_LOG` (default `info`).
     #[arg(long, env = "LOG_FORMAT", default_value = "pretty")]
     pub log_format: crate::telemetry::LogFormat,
@@ -74,6 +91,13 @@ impl CommonConfig {
             return Ok(None);
         }
         Ok(Some(self.metrics_addr.parse().context("METRICS_ADDR")?))
+    }
+
+    pub fn health_addr(&self) -> anyhow::Result<Option<SocketAddr>> {
+        if self.health_addr == "off" || self.health_addr.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(self.health_addr.parse().context("HEALTH_ADDR")?))
     }
 
     pub fn shutdown_grace(&self) -> Duration {

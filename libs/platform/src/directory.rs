@@ -12,12 +12,17 @@ use tonic::{Code, Request, Status, service::interceptor::InterceptedService, tra
 
 type Client = DirectoryServiceClient<InterceptedService<Channel, ServiceCall>>;
 
-/// A lazily connecting channel to another service, e.g. `http://directory:50051`.
+/// A lazily connecting channel to another service, e.g. `http://directory:50051`, or over
+/// TLS with `https://directory:50051` (verified against GRPC_TLS_CA_FILE).
 pub fn channel(url: &str) -> anyhow::Result<Channel> {
-    Ok(tonic::transport::Endpoint::from_shared(url.to_string())?
+    let mut endpoint = tonic::transport::Endpoint::from_shared(url.to_string())?
         .connect_timeout(Duration::from_secs(5))
-        .timeout(Duration::from_secs(10))
-        .connect_lazy())
+        .timeout(Duration::from_secs(10));
+    if url.starts_with("https://") {
+        let host = endpoint.uri().host().unwrap_or_default().to_string();
+        endpoint = endpoint.tls_config(crate::tls::client_config(&host)?)?;
+    }
+    Ok(endpoint.connect_lazy())
 }
 
 #[derive(Clone)]

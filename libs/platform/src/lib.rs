@@ -18,6 +18,7 @@ pub mod service_identity;
 pub mod standalone;
 pub mod telemetry;
 pub mod time;
+pub mod tls;
 
 pub use config::{AuthConfig, CommonConfig, DEV_ONLY_HS256_SECRET};
 pub use server::GrpcServer;

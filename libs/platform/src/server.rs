@@ -34,7 +34,14 @@ pub struct GrpcServer {
     tasks: Vec<BackgroundTask>,
     /// Days the inbox and the request ids keep their rows.
     retention_days: (u64, u64),
+    tls: Option<tonic::transport::ServerTlsConfig>,
+    /// Plaintext health-only listener (for probes that speak no TLS).
+    health_addr: Option<std::net::SocketAddr>,
+    health_service: HealthService,
 }
+
+type HealthService =
+    tonic_health::pb::health_server::HealthServer<tonic_health::server::HealthService>;
 
 /// Work that runs beside the server and ends when told to (consumers, workers).
 type BackgroundTask = Box<
@@ -46,7 +53,10 @@ type BackgroundTask = Box<
 
 impl GrpcServer {
     pub fn new(verifier: Verifier, metrics: Metrics) -> Self {
-        let (health, health_service) = tonic_health::server::health_reporter();
+        let health = HealthReporter::new();
+        let health_service = tonic_health::pb::health_server::HealthServer::new(
+            tonic_health::server::HealthService::from_health_reporter(health.clone()),
+        );
         let reflection_v1 = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(connectability_proto::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -59,7 +69,7 @@ impl GrpcServer {
             .expect("the embedded descriptor sets are valid");
         let mut routes = RoutesBuilder::default();
         routes
-            .add_service(health_service)
+            .add_service(health_service.clone())
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha);
         Self {
@@ -74,6 +84,9 @@ impl GrpcServer {
                 connectability_store::retention::INBOX_DAYS,
                 connectability_store::retention::REQUEST_IDS_DAYS,
             ),
+            tls: None,
+            health_addr: None,
+            health_service,
         }
     }
 
@@ -91,6 +104,17 @@ impl GrpcServer {
         self.service_names.push(S::NAME);
         self.routes
             .add_service(InterceptedService::new(service, self.auth.clone()));
+        self
+    }
+
+    /// Serves gRPC over TLS with `tls`; `health_addr` answers health checks in plaintext.
+    pub fn set_tls(
+        &mut self,
+        tls: Option<tonic::transport::ServerTlsConfig>,
+        health_addr: Option<std::net::SocketAddr>,
+    ) -> &mut Self {
+        self.tls = tls;
+        self.health_addr = health_addr;
         self
     }
 
@@ -174,6 +198,32 @@ impl GrpcServer {
                     .map(|t| tokio::spawn(t(relays_stopped.clone()))),
             )
             .collect();
+        // Probes that speak no TLS ask this plaintext listener, which serves health only.
+        let health_listener = match self.health_addr {
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("HEALTH_ADDR {addr}: {e}"))?,
+            ),
+            None => None,
+        };
+        let health_task = health_listener.map(|listener| {
+            let service = self.health_service.clone();
+            let stopped = wait_for(relays_stopped.clone());
+            tokio::spawn(async move {
+                if let Err(e) = Server::builder()
+                    .add_service(service)
+                    .serve_with_incoming_shutdown(TcpIncoming::from(listener), stopped)
+                    .await
+                {
+                    tracing::warn!(error = %e, "health listener stopped");
+                }
+            })
+        });
+        let mut builder = Server::builder();
+        if let Some(tls) = self.tls {
+            builder = builder.tls_config(tls)?;
+        }
         let names = self.service_names.clone();
         let drain = async move {
             shutdown.await;
@@ -188,7 +238,7 @@ impl GrpcServer {
             );
             tokio::time::sleep(grace).await;
         };
-        Server::builder()
+        builder
             // The caller's `grpc-timeout` applies when shorter; this caps every call.
             .timeout(MAX_CALL_DURATION)
             // One client cannot hold the server's every task or buffer.
@@ -222,6 +272,9 @@ impl GrpcServer {
         let _ = stop_relays.send(true);
         for relay in relays {
             let _ = relay.await;
+        }
+        if let Some(task) = health_task {
+            let _ = task.await;
         }
         tracing::info!("gRPC server stopped");
         Ok(())

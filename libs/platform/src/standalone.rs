@@ -46,7 +46,13 @@ impl Standalone {
             Some(addr) => Some(metrics.clone().serve(addr).await?),
             None => None,
         };
+        let tls = crate::tls::load(
+            common.grpc_tls_cert_file.as_ref(),
+            common.grpc_tls_key_file.as_ref(),
+            common.grpc_tls_ca_file.as_ref(),
+        )?;
         let mut server = GrpcServer::new(verifier, metrics);
+        server.set_tls(tls, common.health_addr()?);
         server.set_retention_days(
             common.retention_inbox_days,
             common.retention_request_ids_days,

@@ -152,3 +152,156 @@ async fn postgres_sessions_carry_a_statement_timeout() {
         assert_eq!(timeout, "1min");
     }
 }
+
+/// Runs `openssl` with `args` in `dir`.
+fn openssl(dir: &std::path::Path, args: &[&str]) {
+    let out = std::process::Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("openssl");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Issue 16: gRPC between services over TLS. A server with GRPC_TLS_* serves TLS only on its
+/// gRPC address; an `https://` peer URL is verified against GRPC_TLS_CA_FILE; the kubelet's
+/// plaintext gRPC probe gets health, and only health, on HEALTH_ADDR.
+#[tokio::test]
+async fn grpc_over_tls_between_services_with_plaintext_health_for_probes() {
+    use connectability_platform::{GrpcServer, metrics::Metrics, tls};
+    let dir = std::env::temp_dir().join(format!("tls-{}", uuid::Uuid::now_v7().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    openssl(
+        &dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.crt",
+            "-subj",
+            "/CN=test-ca",
+            "-days",
+            "1",
+        ],
+    );
+    openssl(
+        &dir,
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "svc.key",
+            "-out",
+            "svc.csr",
+            "-subj",
+            "/CN=localhost",
+        ],
+    );
+    std::fs::write(dir.join("san.ext"), "subjectAltName=DNS:localhost\n").unwrap();
+    openssl(
+        &dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "svc.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "svc.crt",
+            "-days",
+            "1",
+            "-extfile",
+            "san.ext",
+        ],
+    );
+    let server_tls = tls::load(
+        Some(&dir.join("svc.crt")),
+        Some(&dir.join("svc.key")),
+        Some(&dir.join("ca.crt")),
+    )
+    .unwrap();
+    assert!(server_tls.is_some());
+    let grpc = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = grpc.local_addr().unwrap().port();
+    let health_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut server = GrpcServer::new(
+        connectability_auth::Verifier::hs256(b"tls-test"),
+        Metrics::new(),
+    );
+    server.set_tls(
+        server_tls,
+        Some(format!("127.0.0.1:{health_port}").parse().unwrap()),
+    );
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let serving = tokio::spawn(server.serve(
+        grpc,
+        async {
+            let _ = stopped.await;
+        },
+        Duration::ZERO,
+    ));
+    let check = |channel: tonic::transport::Channel| async move {
+        HealthClient::new(channel)
+            .check(HealthCheckRequest {
+                service: String::new(),
+            })
+            .await
+            .map(|r| r.into_inner().status())
+    };
+    // A peer over TLS, verified against the CA, by the name in the URL.
+    let over_tls =
+        connectability_platform::directory::channel(&format!("https://localhost:{port}")).unwrap();
+    let answer = eventually("TLS health", Duration::from_secs(10), || {
+        let c = over_tls.clone();
+        async move { check(c).await.ok() }
+    })
+    .await;
+    assert_eq!(answer, ServingStatus::Serving);
+    // Plaintext to the gRPC port gets nothing.
+    let plain =
+        connectability_platform::directory::channel(&format!("http://127.0.0.1:{port}")).unwrap();
+    assert!(check(plain).await.is_err(), "plaintext on the TLS port");
+    // The probe's plaintext listener answers health...
+    let probe =
+        connectability_platform::directory::channel(&format!("http://127.0.0.1:{health_port}"))
+            .unwrap();
+    assert_eq!(check(probe.clone()).await.unwrap(), ServingStatus::Serving);
+    // ...and nothing else.
+    let unrouted = directory_call_code(probe).await;
+    assert_eq!(unrouted, tonic::Code::Unimplemented);
+    let _ = stop.send(());
+    serving.await.unwrap().unwrap();
+    std::fs::remove_dir_all(dir).ok();
+}
+
+/// A call to a service the health listener does not route (the directory's).
+async fn directory_call_code(channel: tonic::transport::Channel) -> tonic::Code {
+    use connectability_proto::directory::v1::{
+        GetCompanyRequest, directory_service_client::DirectoryServiceClient,
+    };
+    DirectoryServiceClient::new(channel)
+        .get_company(GetCompanyRequest { id: "co_x".into() })
+        .await
+        .err()
+        .map(|s| s.code())
+        .unwrap_or(tonic::Code::Ok)
+}
