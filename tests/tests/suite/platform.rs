@@ -305,3 +305,39 @@ async fn directory_call_code(channel: tonic::transport::Channel) -> tonic::Code 
         .map(|s| s.code())
         .unwrap_or(tonic::Code::Ok)
 }
+
+/// Issue 16: a call another service refuses for this service's identity (an expired or
+/// foreign token) is not "the peer is down": it is counted, and an event that needed it is
+/// not retried forever as a dependency failure but follows its attempts to a dead letter.
+/// An unreachable peer still is a dependency failure.
+#[tokio::test]
+async fn a_refused_service_identity_is_not_a_transient_failure() {
+    use connectability_platform::{
+        directory::{DirectoryGateway, channel},
+        service_identity::AUTH_FAILURES,
+    };
+    use connectability_store::inbox::is_dependency_failure;
+    let app = TestApp::spawn(Backend::Embedded, &[Service::Directory]).await;
+    let before = AUTH_FAILURES.with_label_values(&["directory"]).get();
+    let refused = DirectoryGateway::new(app.channel(), "not-a-valid-token", Duration::ZERO)
+        .project_access("prj_x", "usr_x")
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::Internal, "{refused:?}");
+    assert!(!is_dependency_failure(&anyhow::Error::new(refused)));
+    assert_eq!(
+        AUTH_FAILURES.with_label_values(&["directory"]).get(),
+        before + 1
+    );
+    let unreachable = DirectoryGateway::new(
+        channel("http://127.0.0.1:1").unwrap(),
+        app.issuer.service("rfi-sync"),
+        Duration::ZERO,
+    )
+    .project_access("prj_x", "usr_x")
+    .await
+    .unwrap_err();
+    assert_eq!(unreachable.code(), tonic::Code::Unavailable);
+    assert!(is_dependency_failure(&anyhow::Error::new(unreachable)));
+    app.stop().await;
+}
