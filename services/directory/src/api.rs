@@ -51,7 +51,15 @@ impl DirectoryApi {
     ) -> Result<Principal, Status> {
         match caller {
             Caller::Operator { name } => Ok(Principal::Operator(name.clone())),
-            Caller::Service { name } => Ok(Principal::Service(name.clone())),
+            Caller::Service { name } => {
+                // The services that ask the directory; any other service identity is refused.
+                connectability_auth::require_service(
+                    caller,
+                    domain::CALLING_SERVICES,
+                    "DirectoryService",
+                )?;
+                Ok(Principal::Service(name.clone()))
+            }
             Caller::User { user_id } => {
                 let user = db::get_user(conn, user_id)
                     .await

@@ -106,6 +106,15 @@ impl ToolLevels {
     }
 }
 
+/// The services that call the directory (every other one); no other service identity may.
+pub const CALLING_SERVICES: &[&str] = &[
+    "connection-manager",
+    "drawings-sync",
+    "rfi-sync",
+    "submittal-sync",
+    "notification",
+];
+
 /// Who is calling, as the directory knows them.
 #[derive(Debug, Clone)]
 pub enum Principal {

@@ -341,3 +341,31 @@ async fn a_refused_service_identity_is_not_a_transient_failure() {
     assert!(is_dependency_failure(&anyhow::Error::new(unreachable)));
     app.stop().await;
 }
+
+/// Issue 16: the directory's service-only answers go to the services that call it, not to
+/// any service identity (nor to itself).
+#[tokio::test]
+async fn the_directory_answers_only_the_services_that_call_it() {
+    let app = TestApp::spawn(Backend::Embedded, &[Service::Directory]).await;
+    for (service, allowed) in [
+        ("connection-manager", true),
+        ("notification", true),
+        ("directory", false),
+        ("billing", false),
+    ] {
+        let got = app
+            .directory(&app.issuer.service(service))
+            .get_project_access(pb::GetProjectAccessRequest {
+                project_id: "prj_unknown".into(),
+                user_id: "usr_unknown".into(),
+            })
+            .await;
+        let code = got.err().map(|s| s.code()).unwrap_or(tonic::Code::Ok);
+        assert_eq!(
+            code == tonic::Code::PermissionDenied,
+            !allowed,
+            "{service}: {code:?}"
+        );
+    }
+    app.stop().await;
+}
