@@ -17,9 +17,12 @@ the manifest mounts it, remapped under a temp root. What stands in for the clust
   postgres image with a command runs that command with the local client tools;
 - production's parts outside the overlay: NATS started with deploy/nats/nats.conf, a
   Postgres cluster, an S3-protocol store on loopback (moto's server mode; the optional
-  `connectability-s3` Secret points object_store at it), an SMTP sink, an identity provider (an RSA key: the JWKS Secret, RS256
-  access tokens) and the cluster's ServiceAccount issuer (another key: the
-  connectability-cluster-jwks ConfigMap and the projected tokens).
+  `connectability-s3` Secret points object_store at it), an SMTP sink, an identity provider
+  (an RSA key: its JWKS served over HTTPS at AUTH_JWKS_URL with a certificate of this run's
+  CA, trusted through a CA bundle replaced inside the private mount namespace; RS256 access
+  tokens), the services' TLS certificates (`<service>-tls`, from the same CA) and the
+  cluster's ServiceAccount issuer (another key: the connectability-cluster-jwks ConfigMap
+  and the projected tokens).
 
 Then it waits for every readiness probe (the gRPC health entry each names) and drives the
 smoke workload through the processes: connect, publish a drawing, close an RFI linking it,
@@ -47,6 +50,8 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.parse
+import urllib.request
 
 try:
     import yaml
@@ -288,8 +293,13 @@ class Overlay:
             if o["kind"] == "Secret"
         }
         # Pod addresses: one per Service (and per workload without one).
+        config = self.config_maps.get("connectability-config", {})
+        self.jwks_url = config.get("AUTH_JWKS_URL")
+        extra = {"nats", "postgres", "smtp", "s3"}
+        if self.jwks_url:
+            extra.add(urllib.parse.urlparse(self.jwks_url).hostname)
         names = sorted(
-            {o["metadata"]["name"] for o in self.objects if o["kind"] in ("Service", "Deployment")} | {"nats", "postgres", "smtp", "s3"}
+            {o["metadata"]["name"] for o in self.objects if o["kind"] in ("Service", "Deployment")} | extra
         )
         self.ips = {n: f"127.{net}.0.{i + 2}" for i, n in enumerate(names)}
 
@@ -312,8 +322,6 @@ class Overlay:
             secret["BLOBS_URL"] = "s3://connectability/blobs"
             secret["SMTP_URL"] = "smtp://smtp:2525"
             self.secrets["connectability-secrets"] = secret
-        if "connectability-jwks" not in self.secrets:
-            self.secrets["connectability-jwks"] = {"jwks.json": self.idp.jwks()}
         if "connectability-cluster-jwks" not in self.config_maps:
             self.config_maps["connectability-cluster-jwks"] = {"jwks.json": self.cluster.jwks()}
         # TLS between services: a CA of this run and a certificate per `<service>-tls` Secret
@@ -354,6 +362,8 @@ class Overlay:
             wait_port(self.ips["nats"], 4222, "nats")
         if self.secrets["connectability-secrets"].get("BLOBS_URL", "").startswith("s3://"):
             self.start_s3()
+        if self.jwks_url:
+            self.serve_jwks()
         if "SMTP_URL" in self.secrets["connectability-secrets"]:
             self.smtp = SmtpSink(self.ips["smtp"], 2525)
             self.smtp.start()
@@ -385,6 +395,47 @@ class Overlay:
         if self.tls_ca:
             return ["grpcurl", "-cacert", str(self.tls_ca), *args, f"{service}:50051"]
         return ["grpcurl", "-plaintext", *args, f"{self.ips[service]}:50051"]
+
+    def serve_jwks(self):
+        """The identity provider's JWKS over HTTPS at AUTH_JWKS_URL, with a certificate from
+        this run's CA, which the processes trust as a public CA would be trusted (the CA
+        bundle is replaced inside this run's private mount namespace)."""
+        import http.server
+        import ssl
+
+        url = urllib.parse.urlparse(self.jwks_url)
+        host, port = url.hostname, url.port or 443
+        cert = self.certificate(host)
+        d = self.work / "tls"
+        (d / "idp-chain.pem").write_text(cert["tls.crt"])
+        (d / "idp-key.pem").write_text(cert["tls.key"])
+        jwks, path = self.idp.jwks().encode(), url.path
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                if self.path != path:
+                    self.send_error(404)
+                    return
+                self.send_response(200)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(jwks)))
+                self.end_headers()
+                self.wfile.write(jwks)
+
+            def log_message(self, *args):
+                pass
+
+        server = http.server.ThreadingHTTPServer((self.ips[host], port), Handler)
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(d / "idp-chain.pem", d / "idp-key.pem")
+        server.socket = context.wrap_socket(server.socket, server_side=True)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        self.jwks_server = server
+        bundle = self.work / "ca-certificates.crt"
+        system = pathlib.Path("/etc/ssl/certs/ca-certificates.crt")
+        bundle.write_text((system.read_text() if system.exists() else "") + self.tls_ca.read_text())
+        subprocess.run(["mount", "--bind", str(bundle), str(system)], check=True)
+        self.ca_bundle_mounted = system
 
     def start_s3(self):
         """An S3-protocol store on loopback (moto's server mode) with the bucket BLOBS_URL
@@ -586,6 +637,10 @@ class Overlay:
     def stop(self):
         for p in reversed(self.processes):
             p.stop()
+        if getattr(self, "jwks_server", None):
+            self.jwks_server.shutdown()
+        if getattr(self, "ca_bundle_mounted", None):
+            subprocess.run(["umount", str(self.ca_bundle_mounted)], check=False)
         if self.postgres:
             self.postgres.stop()
         if self.smtp:

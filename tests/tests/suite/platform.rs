@@ -369,3 +369,24 @@ async fn the_directory_answers_only_the_services_that_call_it() {
     }
     app.stop().await;
 }
+
+/// Issue 16: one client connection cannot hold the server's every task: the server
+/// advertises at most `MAX_CONCURRENT_STREAMS` concurrent calls per HTTP/2 connection (the
+/// client must queue the rest), and handles at most `MAX_CONCURRENT_CALLS_PER_CONNECTION`.
+#[tokio::test]
+async fn servers_bound_the_calls_of_one_client_connection() {
+    use connectability_platform::server::MAX_CONCURRENT_STREAMS;
+    let app = TestApp::spawn(Backend::Embedded, &[Service::Directory]).await;
+    let tcp = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    let (client, connection) = h2::client::handshake(tcp).await.unwrap();
+    tokio::spawn(connection);
+    let client = client.ready().await.unwrap();
+    let advertised = eventually("the server's SETTINGS", Duration::from_secs(10), || {
+        let n = client.current_max_send_streams();
+        async move { (n == MAX_CONCURRENT_STREAMS as usize).then_some(n) }
+    })
+    .await;
+    assert_eq!(advertised, 128);
+    drop(client);
+    app.stop().await;
+}
