@@ -40,7 +40,7 @@ try:
 except ImportError:
     sys.exit("deploy-check: needs PyYAML: pip install pyyaml")
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
+from deploy_common import ROOT, binary, services
 KUBERNETES_VERSION = "1.31.0"
 # Read by libraries rather than by our flags: tracing's filter, object_store's S3
 # credentials, OpenTelemetry's exporter settings.
@@ -50,21 +50,6 @@ AUTOSCALED = {"drawings-sync", "rfi-sync", "submittal-sync", "notification"}
 # Overlays that run one replica of everything (no HPA).
 SINGLE_REPLICA_OVERLAYS = {"dev"}
 METRIC = re.compile(r"\b((?:connectability|grpc_server)_[a-z0-9_]*[a-z0-9])\b")
-
-
-def binary() -> str:
-    if os.environ.get("CONNECTABILITY_BIN"):
-        return os.environ["CONNECTABILITY_BIN"]
-    target = os.environ.get("CARGO_TARGET_DIR", str(ROOT / "target"))
-    return str(pathlib.Path(target) / "debug" / "connectability")
-
-
-def services() -> list[str]:
-    return sorted(
-        d.name
-        for d in (ROOT / "services").iterdir()
-        if d.is_dir() and d.name != "connectability"
-    )
 
 
 def env_read_by(service: str) -> set[str]:

@@ -58,9 +58,10 @@ try:
 except ImportError:
     sys.exit("deploy-run: needs PyYAML: pip install pyyaml")
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
+from deploy_common import ROOT, binary, services
+
 NAMESPACE = "connectability"
-SERVICES = ["directory", "connection-manager", "drawings-sync", "rfi-sync", "submittal-sync", "notification"]
+SERVICES = services()
 DATABASES = {
     "directory": "directory",
     "connection-manager": "connections",
@@ -81,13 +82,6 @@ message HealthCheckResponse {
 }
 service Health { rpc Check(HealthCheckRequest) returns (HealthCheckResponse); }
 """
-
-
-def binary() -> str:
-    if os.environ.get("CONNECTABILITY_BIN"):
-        return os.environ["CONNECTABILITY_BIN"]
-    target = os.environ.get("CARGO_TARGET_DIR", str(ROOT / "target"))
-    return str(pathlib.Path(target) / "debug" / "connectability")
 
 
 def pg_bin() -> pathlib.Path | None:
@@ -448,8 +442,6 @@ class Overlay:
         )
         wait_port(ip, 5000, "s3")
         bucket = self.secrets["connectability-secrets"]["BLOBS_URL"][len("s3://"):].split("/")[0]
-        import urllib.request
-
         urllib.request.urlopen(urllib.request.Request(f"http://{ip}:5000/{bucket}", method="PUT"), timeout=10).read()
         self.secrets.setdefault("connectability-s3", {
             "AWS_ENDPOINT": "http://s3:5000",
@@ -743,8 +735,6 @@ class Overlay:
         self.eventually("an email sent", self.mail_sent)
         if getattr(self, "s3_bucket", None):
             # The files (the drawing, its copy, the RFI's and submittal's PDFs) are in S3.
-            import urllib.request
-
             listing = urllib.request.urlopen(
                 f"http://{self.ips['s3']}:5000/{self.s3_bucket}?list-type=2", timeout=10
             ).read().decode()

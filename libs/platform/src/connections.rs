@@ -29,27 +29,17 @@ impl ConnectionsGateway {
     }
 
     /// The connection as connection-manager holds it now; `None` if it has no such
-    /// connection. A refusal for this service's identity is not "unavailable" (retrying will
-    /// not help); anything else is, and the event is retried.
+    /// connection. Failures read as [`crate::service_identity::peer_failure`] says.
     pub async fn current(&self, id: &str) -> Result<Option<Connection>, Status> {
         let request = GetConnectionRequest { id: id.to_string() };
         match self.client.clone().get_connection(request).await {
             Ok(r) => Ok(Some(r.into_inner())),
+            // A malformed id (a forged event's, say) names no connection either.
             Err(s) if matches!(s.code(), Code::NotFound | Code::InvalidArgument) => Ok(None),
-            Err(s) if matches!(s.code(), Code::Unauthenticated | Code::PermissionDenied) => {
-                crate::service_identity::refused("connection-manager", &s);
-                Err(Status::internal(format!(
-                    "connection-manager refused this service: {}",
-                    s.message()
-                )))
-            }
-            Err(s) => {
-                tracing::warn!(code = ?s.code(), message = s.message(), "connection-manager call failed");
-                Err(Status::unavailable(format!(
-                    "connection-manager: {}",
-                    s.message()
-                )))
-            }
+            Err(s) => Err(crate::service_identity::peer_failure(
+                "connection-manager",
+                s,
+            )),
         }
     }
 }

@@ -34,27 +34,12 @@ pub struct DirectoryGateway {
     companies: Option<moka::future::Cache<String, Option<pb::Company>>>,
 }
 
-/// NOT_FOUND becomes `None`; anything else the directory says is its own failure.
+/// NOT_FOUND becomes `None`; any other failure is read as every gateway reads it.
 fn found<T>(result: Result<tonic::Response<T>, Status>) -> Result<Option<T>, Status> {
     match result {
         Ok(r) => Ok(Some(r.into_inner())),
         Err(s) if s.code() == Code::NotFound => Ok(None),
-        Err(s) if s.code() == Code::InvalidArgument => Err(s),
-        // Refused for our identity: retrying will not help, so not UNAVAILABLE.
-        Err(s) if matches!(s.code(), Code::Unauthenticated | Code::PermissionDenied) => {
-            crate::service_identity::refused("directory", &s);
-            Err(Status::internal(format!(
-                "directory service refused this service: {}",
-                s.message()
-            )))
-        }
-        Err(s) => {
-            tracing::warn!(code = ?s.code(), message = s.message(), "directory call failed");
-            Err(Status::unavailable(format!(
-                "directory service: {}",
-                s.message()
-            )))
-        }
+        Err(s) => Err(crate::service_identity::peer_failure("directory", s)),
     }
 }
 

@@ -15,24 +15,8 @@ pub struct DrawingsGateway {
     client: DrawingServiceClient<InterceptedService<Channel, ServiceCall>>,
 }
 
-fn unavailable(s: Status) -> Status {
-    tracing::warn!(code = ?s.code(), message = s.message(), "drawings-sync call failed");
-    Status::unavailable(format!("drawings service: {}", s.message()))
-}
-
-/// A refused call stays refused (our identity or our request is wrong: retrying will not
-/// help, so it is not UNAVAILABLE); anything else is the drawings service being unreachable.
 fn failed_call(s: Status) -> Status {
-    match s.code() {
-        Code::Unauthenticated | Code::PermissionDenied | Code::InvalidArgument => {
-            crate::service_identity::refused("drawings-sync", &s);
-            Status::internal(format!(
-                "drawings service refused this service: {}",
-                s.message()
-            ))
-        }
-        _ => unavailable(s),
-    }
+    crate::service_identity::peer_failure("drawings-sync", s)
 }
 
 impl DrawingsGateway {
@@ -79,7 +63,7 @@ impl DrawingsGateway {
             return Ok(None);
         };
         let (mut file, mut bytes) = (File::default(), Vec::new());
-        while let Some(msg) = stream.message().await.map_err(unavailable)? {
+        while let Some(msg) = stream.message().await.map_err(failed_call)? {
             match msg.part {
                 Some(Part::File(f)) => {
                     if usize::try_from(f.size_bytes).unwrap_or(usize::MAX) > max_bytes {
@@ -109,7 +93,7 @@ impl DrawingsGateway {
         let Some(mut stream) = self.open(project_id, revision_id, user_id, true).await? else {
             return Ok(None);
         };
-        while let Some(msg) = stream.message().await.map_err(unavailable)? {
+        while let Some(msg) = stream.message().await.map_err(failed_call)? {
             if let Some(Part::File(f)) = msg.part {
                 return Ok(Some(f));
             }

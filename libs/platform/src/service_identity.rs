@@ -37,8 +37,28 @@ pub fn calls_peer(peer: &str) {
     AUTH_FAILURES.with_label_values(&[peer]);
 }
 
+/// What a failed call to `peer` means to this service's own caller, the same for every
+/// gateway: our request was wrong (INVALID_ARGUMENT) stays as it is; refused for this
+/// service's identity (UNAUTHENTICATED, PERMISSION_DENIED) is INTERNAL, counted and alerted,
+/// since retrying will not help; anything else is the peer being unreachable or slow
+/// (UNAVAILABLE: retried). NOT_FOUND is each gateway's to read (an answer, not a failure).
+pub fn peer_failure(peer: &str, status: tonic::Status) -> tonic::Status {
+    use tonic::Code;
+    match status.code() {
+        Code::InvalidArgument => status,
+        Code::Unauthenticated | Code::PermissionDenied => {
+            refused(peer, &status);
+            tonic::Status::internal(format!("{peer} refused this service: {}", status.message()))
+        }
+        _ => {
+            tracing::warn!(peer, code = ?status.code(), message = status.message(), "call to another service failed");
+            tonic::Status::unavailable(format!("{peer}: {}", status.message()))
+        }
+    }
+}
+
 /// Records a call `peer` refused for this service's identity.
-pub fn refused(peer: &str, status: &tonic::Status) {
+fn refused(peer: &str, status: &tonic::Status) {
     tracing::error!(
         peer,
         code = ?status.code(),

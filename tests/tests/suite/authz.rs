@@ -1233,19 +1233,10 @@ async fn every_rpc_answers_every_caller_class_as_the_matrix_says(backend: Backen
         failures.len(),
         failures.join("\n")
     );
-    let doc = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/authz-matrix.md");
     let text = format!(
         "# Authorization matrix\n\nEvery RPC of every service, called by each class of caller ({} RPCs). Written by `tests/tests/suite/authz.rs`, which checks every cell on both backends and fails if an RPC has no row; `UPDATE_AUTHZ_DOC=1 cargo nextest run -E 'test(/authz/)'` rewrites this file.\n\n- other company: a user of another company, with the victim's ids.\n- member without level: a member of the victim's project with no level on any tool, not a company admin.\n- the rows for a private RFI (a member of the same project who is not a participant) and for linked drawings: [authz-matrix-private-rfi.md](authz-matrix-private-rfi.md).\n- right role: the victim company's admin (company admin, ADMIN on every tool), the operator, or the one service allowed to call a service-only RPC, as the row says (every other service, the operator and the admin are refused those with PERMISSION_DENIED).\n\n{table}\n",
         matrix.len()
     );
-    if std::env::var("UPDATE_AUTHZ_DOC").is_ok() {
-        std::fs::write(&doc, &text).unwrap();
-    } else {
-        let kept = std::fs::read_to_string(&doc).unwrap_or_default();
-        assert!(
-            kept == text,
-            "docs/authz-matrix.md is out of date: run with UPDATE_AUTHZ_DOC=1"
-        );
-    }
+    connectability_tests::keep_authz_doc("authz-matrix.md", &text);
     app.stop().await;
 }

@@ -1225,6 +1225,33 @@ fn cyclic_parent_pdf() -> Vec<u8> {
 }
 
 impl World {
+    /// A new GC employee, member of the upstream project with `p`.
+    async fn gc_user(&self, name: &str, p: pb::ToolPermissions) -> String {
+        let mut op = self.app.directory_as_operator();
+        let id = user(&mut op, &self.gc, name).await;
+        member(&mut op, &self.gc_project, &id, p).await;
+        id
+    }
+
+    /// A private RFI upstream whose only participant besides the GC admin is gc_member (its
+    /// assignee), with an attachment on its question.
+    async fn private_rfi_with_attachment(&self) -> (rpb::Rfi, rpb::File) {
+        let attachment = self
+            .upload(
+                &self.gc_admin,
+                &self.gc_project,
+                "private.txt",
+                b"private".to_vec(),
+            )
+            .await
+            .unwrap();
+        let mut r = request(&self.gc_project, "Private");
+        r.private = true;
+        r.assignee_ids = vec![self.gc_member.clone()];
+        r.question_file_ids = vec![attachment.id.clone()];
+        (self.create(&self.gc_admin, r).await, attachment)
+    }
+
     /// A drawing revision upstream with `pdf` as its file, published or not.
     async fn revision(&self, number: &str, pdf: Vec<u8>, publish: bool) -> dpb::DrawingRevision {
         let drawings = self.app.drawings(&self.app.user_token(&self.gc_admin));
@@ -1304,16 +1331,10 @@ impl World {
 /// files stay with its participants; a hostile drawing PDF cannot stop the service.
 async fn linked_drawings_and_private_files_follow_the_readers_access(backend: Backend) {
     let w = world(backend).await;
-    let mut op = w.app.directory_as_operator();
     // RFIs STANDARD but no Drawings level at all.
-    let no_drawings = user(&mut op, &w.gc, "nadia").await;
-    member(
-        &mut op,
-        &w.gc_project,
-        &no_drawings,
-        perms(L::None, L::None, L::Standard),
-    )
-    .await;
+    let no_drawings = w
+        .gc_user("nadia", perms(L::None, L::None, L::Standard))
+        .await;
     let published = w
         .revision("E-101", drawing_pdf("Panel schedule E-101"), true)
         .await;
@@ -1353,20 +1374,7 @@ async fn linked_drawings_and_private_files_follow_the_readers_access(backend: Ba
     );
 
     // A private RFI's attachment downloads for its participants only.
-    let attachment = w
-        .upload(
-            &w.gc_admin,
-            &w.gc_project,
-            "private.txt",
-            b"private".to_vec(),
-        )
-        .await
-        .unwrap();
-    let mut r = request(&w.gc_project, "Private");
-    r.private = true;
-    r.assignee_ids = vec![w.gc_member.clone()];
-    r.question_file_ids = vec![attachment.id.clone()];
-    w.create(&w.gc_admin, r).await;
+    let (_, attachment) = w.private_rfi_with_attachment().await;
     let (_, bytes) = w.download(&w.gc_member, &attachment.id).await;
     assert_eq!(bytes, b"private");
     let outsider = w
@@ -1436,38 +1444,14 @@ fn drawings_suite_is_unchanged_by_the_move_to_libs_sync() {
 /// with different Drawings levels.
 async fn private_rfi_and_linked_drawing_rows_of_the_authorization_matrix(backend: Backend) {
     let w = world(backend).await;
-    let mut op = w.app.directory_as_operator();
     // Same project, RFIs STANDARD, Drawings READ_ONLY, named nowhere on the private RFI.
-    let outsider = user(&mut op, &w.gc, "olga").await;
-    member(
-        &mut op,
-        &w.gc_project,
-        &outsider,
-        perms(L::None, L::ReadOnly, L::Standard),
-    )
-    .await;
-    let no_drawings = user(&mut op, &w.gc, "nadia").await;
-    member(
-        &mut op,
-        &w.gc_project,
-        &no_drawings,
-        perms(L::None, L::None, L::Standard),
-    )
-    .await;
-    let attachment = w
-        .upload(
-            &w.gc_admin,
-            &w.gc_project,
-            "private.txt",
-            b"private".to_vec(),
-        )
-        .await
-        .unwrap();
-    let mut r = request(&w.gc_project, "Private");
-    r.private = true;
-    r.assignee_ids = vec![w.gc_member.clone()];
-    r.question_file_ids = vec![attachment.id.clone()];
-    let private = w.create(&w.gc_admin, r).await;
+    let outsider = w
+        .gc_user("olga", perms(L::None, L::ReadOnly, L::Standard))
+        .await;
+    let no_drawings = w
+        .gc_user("nadia", perms(L::None, L::None, L::Standard))
+        .await;
+    let (private, attachment) = w.private_rfi_with_attachment().await;
 
     type Call = fn(Rfis, String, String) -> futures::future::BoxFuture<'static, Result<(), Status>>;
     let rows: Vec<(&str, Call)> = vec![
@@ -1626,19 +1610,9 @@ async fn private_rfi_and_linked_drawing_rows_of_the_authorization_matrix(backend
     let table = table.join("\n");
     println!("{table}");
     assert!(failures.is_empty(), "{}", failures.join("\n"));
-    let doc = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../docs/authz-matrix-private-rfi.md");
     let text = format!(
         "# Authorization matrix: private RFIs and linked drawings\n\nThe rows docs/authz-matrix.md cannot show with its one public RFI (issue 16). Written by `tests/tests/suite/rfis.rs` (`private_rfi_and_linked_drawing_rows_of_the_authorization_matrix`), which checks every cell on both backends; `UPDATE_AUTHZ_DOC=1` rewrites this file. A change tried by the participant would change the RFI, so only reads are tried as the participant. FAILED_PRECONDITION is `LINKED_DRAWING_NOT_FOUND`; for ListRfis, NotFound means the list leaves the RFI out.\n\n{table}\n"
     );
-    if std::env::var("UPDATE_AUTHZ_DOC").is_ok() {
-        std::fs::write(&doc, &text).unwrap();
-    } else {
-        let kept = std::fs::read_to_string(&doc).unwrap_or_default();
-        assert!(
-            kept == text,
-            "docs/authz-matrix-private-rfi.md is out of date: run with UPDATE_AUTHZ_DOC=1"
-        );
-    }
+    connectability_tests::keep_authz_doc("authz-matrix-private-rfi.md", &text);
     w.app.stop().await;
 }
