@@ -36,6 +36,7 @@ fn migrations() -> ServiceMigrations {
     ServiceMigrations {
         postgres: sqlx::migrate!("migrations/postgres"),
         sqlite: sqlx::migrate!("migrations/sqlite"),
+        libraries: Vec::new(),
     }
 }
 

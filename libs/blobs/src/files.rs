@@ -29,6 +29,8 @@ pub struct FileRow {
     pub sha256: String,
     pub object_key: String,
     pub create_ms: i64,
+    /// The connection whose copy this file is; empty for originals.
+    pub connection_id: String,
 }
 
 pub const FILE_COLUMNS: &[&str] = &[
@@ -41,6 +43,7 @@ pub const FILE_COLUMNS: &[&str] = &[
     "sha256",
     "object_key",
     "create_ms",
+    "connection_id",
 ];
 
 table!(FileRow, "files", FILE_COLUMNS);
@@ -66,17 +69,27 @@ impl FileRow {
             filename,
             content_type,
             create_ms: now_ms,
+            connection_id: String::new(),
         }
     }
 
-    /// The copy of this file in another project: same bytes, the downstream company's prefix.
-    pub fn copied_to(&self, id: String, project_id: &str, company_id: &str, now_ms: i64) -> Self {
+    /// Connection `connection_id`'s copy of this file in another project: same bytes, the
+    /// downstream company's prefix.
+    pub fn copied_to(
+        &self,
+        id: String,
+        project_id: &str,
+        company_id: &str,
+        connection_id: &str,
+        now_ms: i64,
+    ) -> Self {
         Self {
             object_key: key(company_id, project_id, &id),
             id,
             project_id: project_id.to_string(),
             company_id: company_id.to_string(),
             create_ms: now_ms,
+            connection_id: connection_id.to_string(),
             ..self.clone()
         }
     }
@@ -92,6 +105,7 @@ impl FileRow {
             sha256: r.try_get("sha256")?,
             object_key: r.try_get("object_key")?,
             create_ms: r.try_get("create_ms")?,
+            connection_id: r.try_get("connection_id")?,
         })
     }
 
@@ -106,6 +120,7 @@ impl FileRow {
             V::T(self.sha256.clone()),
             V::T(self.object_key.clone()),
             V::I(self.create_ms),
+            V::T(self.connection_id.clone()),
         ]
     }
 }
@@ -257,6 +272,7 @@ pub async fn upload<M: Send + 'static>(
             filename: file.filename,
             content_type: file.content_type,
             create_ms: file.now_ms,
+            connection_id: String::new(),
         };
         let recorded = match pool.acquire().await {
             Ok(mut conn) => insert(&mut conn, std::slice::from_ref(&row)).await,

@@ -25,6 +25,31 @@ impl Backend {
 pub struct ServiceMigrations {
     pub postgres: Migrator,
     pub sqlite: Migrator,
+    /// Tables of libraries the service embeds (the sync engine's), applied before the
+    /// service's own migrations, each set with its own history table.
+    pub libraries: Vec<LibraryMigrations>,
+}
+
+/// A library's migrations, kept in one folder of the library and applied by every service
+/// that embeds it (see [`ServiceMigrations::libraries`]).
+pub struct LibraryMigrations {
+    history_table: &'static str,
+    postgres: Migrator,
+    sqlite: Migrator,
+}
+
+impl LibraryMigrations {
+    /// `history_table` (`_sync_migrations`) keeps the library's history apart from the
+    /// service's and the platform's.
+    pub fn new(history_table: &'static str, mut postgres: Migrator, mut sqlite: Migrator) -> Self {
+        postgres.dangerous_set_table_name(history_table);
+        sqlite.dangerous_set_table_name(history_table);
+        Self {
+            history_table,
+            postgres,
+            sqlite,
+        }
+    }
 }
 
 /// The longest one SQL statement may run on Postgres (`statement_timeout`).
@@ -92,8 +117,8 @@ impl Db {
         Ok(Db { pool, backend })
     }
 
-    /// Applies the platform tables (outbox, inbox, dead letters, request ids) and then the
-    /// service's own migrations. Running it again is a no-op.
+    /// Applies the platform tables (outbox, inbox, dead letters, request ids), then the
+    /// libraries' tables, then the service's own migrations. Running it again is a no-op.
     pub async fn migrate(&self, service: &ServiceMigrations) -> anyhow::Result<()> {
         let mut platform = match self.backend {
             Backend::Postgres => sqlx::migrate!("migrations/postgres"),
@@ -105,6 +130,16 @@ impl Db {
             .run(&self.pool)
             .await
             .context("platform migrations")?;
+        for library in &service.libraries {
+            let migrator = match self.backend {
+                Backend::Postgres => &library.postgres,
+                Backend::Sqlite => &library.sqlite,
+            };
+            migrator
+                .run(&self.pool)
+                .await
+                .with_context(|| format!("{} migrations", library.history_table))?;
+        }
         let service = match self.backend {
             Backend::Postgres => &service.postgres,
             Backend::Sqlite => &service.sqlite,

@@ -15,7 +15,7 @@ pub mod retention;
 pub mod table;
 
 pub use connectability_events::Envelope;
-pub use db::{Backend, Db, ServiceMigrations, Tx};
+pub use db::{Backend, Db, LibraryMigrations, ServiceMigrations, Tx};
 
 /// Unix time in milliseconds, the unit of every stored time.
 pub fn now_ms() -> i64 {

@@ -82,8 +82,8 @@ pub struct SyncRow {
     pub start_ms: i64,
     pub last_copy_ms: Option<i64>,
     pub update_ms: i64,
-    /// When the last connection event applied to this row happened (older ones are stale).
-    pub event_ms: i64,
+    /// The connection version of the last connection event applied (lower ones are stale).
+    pub connection_version: i64,
 }
 
 impl SyncRow {
@@ -101,7 +101,7 @@ impl SyncRow {
             start_ms: r.try_get("start_ms")?,
             last_copy_ms: r.try_get("last_copy_ms")?,
             update_ms: r.try_get("update_ms")?,
-            event_ms: r.try_get("event_ms")?,
+            connection_version: r.try_get("connection_version")?,
         })
     }
 }
@@ -109,7 +109,7 @@ impl SyncRow {
 const SYNC_COLUMNS: &str =
     "connection_id, upstream_project_id, downstream_project_id, downstream_company_id, state,
     items_total, items_copied, records_copied, backfill_cursor, start_ms, last_copy_ms, update_ms,
-    event_ms";
+    connection_version";
 
 pub async fn get_sync(conn: &mut AnyConnection, connection_id: &str) -> Result<Option<SyncRow>> {
     Ok(fetch(
@@ -195,15 +195,18 @@ pub async fn oldest_work(conn: &mut AnyConnection) -> Result<Vec<(String, i64)>>
         .await
 }
 
-/// Starts (or restarts) a connection's backfill.
+/// Starts (or restarts) a connection's backfill. A restart (approved again after an undo,
+/// or a feature added) counts from zero: the backfill copies, or finds copied, every
+/// shareable item again, so old counts would be counted twice.
 pub async fn start_sync(conn: &mut AnyConnection, s: &SyncRow) -> Result<()> {
     sqlx::query(
         "INSERT INTO sync_connections (connection_id, upstream_project_id, downstream_project_id, downstream_company_id,
-            state, items_total, items_copied, records_copied, backfill_cursor, start_ms, last_copy_ms, update_ms, event_ms)
+            state, items_total, items_copied, records_copied, backfill_cursor, start_ms, last_copy_ms, update_ms, connection_version)
          VALUES ($1, $2, $3, $4, 1, $5, 0, 0, '', $7, NULL, $6, $8)
          ON CONFLICT (connection_id) DO UPDATE SET state = 1, items_total = excluded.items_total,
+            items_copied = 0, records_copied = 0, last_copy_ms = NULL,
             backfill_cursor = '', start_ms = excluded.start_ms, update_ms = excluded.update_ms,
-            event_ms = excluded.event_ms",
+            connection_version = excluded.connection_version",
     )
     .bind(&s.connection_id)
     .bind(&s.upstream_project_id)
@@ -212,7 +215,7 @@ pub async fn start_sync(conn: &mut AnyConnection, s: &SyncRow) -> Result<()> {
     .bind(s.items_total)
     .bind(s.update_ms)
     .bind(s.start_ms)
-    .bind(s.event_ms)
+    .bind(s.connection_version)
     .execute(conn)
     .await?;
     Ok(())
@@ -223,17 +226,17 @@ pub async fn start_sync(conn: &mut AnyConnection, s: &SyncRow) -> Result<()> {
 pub async fn stop_sync(conn: &mut AnyConnection, s: &SyncRow) -> Result<()> {
     sqlx::query(
         "INSERT INTO sync_connections (connection_id, upstream_project_id, downstream_project_id, downstream_company_id,
-            state, items_total, items_copied, records_copied, backfill_cursor, start_ms, last_copy_ms, update_ms, event_ms)
+            state, items_total, items_copied, records_copied, backfill_cursor, start_ms, last_copy_ms, update_ms, connection_version)
          VALUES ($1, $2, $3, $4, 3, 0, 0, 0, '', 0, NULL, $5, $6)
          ON CONFLICT (connection_id) DO UPDATE SET state = 3, update_ms = excluded.update_ms,
-            event_ms = excluded.event_ms",
+            connection_version = excluded.connection_version",
     )
     .bind(&s.connection_id)
     .bind(&s.upstream_project_id)
     .bind(&s.downstream_project_id)
     .bind(&s.downstream_company_id)
     .bind(s.update_ms)
-    .bind(s.event_ms)
+    .bind(s.connection_version)
     .execute(conn)
     .await?;
     Ok(())

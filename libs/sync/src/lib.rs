@@ -21,6 +21,7 @@
 
 pub mod db;
 pub mod domain;
+pub mod files;
 pub mod metrics;
 pub mod status;
 
@@ -69,15 +70,37 @@ pub struct Change {
     pub action_id: Option<String>,
 }
 
-/// What the engine needs from the service around the tool.
-pub struct Parts<'a> {
-    pub db: &'a Db,
-    pub clock: &'a dyn Clock,
-    pub relay: &'a outbox::RelayWaker,
+/// What the engine needs from the service around a tool: its database, stored files, clock,
+/// outbox relay and the connection-manager client. One per tool service, shared by its
+/// handlers, copy workers and backfill.
+pub struct Engine {
+    pub db: Db,
+    pub blobs: connectability_blobs::Blobs,
+    pub clock: Arc<dyn Clock>,
+    pub relay: outbox::RelayWaker,
     /// Woken when a backfill starts or copy work is queued.
-    pub backfill: &'a Notify,
+    pub backfill: Arc<Notify>,
     /// Confirms what a connection event claims before copying starts or stops.
-    pub connections: &'a connectability_platform::connections::ConnectionsGateway,
+    pub connections: connectability_platform::connections::ConnectionsGateway,
+}
+
+impl Engine {
+    pub fn new(
+        db: Db,
+        blobs: connectability_blobs::Blobs,
+        clock: Arc<dyn Clock>,
+        relay: outbox::RelayWaker,
+        connections: connectability_platform::connections::ConnectionsGateway,
+    ) -> Self {
+        Self {
+            db,
+            blobs,
+            clock,
+            relay,
+            backfill: Arc::default(),
+            connections,
+        }
+    }
 }
 
 /// One tool's side of the sync. Every method that takes a transaction runs inside the
@@ -89,7 +112,7 @@ pub trait SyncedTool: Send + Sync + 'static {
     /// The events context of the tool's own events (`drawings`, `rfis`).
     const CONTEXT: &'static str;
 
-    fn parts(&self) -> Parts<'_>;
+    fn engine(&self) -> &Engine;
 
     /// How many items a new connection's backfill will copy.
     async fn shareable_count(&self, tx: &mut Tx, s: &SyncRow) -> anyhow::Result<i64>;
@@ -144,20 +167,17 @@ pub trait SyncedTool: Send + Sync + 'static {
         Ok(())
     }
 
-    /// The connection was undone: removes every copy it made and returns the object keys
-    /// of the copied files, which the engine deletes.
-    async fn withdraw(&self, tx: &mut Tx, connection_id: &str) -> anyhow::Result<Vec<String>>;
-
-    /// Deletes a stored file (after `withdraw`).
-    async fn delete_file(&self, object_key: &str) -> anyhow::Result<()>;
+    /// The connection was undone: removes every row a copy made (the engine then removes
+    /// every file the connection copied, see [`files::withdraw`]).
+    async fn withdraw(&self, tx: &mut Tx, connection_id: &str) -> anyhow::Result<()>;
 }
 
 fn carries(features: &[i32], f: Feature) -> bool {
     features.contains(&(f as i32))
 }
 
-/// The projection row of connection `c` as an event at `event_ms` leaves it.
-fn row_of(c: &cpb::Connection, state: SyncState, now_ms: i64, event_ms: i64) -> SyncRow {
+/// The projection row of connection `c` as its event of `version` leaves it.
+fn row_of(c: &cpb::Connection, state: SyncState, now_ms: i64, version: i64) -> SyncRow {
     SyncRow {
         connection_id: c.id.clone(),
         upstream_project_id: c.upstream_project_id.clone(),
@@ -172,7 +192,7 @@ fn row_of(c: &cpb::Connection, state: SyncState, now_ms: i64, event_ms: i64) -> 
         start_ms: connectability_store::now_ms(),
         last_copy_ms: None,
         update_ms: now_ms,
-        event_ms,
+        connection_version: version,
     }
 }
 
@@ -180,10 +200,10 @@ async fn start<T: SyncedTool>(
     tool: &T,
     tx: &mut Tx,
     c: &cpb::Connection,
-    event_ms: i64,
+    version: i64,
 ) -> anyhow::Result<()> {
-    let parts = tool.parts();
-    let mut row = row_of(c, SyncState::Backfilling, parts.clock.now_ms(), event_ms);
+    let parts = tool.engine();
+    let mut row = row_of(c, SyncState::Backfilling, parts.clock.now_ms(), version);
     row.items_total = tool.shareable_count(tx, &row).await?;
     db::start_sync(tx, &row).await?;
     parts.backfill.notify_one();
@@ -201,15 +221,16 @@ impl<T: SyncedTool> InboxHandler for ConnectionEvents<T> {
 }
 
 /// Applies one connection event to the projection (see [`ConnectionEvents`]). Delivery
-/// order is not trusted: an event older than the last one applied to the connection (one
-/// redelivered after a failure, say) changes nothing, so a late activation can never restart
-/// copying that a later undo or disconnect stopped.
+/// order is not trusted: an event whose connection version (connection-manager counts each
+/// change of a connection) is not above the last one applied changes nothing: one
+/// redelivered after a failure, or a late activation after an undo or disconnect. Producers'
+/// clocks play no part, so skew between connection-manager replicas cannot reorder them.
 pub async fn apply_connection_event<T: SyncedTool>(
     tool: &T,
     tx: &mut Tx,
     e: &Envelope,
 ) -> anyhow::Result<()> {
-    let now = tool.parts().clock.now_ms();
+    let now = tool.engine().clock.now_ms();
     let kind = e.event_type.rsplit('.').next().unwrap_or_default();
     let (c, carried) = match kind {
         "ConnectionActivated" => {
@@ -239,8 +260,12 @@ pub async fn apply_connection_event<T: SyncedTool>(
         }
         _ => return Ok(()),
     };
+    let version = c.version;
     let known = db::get_sync(tx, &c.id).await?;
-    if known.as_ref().is_some_and(|s| s.event_ms > e.time_ms) {
+    if known
+        .as_ref()
+        .is_some_and(|s| s.connection_version >= version)
+    {
         tracing::info!(connection = %c.id, event = kind, "stale connection event ignored");
         return Ok(());
     }
@@ -254,7 +279,7 @@ pub async fn apply_connection_event<T: SyncedTool>(
     // An event on the bus is a claim; connection-manager holds the truth. Copying starts or
     // stops only for a connection it holds, with the same projects, in the state the event
     // says (a forged or replayed event changes nothing).
-    let current = tool.parts().connections.current(&c.id).await?;
+    let current = tool.engine().connections.current(&c.id).await?;
     let Some(c) = current.filter(|now| domain::confirms(kind, &c, now, T::FEATURE)) else {
         metrics::UNCONFIRMED_EVENTS
             .with_label_values(&[T::CONTEXT])
@@ -269,19 +294,18 @@ pub async fn apply_connection_event<T: SyncedTool>(
     };
     match kind {
         "ConnectionActivated" | "ConnectionFeaturesAdded" => {
-            start(tool, tx, &c, e.time_ms).await?;
+            start(tool, tx, &c, version).await?;
         }
         "ConnectionDisconnected" => {
             // Nothing more is applied; copies stay.
-            db::stop_sync(tx, &row_of(&c, SyncState::Stopped, now, e.time_ms)).await?;
+            db::stop_sync(tx, &row_of(&c, SyncState::Stopped, now, version)).await?;
             tool.disconnected(tx, &c.id).await?;
         }
         "ConnectionUndone" => {
             // C12: an undone connection leaves no copies behind.
-            db::stop_sync(tx, &row_of(&c, SyncState::Stopped, now, e.time_ms)).await?;
-            for key in tool.withdraw(tx, &c.id).await? {
-                tool.delete_file(&key).await?;
-            }
+            db::stop_sync(tx, &row_of(&c, SyncState::Stopped, now, version)).await?;
+            tool.withdraw(tx, &c.id).await?;
+            files::withdraw(tx, &tool.engine().blobs, &c.id).await?;
         }
         _ => {}
     }
@@ -304,7 +328,7 @@ impl<T: SyncedTool> InboxHandler for ToolEvents<T> {
     }
 
     fn after_commit(&self) {
-        self.0.parts().backfill.notify_waiters();
+        self.0.engine().backfill.notify_waiters();
     }
 }
 
@@ -356,7 +380,7 @@ pub async fn run_work<T: SyncedTool>(
         }
         tokio::select! {
             _ = shutdown.changed() => return,
-            _ = tool.parts().backfill.notified() => {}
+            _ = tool.engine().backfill.notified() => {}
             _ = tokio::time::sleep(Duration::from_millis(200)) => {}
         }
     }
@@ -375,7 +399,7 @@ pub const WORK_BATCH_RECORDS: usize = 5_000;
 /// transaction fail, each item is tried again alone, so one failing item never holds back
 /// the others.
 pub async fn work_once<T: SyncedTool>(tool: &T, worker: &str) -> anyhow::Result<bool> {
-    let parts = tool.parts();
+    let parts = tool.engine();
     let now = connectability_store::now_ms();
     let stale_before = now - WORK_STALE_MS;
     let mut conn = parts.db.pool().acquire().await?;
@@ -426,7 +450,7 @@ async fn apply_work<T: SyncedTool>(
     worker: &str,
     items: &[db::WorkRow],
 ) -> anyhow::Result<()> {
-    let parts = tool.parts();
+    let parts = tool.engine();
     let now = parts.clock.now_ms();
     let mut tx = parts.db.begin().await?;
     let connection_ids: Vec<String> = items.iter().map(|w| w.connection_id.clone()).collect();
@@ -536,7 +560,7 @@ pub async fn run_backfills<T: SyncedTool>(
         }
         tokio::select! {
             _ = shutdown.changed() => return,
-            _ = tool.parts().backfill.notified() => {}
+            _ = tool.engine().backfill.notified() => {}
             _ = tokio::time::sleep(Duration::from_millis(500)) => {}
         }
     }
@@ -544,7 +568,7 @@ pub async fn run_backfills<T: SyncedTool>(
 
 /// Advances every backfilling connection to completion (or until another worker moves it).
 pub async fn backfill_once<T: SyncedTool>(tool: &T) -> anyhow::Result<()> {
-    let parts = tool.parts();
+    let parts = tool.engine();
     let pending = db::backfilling(&mut *parts.db.pool().acquire().await?).await?;
     for mut s in pending {
         loop {
@@ -642,10 +666,10 @@ impl<T: SyncedTool> Workers<T> {
             .metrics()
             .add_sampler(Arc::new(metrics::SyncSampler::new(
                 T::CONTEXT,
-                core.parts().db.clone(),
+                core.engine().db.clone(),
             )));
         // SQLite has one writer: more workers would only queue on its lock.
-        let workers = match core.parts().db.backend() {
+        let workers = match core.engine().db.backend() {
             connectability_store::Backend::Sqlite => 1,
             connectability_store::Backend::Postgres => COPY_WORKERS,
         };
@@ -662,4 +686,14 @@ impl<T: SyncedTool> Workers<T> {
             });
         }
     }
+}
+
+/// The engine's tables (`files`, `sync_connections`, `sync_work`), one portable folder that
+/// every tool service applies before its own migrations.
+pub fn migrations() -> connectability_store::LibraryMigrations {
+    connectability_store::LibraryMigrations::new(
+        "_sync_migrations",
+        sqlx::migrate!("./migrations"),
+        sqlx::migrate!("./migrations"),
+    )
 }

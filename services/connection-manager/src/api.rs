@@ -351,6 +351,7 @@ impl ConnectionService for ConnectionApi {
                 request_time: Some(timestamp(now)),
                 approve_time: auto.then(|| timestamp(now)),
                 update_time: Some(timestamp(now)),
+                version: 1,
                 ..Default::default()
             },
             request_ms: now,
@@ -453,6 +454,7 @@ impl ConnectionService for ConnectionApi {
             ));
         }
         let now = self.clock.now_ms();
+        stored.connection.version += 1;
         stored.connection.status = ConnectionStatus::Active as i32;
         stored.connection.approved_by = user.to_string();
         stored.connection.approve_time = Some(timestamp(now));
@@ -495,6 +497,7 @@ impl ConnectionService for ConnectionApi {
             ));
         }
         let now = self.clock.now_ms();
+        stored.connection.version += 1;
         stored.connection.status = ConnectionStatus::Rejected as i32;
         stored.connection.update_time = Some(timestamp(now));
         let c = &stored.connection;
@@ -539,6 +542,7 @@ impl ConnectionService for ConnectionApi {
                 ));
             }
         };
+        stored.connection.version += 1;
         stored.connection.status = match undo {
             Undo::Withdraw => ConnectionStatus::Undone,
             Undo::Unapprove => ConnectionStatus::Pending,
@@ -590,6 +594,7 @@ impl ConnectionService for ConnectionApi {
             ));
         }
         let now = self.clock.now_ms();
+        stored.connection.version += 1;
         stored.connection.status = ConnectionStatus::Disconnected as i32;
         stored.connection.disconnected_by = user.to_string();
         stored.connection.disconnect_reason = why.clone();
@@ -663,6 +668,7 @@ impl ConnectionService for ConnectionApi {
         all.extend(&added);
         all.sort_by_key(|f| *f as i32);
         let now = self.clock.now_ms();
+        stored.connection.version += 1;
         stored.connection.features = all.iter().map(|f| *f as i32).collect();
         stored.connection.update_time = Some(timestamp(now));
         let c = &stored.connection;

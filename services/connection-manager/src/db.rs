@@ -55,6 +55,7 @@ fn stored(r: &AnyRow) -> Result<Stored> {
             disconnect_reason: r.try_get("disconnect_reason")?,
             disconnect_time: ts(r.try_get("disconnect_ms")?),
             update_time: Some(timestamp(r.try_get("update_ms")?)),
+            version: r.try_get("version")?,
         },
         request_ms,
         approve_ms,
@@ -63,7 +64,7 @@ fn stored(r: &AnyRow) -> Result<Stored> {
 
 const COLUMNS: &str = "id, upstream_project_id, upstream_company_id, downstream_project_id, downstream_company_id,
     features, status, requested_by, request_ms, approved_by, approve_ms, disconnected_by, disconnect_reason,
-    disconnect_ms, update_ms";
+    disconnect_ms, update_ms, version";
 
 pub async fn get(conn: &mut AnyConnection, id: &str) -> Result<Option<Stored>> {
     sqlx::query(AssertSqlSafe(format!(
@@ -82,7 +83,7 @@ pub async fn get(conn: &mut AnyConnection, id: &str) -> Result<Option<Stored>> {
 pub async fn insert(conn: &mut AnyConnection, c: &Stored) -> Result<()> {
     let p = &c.connection;
     sqlx::query(AssertSqlSafe(format!(
-        "INSERT INTO connections ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, '', '', NULL, $12)"
+        "INSERT INTO connections ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, '', '', NULL, $12, $13)"
     )))
     .bind(&p.id)
     .bind(&p.upstream_project_id)
@@ -96,13 +97,15 @@ pub async fn insert(conn: &mut AnyConnection, c: &Stored) -> Result<()> {
     .bind(&p.approved_by)
     .bind(c.approve_ms)
     .bind(c.request_ms)
+    .bind(p.version)
     .execute(conn)
     .await?;
     Ok(())
 }
 
-/// Writes a connection's mutable fields, if it is still in `expected` status. Returns
-/// false when another call changed it first.
+/// Writes a connection's mutable fields and its version (see [`crate::domain::changed`]), if
+/// it is still in `expected` status at the version before. Returns false when another call
+/// changed it first.
 pub async fn update(
     conn: &mut AnyConnection,
     c: &Stored,
@@ -113,8 +116,9 @@ pub async fn update(
     let disconnect_ms = p.disconnect_time.as_ref().map(|_| now_ms);
     let n = sqlx::query(
         "UPDATE connections SET features = $2, status = $3, approved_by = $4, approve_ms = $5,
-            disconnected_by = $6, disconnect_reason = $7, disconnect_ms = $8, update_ms = $9
-         WHERE id = $1 AND status = $10",
+            disconnected_by = $6, disconnect_reason = $7, disconnect_ms = $8, update_ms = $9,
+            version = $11
+         WHERE id = $1 AND status = $10 AND version = $11 - 1",
     )
     .bind(&p.id)
     .bind(features_to_text(&p.features().collect::<Vec<_>>()))
@@ -126,6 +130,7 @@ pub async fn update(
     .bind(disconnect_ms)
     .bind(now_ms)
     .bind(expected as i16)
+    .bind(p.version)
     .execute(conn)
     .await?
     .rows_affected();

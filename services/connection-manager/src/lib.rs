@@ -29,6 +29,7 @@ pub fn migrations() -> ServiceMigrations {
     ServiceMigrations {
         postgres: sqlx::migrate!("./migrations"),
         sqlite: sqlx::migrate!("./migrations"),
+        libraries: Vec::new(),
     }
 }
 

@@ -27,6 +27,7 @@ pub fn migrations() -> ServiceMigrations {
     ServiceMigrations {
         postgres: sqlx::migrate!("./migrations"),
         sqlite: sqlx::migrate!("./migrations"),
+        libraries: Vec::new(),
     }
 }
 

@@ -1,18 +1,7 @@
--- The Drawings tool of every project, and the sync's projection of connections (D1-D12).
--- Portable types only. A copy made for a connection has connection_id and origin_id (the
+-- The Drawings tool of every project (D1-D12).
+-- Portable types only; the sync engine's tables (files, sync_connections, sync_work) come
+-- from libs/sync/migrations. A copy made for a connection has connection_id and origin_id (the
 -- upstream item's id) set; originals have them empty.
-
-CREATE TABLE files (
-    id           TEXT PRIMARY KEY,
-    project_id   TEXT NOT NULL,
-    company_id   TEXT NOT NULL,
-    filename     TEXT NOT NULL,
-    content_type TEXT NOT NULL,
-    size_bytes   BIGINT NOT NULL,
-    sha256       TEXT NOT NULL,
-    object_key   TEXT NOT NULL,
-    create_ms    BIGINT NOT NULL
-);
 
 CREATE TABLE areas (
     id                TEXT PRIMARY KEY,
@@ -95,23 +84,3 @@ CREATE TABLE markups (
     create_ms   BIGINT NOT NULL
 );
 CREATE INDEX markups_by_project ON markups (project_id, id);
-
--- The connections that carry DRAWINGS, from connection events (no call to their owner).
--- state: 1 BACKFILLING, 2 IN_SYNC, 3 STOPPED.
-CREATE TABLE sync_connections (
-    connection_id         TEXT PRIMARY KEY,
-    upstream_project_id   TEXT NOT NULL,
-    downstream_project_id TEXT NOT NULL,
-    downstream_company_id TEXT NOT NULL,
-    state                 SMALLINT NOT NULL,
-    items_total           BIGINT NOT NULL,
-    items_copied          BIGINT NOT NULL,
-    drawings_copied       BIGINT NOT NULL,
-    -- The backfill's position: upstream drawing ids up to here are copied.
-    backfill_cursor       TEXT NOT NULL,
-    -- When copying started (event time): earlier publishes belong to the backfill.
-    start_ms              BIGINT NOT NULL,
-    last_copy_ms          BIGINT,
-    update_ms             BIGINT NOT NULL
-);
-CREATE INDEX sync_by_upstream ON sync_connections (upstream_project_id);

@@ -471,7 +471,7 @@ impl DrawingService for DrawingApi {
         if area.copy.is_copy() {
             return Err(failed_precondition(
                 reason::CONNECTED_AREA_READ_ONLY,
-                "drawings cannot be added to a connected area (D10)",
+                "drawings cannot be added to a connected area",
             ));
         }
         let set = db::get::<SetRow>(&mut tx, set_id.as_str())
@@ -482,7 +482,7 @@ impl DrawingService for DrawingApi {
         if set.copy.is_copy() {
             return Err(failed_precondition(
                 reason::CONNECTED_SET_READ_ONLY,
-                "drawings cannot be added to a connected set (D10)",
+                "drawings cannot be added to a connected set",
             ));
         }
         db::get::<FileRow>(&mut tx, file_id.as_str())
@@ -497,7 +497,7 @@ impl DrawingService for DrawingApi {
             Some(d) if d.copy.is_copy() => {
                 return Err(failed_precondition(
                     reason::CONNECTED_READ_ONLY,
-                    "connected drawings are read-only downstream (D6)",
+                    "connected drawings are read-only downstream",
                 ));
             }
             Some(d) => d,
@@ -629,7 +629,7 @@ impl DrawingService for DrawingApi {
         if d.copy.is_copy() {
             return Err(failed_precondition(
                 reason::CONNECTED_READ_ONLY,
-                "connected drawings are read-only downstream (D6)",
+                "connected drawings are read-only downstream",
             ));
         }
         let mut tx = self.db.begin().await.map_err(db_err)?;
@@ -697,7 +697,7 @@ impl DrawingService for DrawingApi {
         if d.copy.is_copy() {
             return Err(failed_precondition(
                 reason::CONNECTED_READ_ONLY,
-                "connected drawings cannot be deleted downstream (D6)",
+                "connected drawings cannot be deleted downstream",
             ));
         }
         let now = self.clock.now_ms();

@@ -570,15 +570,9 @@ pub async fn update_set(conn: &mut AnyConnection, s: &SetRow) -> Result<()> {
     Ok(())
 }
 
-/// Removes every copy a connection made (an undone connection leaves none, C12); returns
-/// the object keys of the copied files.
-pub async fn withdraw_copies(conn: &mut AnyConnection, connection_id: &str) -> Result<Vec<String>> {
-    let file_ids: Vec<String> =
-        sqlx::query_scalar("SELECT file_id FROM revisions WHERE connection_id = $1")
-            .bind(connection_id)
-            .fetch_all(&mut *conn)
-            .await?;
-    let files: Vec<FileRow> = by_ids(&mut *conn, &file_ids).await?;
+/// Removes every row a connection's copies made (an undone connection leaves none, C12);
+/// the engine removes their files.
+pub async fn withdraw_copies(conn: &mut AnyConnection, connection_id: &str) -> Result<()> {
     for sql in [
         "DELETE FROM markups WHERE revision_id IN (SELECT id FROM revisions WHERE connection_id = $1)",
         "DELETE FROM revisions WHERE connection_id = $1",
@@ -591,16 +585,5 @@ pub async fn withdraw_copies(conn: &mut AnyConnection, connection_id: &str) -> R
             .execute(&mut *conn)
             .await?;
     }
-    if !file_ids.is_empty() {
-        let sql = format!(
-            "DELETE FROM files WHERE id IN ({})",
-            in_list(1, file_ids.len())
-        );
-        let mut q = sqlx::query(AssertSqlSafe(sql));
-        for id in &file_ids {
-            q = q.bind(id.clone());
-        }
-        q.execute(&mut *conn).await?;
-    }
-    Ok(files.into_iter().map(|f| f.object_key).collect())
+    Ok(())
 }

@@ -36,6 +36,7 @@ pub fn migrations() -> ServiceMigrations {
     ServiceMigrations {
         postgres: sqlx::migrate!("./migrations"),
         sqlite: sqlx::migrate!("./migrations"),
+        libraries: vec![connectability_sync::migrations()],
     }
 }
 
@@ -43,7 +44,7 @@ pub fn migrations() -> ServiceMigrations {
 pub struct DrawingsSync {
     pub api: DrawingApi,
     pub relay: Relay,
-    workers: connectability_sync::Workers<sync::SyncCore>,
+    workers: connectability_sync::Workers<sync::DrawingSync>,
 }
 
 impl DrawingsSync {
@@ -59,14 +60,13 @@ impl DrawingsSync {
         limits: Limits,
     ) -> anyhow::Result<Self> {
         let relay = Relay::new(db.clone(), bus.clone());
-        let core = Arc::new(sync::SyncCore {
-            db: db.clone(),
-            blobs: blobs.clone(),
-            clock: clock.clone(),
-            relay: relay.waker(),
-            backfill: Arc::default(),
+        let core = Arc::new(sync::DrawingSync(connectability_sync::Engine::new(
+            db.clone(),
+            blobs.clone(),
+            clock.clone(),
+            relay.waker(),
             connections,
-        });
+        )));
         let workers =
             connectability_sync::Workers::subscribe(bus.as_ref(), db.clone(), NAME, core).await?;
         let api = DrawingApi::new(db, blobs, relay.waker(), directory, clock, limits);

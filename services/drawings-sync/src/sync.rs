@@ -3,19 +3,15 @@
 //! an event, or applying two out of order, therefore changes nothing: every copy records the
 //! upstream version it reflects and is rewritten only for a newer one.
 
-use std::{
-    collections::{HashMap, HashSet},
-    sync::Arc,
-};
+use std::collections::{HashMap, HashSet};
 
 use async_trait::async_trait;
 use connectability_blobs::{Blobs, key};
 use connectability_events::Envelope;
-use connectability_platform::{clock::Clock, events::decode, input::Id};
+use connectability_platform::{events::decode, input::Id};
 use connectability_proto::{connections::v1::Feature, drawings::v1 as pb};
-use connectability_store::{Db, Tx, outbox};
-use connectability_sync::{Change, Copied, Parts, SyncedTool};
-use tokio::sync::Notify;
+use connectability_store::Tx;
+use connectability_sync::{Change, Copied, Engine, SyncedTool};
 
 use crate::{
     db::{self, AreaRow, Copy, DrawingRow, FileRow, RevisionRow, SetRow, SyncRow},
@@ -297,6 +293,7 @@ pub async fn reconcile_many(
                 company_id: s.downstream_company_id.clone(),
                 object_key,
                 create_ms: now,
+                connection_id: s.connection_id.clone(),
                 ..file.clone()
             });
             new_revisions.push(RevisionRow {
@@ -325,29 +322,16 @@ pub async fn reconcile_many(
     Ok(out)
 }
 
-/// What the handlers and the backfill worker share.
-pub struct SyncCore {
-    pub db: Db,
-    pub blobs: Blobs,
-    pub clock: Arc<dyn Clock>,
-    pub relay: outbox::RelayWaker,
-    pub backfill: Arc<Notify>,
-    pub connections: connectability_platform::connections::ConnectionsGateway,
-}
+/// Drawings on the shared sync engine.
+pub struct DrawingSync(pub Engine);
 
 #[async_trait]
-impl SyncedTool for SyncCore {
+impl SyncedTool for DrawingSync {
     const FEATURE: Feature = Feature::Drawings;
     const CONTEXT: &'static str = "drawings";
 
-    fn parts(&self) -> Parts<'_> {
-        Parts {
-            db: &self.db,
-            clock: &*self.clock,
-            relay: &self.relay,
-            backfill: &self.backfill,
-            connections: &self.connections,
-        }
+    fn engine(&self) -> &Engine {
+        &self.0
     }
 
     /// Every published revision of the upstream project (D1).
@@ -372,7 +356,7 @@ impl SyncedTool for SyncCore {
         record_ids: &[String],
         now_ms: i64,
     ) -> anyhow::Result<Copied> {
-        reconcile(tx, &self.blobs, s, record_ids, now_ms).await
+        reconcile(tx, &self.0.blobs, s, record_ids, now_ms).await
     }
 
     async fn reconcile_many(
@@ -382,7 +366,7 @@ impl SyncedTool for SyncCore {
         record_ids: &[String],
         now_ms: i64,
     ) -> anyhow::Result<Vec<Copied>> {
-        reconcile_many(tx, &self.blobs, syncs, record_ids, now_ms).await
+        reconcile_many(tx, &self.0.blobs, syncs, record_ids, now_ms).await
     }
 
     fn changed(&self, e: &Envelope) -> anyhow::Result<Option<Change>> {
@@ -428,12 +412,8 @@ impl SyncedTool for SyncCore {
         events::initial_sync_completed(s)
     }
 
-    async fn withdraw(&self, tx: &mut Tx, connection_id: &str) -> anyhow::Result<Vec<String>> {
+    async fn withdraw(&self, tx: &mut Tx, connection_id: &str) -> anyhow::Result<()> {
         Ok(db::withdraw_copies(tx, connection_id).await?)
-    }
-
-    async fn delete_file(&self, object_key: &str) -> anyhow::Result<()> {
-        self.blobs.delete(object_key).await
     }
 }
 

@@ -173,6 +173,14 @@ impl NotificationService for NotificationApi {
                 ),
             ));
         }
+        // Seed 002: only the Connection Manager list may add company admins; the tools'
+        // lists may only be narrowed.
+        if tool != Tool::ConnectionManager && !r.company_admin_ids.is_empty() {
+            return Err(invalid_argument(
+                "company_admin_ids",
+                "only the CONNECTION_MANAGER list may add company admins; this list may only be narrowed",
+            ));
+        }
         let mut not_company_admins = Vec::new();
         for id in &r.company_admin_ids {
             let ok = self

@@ -795,43 +795,37 @@ impl RfiService for RfiApi {
         let linker = v.user.clone();
         self.apply_fields(&mut *self.read().await?, &mut row, fields, &linker)
             .await?;
-        // Numbers are per project: a concurrent create may take ours; then take the next.
-        for _ in 0..5 {
-            let mut tx = self.begin().await?;
-            if let Some(rid) = &request_id
-                && let Some(prev) = request_ids::find(&mut tx, &scope, rid)
-                    .await
-                    .map_err(db_err)?
-            {
-                return Ok(Response::new(
-                    pb::Rfi::decode(prev.as_slice()).map_err(internal)?,
-                ));
-            }
-            row.number = db::next_number(&mut tx, project.as_str())
-                .await
-                .map_err(db_err)?;
-            match db::insert(&mut tx, std::slice::from_ref(&row)).await {
-                Ok(()) => {}
-                Err(sqlx::Error::Database(e)) if e.is_unique_violation() => continue,
-                Err(e) => return Err(db_err(e)),
-            }
-            let out = rfi_pb(row.clone(), Vec::new(), Vec::new());
-            let request = request_id
-                .as_deref()
-                .map(|rid| (scope.as_str(), rid, out.encode_to_vec()));
-            if !connectability_store::commit(tx, &[], request, &self.relay)
+        // The number comes from the project's counter, in this transaction: concurrent
+        // creates queue on its row and each gets the next number.
+        let mut tx = self.begin().await?;
+        if let Some(rid) = &request_id
+            && let Some(prev) = request_ids::find(&mut tx, &scope, rid)
                 .await
                 .map_err(db_err)?
-            {
-                return Err(Status::aborted(
-                    "a concurrent call with the same request_id won; retry to get its result",
-                ));
-            }
-            return Ok(Response::new(out));
+        {
+            return Ok(Response::new(
+                pb::Rfi::decode(prev.as_slice()).map_err(internal)?,
+            ));
         }
-        Err(Status::aborted(
-            "RFI numbers were taken concurrently; retry",
-        ))
+        row.number = db::next_number(&mut tx, project.as_str())
+            .await
+            .map_err(db_err)?;
+        db::insert(&mut tx, std::slice::from_ref(&row))
+            .await
+            .map_err(db_err)?;
+        let out = rfi_pb(row.clone(), Vec::new(), Vec::new());
+        let request = request_id
+            .as_deref()
+            .map(|rid| (scope.as_str(), rid, out.encode_to_vec()));
+        if !connectability_store::commit(tx, &[], request, &self.relay)
+            .await
+            .map_err(db_err)?
+        {
+            return Err(Status::aborted(
+                "a concurrent call with the same request_id won; retry to get its result",
+            ));
+        }
+        Ok(Response::new(out))
     }
 
     async fn get_rfi(&self, req: Request<pb::GetRfiRequest>) -> Result<Response<pb::Rfi>, Status> {

@@ -8,7 +8,7 @@ use connectability_store::{
 use sqlx::{AnyConnection, AssertSqlSafe, Row, any::AnyRow};
 
 pub use connectability_blobs::files::FileRow;
-pub use connectability_store::table::{by_ids, delete_by_ids, get, insert};
+pub use connectability_store::table::{by_ids, get, insert};
 pub use connectability_sync::{Copy, SyncRow, copies};
 
 fn list(r: &AnyRow, column: &str) -> Result<Vec<String>> {
@@ -229,15 +229,19 @@ pub async fn links_in_project(
         .collect()
 }
 
-/// The next number of a project's own RFIs.
+/// Takes the project's next RFI number from its counter (started from the highest number
+/// in use). The counter's row stays locked until the caller's transaction ends, so
+/// concurrent creates in one project queue here instead of colliding.
 pub async fn next_number(conn: &mut AnyConnection, project: &str) -> Result<i64> {
-    let max: Option<i64> = sqlx::query_scalar(
-        "SELECT MAX(number) FROM rfis WHERE project_id = $1 AND connection_id = ''",
+    sqlx::query_scalar(
+        "INSERT INTO rfi_numbers (project_id, last)
+         VALUES ($1, COALESCE((SELECT MAX(number) FROM rfis WHERE project_id = $1 AND connection_id = ''), 0) + 1)
+         ON CONFLICT (project_id) DO UPDATE SET last = rfi_numbers.last + 1
+         RETURNING last",
     )
     .bind(project)
     .fetch_one(conn)
-    .await?;
-    Ok(max.unwrap_or(0) + 1)
+    .await
 }
 
 /// A page of a project's RFIs the caller may see, in id order after `after`. `viewer` is
@@ -442,27 +446,8 @@ pub async fn mark_disconnected(
 }
 
 /// Removes every copy a connection made (an undone connection leaves none, C12) with the
-/// links to them and their files; returns the object keys of the files.
-pub async fn withdraw_copies(conn: &mut AnyConnection, connection_id: &str) -> Result<Vec<String>> {
-    let copies: Vec<RfiRow> = fetch(
-        conn,
-        format!("{} WHERE connection_id = $1", select::<RfiRow>()),
-        &[connection_id],
-        RfiRow::read_row,
-    )
-    .await?;
-    let ids: Vec<String> = copies.iter().map(|c| c.id.clone()).collect();
-    let mut files: Vec<String> = Vec::new();
-    for c in &copies {
-        files.extend(c.question_file_ids.iter().cloned());
-        files.push(c.cover_file_id.clone());
-        files.push(c.drawings_file_id.clone());
-    }
-    for r in responses_of(conn, &ids).await? {
-        files.extend(r.file_ids);
-    }
-    files.retain(|f| !f.is_empty());
-    let rows: Vec<FileRow> = by_ids(conn, &files).await?;
+/// links to them; the engine removes their files.
+pub async fn withdraw_copies(conn: &mut AnyConnection, connection_id: &str) -> Result<()> {
     for sql in [
         "DELETE FROM rfi_links WHERE connected_rfi_id IN (SELECT id FROM rfis WHERE connection_id = $1)",
         "DELETE FROM rfi_responses WHERE rfi_id IN (SELECT id FROM rfis WHERE connection_id = $1)",
@@ -473,6 +458,5 @@ pub async fn withdraw_copies(conn: &mut AnyConnection, connection_id: &str) -> R
             .execute(&mut *conn)
             .await?;
     }
-    delete_by_ids::<FileRow>(conn, &files).await?;
-    Ok(rows.into_iter().map(|f| f.object_key).collect())
+    Ok(())
 }

@@ -40,6 +40,7 @@ pub fn migrations() -> ServiceMigrations {
     ServiceMigrations {
         postgres: sqlx::migrate!("./migrations"),
         sqlite: sqlx::migrate!("./migrations"),
+        libraries: vec![connectability_sync::migrations()],
     }
 }
 
@@ -56,7 +57,7 @@ pub struct Peers {
 pub struct RfiSync {
     pub api: RfiApi,
     pub relay: Relay,
-    workers: connectability_sync::Workers<sync::SyncCore>,
+    workers: connectability_sync::Workers<sync::RfiSync>,
 }
 
 impl RfiSync {
@@ -76,14 +77,13 @@ impl RfiSync {
             drawings,
         } = peers;
         let relay = Relay::new(db.clone(), bus.clone());
-        let core = Arc::new(sync::SyncCore {
-            db: db.clone(),
-            blobs: blobs.clone(),
-            clock: clock.clone(),
-            relay: relay.waker(),
-            backfill: Arc::default(),
+        let core = Arc::new(sync::RfiSync(connectability_sync::Engine::new(
+            db.clone(),
+            blobs.clone(),
+            clock.clone(),
+            relay.waker(),
             connections,
-        });
+        )));
         let workers =
             connectability_sync::Workers::subscribe(bus.as_ref(), db.clone(), NAME, core).await?;
         let api = RfiApi::new(db, blobs, relay.waker(), directory, drawings, clock, limits);

@@ -5,16 +5,15 @@
 //! reflects and is rewritten only for a newer one, so repeated or reordered events change
 //! nothing.
 
-use std::{collections::HashMap, sync::Arc};
+use std::collections::HashMap;
 
 use async_trait::async_trait;
 use connectability_blobs::Blobs;
 use connectability_events::Envelope;
-use connectability_platform::{clock::Clock, events::decode, input::Id};
+use connectability_platform::{events::decode, input::Id};
 use connectability_proto::{connections::v1::Feature, rfis::v1 as pb};
-use connectability_store::{Db, Tx, outbox};
-use connectability_sync::{Change, Copied, Parts, SyncedTool};
-use tokio::sync::Notify;
+use connectability_store::Tx;
+use connectability_sync::{Change, Copied, Engine, SyncedTool, files::CopiedFiles};
 
 use crate::{
     db::{self, Copy, FileRow, ResponseRow, RfiRow, SyncRow},
@@ -22,50 +21,8 @@ use crate::{
     events,
 };
 
-/// What the handlers and the backfill worker share.
-pub struct SyncCore {
-    pub db: Db,
-    pub blobs: Blobs,
-    pub clock: Arc<dyn Clock>,
-    pub relay: outbox::RelayWaker,
-    pub backfill: Arc<Notify>,
-    pub connections: connectability_platform::connections::ConnectionsGateway,
-}
-
-/// Copies `file_ids` (files of the upstream project) under the downstream company's prefix;
-/// returns the new ids in the same order (files that are gone are left out).
-async fn copy_files(
-    tx: &mut Tx,
-    blobs: &Blobs,
-    s: &SyncRow,
-    file_ids: &[String],
-    now: i64,
-    new_files: &mut Vec<FileRow>,
-    map: &mut HashMap<String, String>,
-) -> anyhow::Result<()> {
-    let todo: Vec<String> = file_ids
-        .iter()
-        .filter(|id| !id.is_empty() && !map.contains_key(*id))
-        .cloned()
-        .collect();
-    let mut pairs = Vec::new();
-    for f in db::by_ids::<FileRow>(tx, &todo).await? {
-        let copy = f.copied_to(
-            Id::generate(FILE).to_string(),
-            &s.downstream_project_id,
-            &s.downstream_company_id,
-            now,
-        );
-        pairs.push((f.object_key.clone(), copy.object_key.clone()));
-        map.insert(f.id.clone(), copy.id.clone());
-        new_files.push(copy);
-    }
-    blobs.copy_many(&pairs).await
-}
-
-fn mapped(ids: &[String], map: &HashMap<String, String>) -> Vec<String> {
-    ids.iter().filter_map(|id| map.get(id).cloned()).collect()
-}
+/// RFIs on the shared sync engine.
+pub struct RfiSync(pub Engine);
 
 /// The copy's content from the upstream RFI `u` (R3): every listed field, the responses
 /// (only official ones when the upstream shows standard users only those), attachments and
@@ -90,19 +47,17 @@ async fn copy_content(
     for r in &responses {
         files.extend(r.file_ids.iter().cloned());
     }
-    let mut map = HashMap::new();
-    let mut new_files = Vec::new();
-    copy_files(tx, blobs, s, &files, now, &mut new_files, &mut map).await?;
-    let single = |id: &str| map.get(id).cloned().unwrap_or_default();
+    let mut copied = CopiedFiles::default();
+    copied.copy(tx, blobs, s, &files, FILE, now).await?;
     let copy = RfiRow {
         id: copy_id.to_string(),
         project_id: s.downstream_project_id.clone(),
-        question_file_ids: mapped(&u.question_file_ids, &map),
+        question_file_ids: copied.mapped(&u.question_file_ids),
         // Links to upstream drawing revisions mean nothing downstream: the linked drawings
         // PDF carries them.
         drawing_revision_ids: Vec::new(),
-        cover_file_id: single(&u.cover_file_id),
-        drawings_file_id: single(&u.drawings_file_id),
+        cover_file_id: copied.single(&u.cover_file_id),
+        drawings_file_id: copied.single(&u.drawings_file_id),
         version: 1,
         deleted_ms: None,
         copy: Copy {
@@ -121,11 +76,11 @@ async fn copy_content(
         .map(|r| ResponseRow {
             id: Id::generate(RESPONSE).to_string(),
             rfi_id: copy_id.to_string(),
-            file_ids: mapped(&r.file_ids, &map),
+            file_ids: copied.mapped(&r.file_ids),
             ..r
         })
         .collect();
-    Ok((copy, responses, new_files))
+    Ok((copy, responses, copied.rows))
 }
 
 /// Makes connection `s`'s copies of `upstream_ids` match the upstream RFIs now.
@@ -210,18 +165,12 @@ pub async fn reconcile(
 }
 
 #[async_trait]
-impl SyncedTool for SyncCore {
+impl SyncedTool for RfiSync {
     const FEATURE: Feature = Feature::Rfis;
     const CONTEXT: &'static str = "rfis";
 
-    fn parts(&self) -> Parts<'_> {
-        Parts {
-            db: &self.db,
-            clock: &*self.clock,
-            relay: &self.relay,
-            backfill: &self.backfill,
-            connections: &self.connections,
-        }
+    fn engine(&self) -> &Engine {
+        &self.0
     }
 
     /// Every closed RFI upstream that the downstream company receives (R1, R2).
@@ -261,7 +210,7 @@ impl SyncedTool for SyncCore {
         record_ids: &[String],
         now_ms: i64,
     ) -> anyhow::Result<Copied> {
-        reconcile(tx, &self.blobs, s, record_ids, now_ms).await
+        reconcile(tx, &self.0.blobs, s, record_ids, now_ms).await
     }
 
     fn changed(&self, e: &Envelope) -> anyhow::Result<Option<Change>> {
@@ -302,15 +251,11 @@ impl SyncedTool for SyncCore {
 
     /// R6: copies stay, marked disconnected.
     async fn disconnected(&self, tx: &mut Tx, connection_id: &str) -> anyhow::Result<()> {
-        let now = self.clock.now_ms();
+        let now = self.0.clock.now_ms();
         Ok(db::mark_disconnected(tx, connection_id, now).await?)
     }
 
-    async fn withdraw(&self, tx: &mut Tx, connection_id: &str) -> anyhow::Result<Vec<String>> {
+    async fn withdraw(&self, tx: &mut Tx, connection_id: &str) -> anyhow::Result<()> {
         Ok(db::withdraw_copies(tx, connection_id).await?)
-    }
-
-    async fn delete_file(&self, object_key: &str) -> anyhow::Result<()> {
-        self.blobs.delete(object_key).await
     }
 }

@@ -1,19 +1,8 @@
--- The Submittals tool of every project, and the sync's projection of connections (S1-S6).
--- Portable types only; lists and the general information are JSON in TEXT. A copy made for
+-- The Submittals tool of every project (S1-S6).
+-- Portable types only; the sync engine's tables (files, sync_connections, sync_work) come
+-- from libs/sync/migrations; lists and the general information are JSON in TEXT. A copy made for
 -- a connection has connection_id and origin_id (the upstream row's id) set; originals have
 -- them empty.
-
-CREATE TABLE files (
-    id           TEXT PRIMARY KEY,
-    project_id   TEXT NOT NULL,
-    company_id   TEXT NOT NULL,
-    filename     TEXT NOT NULL,
-    content_type TEXT NOT NULL,
-    size_bytes   BIGINT NOT NULL,
-    sha256       TEXT NOT NULL,
-    object_key   TEXT NOT NULL,
-    create_ms    BIGINT NOT NULL
-);
 
 -- status: 1 OPEN, 2 CLOSED, 3 REOPENED, 4 DELETED.
 CREATE TABLE submittals (
@@ -80,19 +69,9 @@ CREATE TABLE submittal_links (
     PRIMARY KEY (submittal_id, connected_submittal_id)
 );
 
--- The connections that carry SUBMITTALS, from connection events (libs/sync).
-CREATE TABLE sync_connections (
-    connection_id         TEXT PRIMARY KEY,
-    upstream_project_id   TEXT NOT NULL,
-    downstream_project_id TEXT NOT NULL,
-    downstream_company_id TEXT NOT NULL,
-    state                 SMALLINT NOT NULL,
-    items_total           BIGINT NOT NULL,
-    items_copied          BIGINT NOT NULL,
-    records_copied        BIGINT NOT NULL,
-    backfill_cursor       TEXT NOT NULL,
-    start_ms              BIGINT NOT NULL,
-    last_copy_ms          BIGINT,
-    update_ms             BIGINT NOT NULL
+-- The last submittal number given in each project: a create takes the next one inside its
+-- transaction (the row lock queues concurrent creates; none fails).
+CREATE TABLE submittal_numbers (
+    project_id TEXT PRIMARY KEY,
+    last       BIGINT NOT NULL
 );
-CREATE INDEX sync_by_upstream ON sync_connections (upstream_project_id);

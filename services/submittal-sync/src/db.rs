@@ -11,7 +11,7 @@ use sqlx::{AnyConnection, AssertSqlSafe, Row, any::AnyRow};
 use crate::domain::General;
 
 pub use connectability_blobs::files::FileRow;
-pub use connectability_store::table::{by_ids, delete_by_ids, get, insert};
+pub use connectability_store::table::{by_ids, get, insert};
 pub use connectability_sync::{Copy, SyncRow, copies};
 
 fn json_of<T: DeserializeOwned>(r: &AnyRow, column: &str) -> Result<T> {
@@ -207,15 +207,19 @@ pub async fn update_submittal(
     connectability_store::table::update_if_version(conn, row, expected_version).await
 }
 
-/// The next number of a project's own submittals.
+/// Takes the project's next submittal number from its counter (started from the highest number
+/// in use). The counter's row stays locked until the caller's transaction ends, so
+/// concurrent creates in one project queue here instead of colliding.
 pub async fn next_number(conn: &mut AnyConnection, project: &str) -> Result<i64> {
-    let max: Option<i64> = sqlx::query_scalar(
-        "SELECT MAX(number) FROM submittals WHERE project_id = $1 AND connection_id = ''",
+    sqlx::query_scalar(
+        "INSERT INTO submittal_numbers (project_id, last)
+         VALUES ($1, COALESCE((SELECT MAX(number) FROM submittals WHERE project_id = $1 AND connection_id = ''), 0) + 1)
+         ON CONFLICT (project_id) DO UPDATE SET last = submittal_numbers.last + 1
+         RETURNING last",
     )
     .bind(project)
     .fetch_one(conn)
-    .await?;
-    Ok(max.unwrap_or(0) + 1)
+    .await
 }
 
 /// A page of a project's submittals in id order after `after` (deleted originals left out).
@@ -360,24 +364,8 @@ pub async fn mark_disconnected(
 }
 
 /// Removes every copy a connection made (an undone connection leaves none, C12) with the
-/// links to them and their files; returns the object keys of the files.
-pub async fn withdraw_copies(conn: &mut AnyConnection, connection_id: &str) -> Result<Vec<String>> {
-    let dists: Vec<DistributionRow> = fetch(
-        conn,
-        format!("{} WHERE connection_id = $1", select::<DistributionRow>()),
-        &[connection_id],
-        DistributionRow::read_row,
-    )
-    .await?;
-    let mut files: Vec<String> = Vec::new();
-    for d in &dists {
-        files.extend(d.attachment_file_ids.iter().cloned());
-        files.push(d.cover_file_id.clone());
-    }
-    files.retain(|f| !f.is_empty());
-    files.sort();
-    files.dedup();
-    let rows: Vec<FileRow> = by_ids(conn, &files).await?;
+/// links to them; the engine removes their files.
+pub async fn withdraw_copies(conn: &mut AnyConnection, connection_id: &str) -> Result<()> {
     for sql in [
         "DELETE FROM submittal_links WHERE connected_submittal_id IN (SELECT id FROM submittals WHERE connection_id = $1)",
         "DELETE FROM distributions WHERE connection_id = $1",
@@ -388,6 +376,5 @@ pub async fn withdraw_copies(conn: &mut AnyConnection, connection_id: &str) -> R
             .execute(&mut *conn)
             .await?;
     }
-    delete_by_ids::<FileRow>(conn, &files).await?;
-    Ok(rows.into_iter().map(|f| f.object_key).collect())
+    Ok(())
 }

@@ -68,6 +68,23 @@ pub struct General {
     pub received_date: String,
 }
 
+/// `g` as a copy shows it: each approver's attachments replaced by their copies, through
+/// `copies` (which leaves out files that were not copied: S4, only the attachments a
+/// distribution selected reach the downstream project).
+pub fn general_with_files(g: &General, copies: impl Fn(&[String]) -> Vec<String>) -> General {
+    General {
+        approvers: g
+            .approvers
+            .iter()
+            .map(|a| Approver {
+                attachment_file_ids: copies(&a.attachment_file_ids),
+                ..a.clone()
+            })
+            .collect(),
+        ..g.clone()
+    }
+}
+
 impl General {
     /// The users whose company decides whether the submittal is copied (S1), with the
     /// recipients of its distributions.

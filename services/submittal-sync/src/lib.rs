@@ -38,6 +38,7 @@ pub fn migrations() -> ServiceMigrations {
     ServiceMigrations {
         postgres: sqlx::migrate!("./migrations"),
         sqlite: sqlx::migrate!("./migrations"),
+        libraries: vec![connectability_sync::migrations()],
     }
 }
 
@@ -45,7 +46,7 @@ pub fn migrations() -> ServiceMigrations {
 pub struct SubmittalSync {
     pub api: SubmittalApi,
     pub relay: Relay,
-    workers: connectability_sync::Workers<sync::SyncCore>,
+    workers: connectability_sync::Workers<sync::SubmittalSync>,
 }
 
 impl SubmittalSync {
@@ -61,14 +62,13 @@ impl SubmittalSync {
         limits: Limits,
     ) -> anyhow::Result<Self> {
         let relay = Relay::new(db.clone(), bus.clone());
-        let core = Arc::new(sync::SyncCore {
-            db: db.clone(),
-            blobs: blobs.clone(),
-            clock: clock.clone(),
-            relay: relay.waker(),
-            backfill: Arc::default(),
+        let core = Arc::new(sync::SubmittalSync(connectability_sync::Engine::new(
+            db.clone(),
+            blobs.clone(),
+            clock.clone(),
+            relay.waker(),
             connections,
-        });
+        )));
         let workers =
             connectability_sync::Workers::subscribe(bus.as_ref(), db.clone(), NAME, core).await?;
         let api = SubmittalApi::new(db, blobs, relay.waker(), directory, clock, limits);

@@ -7,32 +7,24 @@
 //! (S5). Each copy records the upstream version it reflects, so repeated or reordered events
 //! change nothing.
 
-use std::{collections::HashMap, sync::Arc};
+use std::collections::HashMap;
 
 use async_trait::async_trait;
 use connectability_blobs::Blobs;
 use connectability_events::Envelope;
-use connectability_platform::{clock::Clock, events::decode, input::Id};
+use connectability_platform::{events::decode, input::Id};
 use connectability_proto::{connections::v1::Feature, submittals::v1 as pb};
-use connectability_store::{Db, Tx, outbox};
-use connectability_sync::{Change, Copied, Parts, SyncedTool};
-use tokio::sync::Notify;
+use connectability_store::Tx;
+use connectability_sync::{Change, Copied, Engine, SyncedTool, files::CopiedFiles};
 
 use crate::{
-    db::{self, Copy, DistributionRow, FileRow, SubmittalRow, SyncRow},
+    db::{self, Copy, DistributionRow, SubmittalRow, SyncRow},
     domain::{self, DISTRIBUTION, FILE, SUBMITTAL, SubmittalStatus},
     events,
 };
 
-/// What the handlers and the backfill worker share.
-pub struct SyncCore {
-    pub db: Db,
-    pub blobs: Blobs,
-    pub clock: Arc<dyn Clock>,
-    pub relay: outbox::RelayWaker,
-    pub backfill: Arc<Notify>,
-    pub connections: connectability_platform::connections::ConnectionsGateway,
-}
+/// Submittals on the shared sync engine.
+pub struct SubmittalSync(pub Engine);
 
 fn copy_of(s: &SyncRow, origin_id: &str) -> Copy {
     Copy {
@@ -44,7 +36,7 @@ fn copy_of(s: &SyncRow, origin_id: &str) -> Copy {
 
 /// Copies the distributions `todo` of upstream submittal `u` to the copy `copy_id`: their
 /// cover sheets and selected attachments as files of the downstream project. Returns the
-/// new rows and files, and the upstream-to-downstream file id map.
+/// new rows and the copied files.
 async fn copy_distributions(
     tx: &mut Tx,
     blobs: &Blobs,
@@ -52,46 +44,29 @@ async fn copy_distributions(
     todo: &[DistributionRow],
     copy_id: &str,
     now: i64,
-) -> anyhow::Result<(Vec<DistributionRow>, Vec<FileRow>, HashMap<String, String>)> {
+) -> anyhow::Result<(Vec<DistributionRow>, CopiedFiles)> {
     let mut wanted: Vec<String> = Vec::new();
     for d in todo {
         wanted.extend(d.attachment_file_ids.iter().cloned());
         wanted.push(d.cover_file_id.clone());
     }
-    wanted.retain(|f| !f.is_empty());
-    wanted.sort();
-    wanted.dedup();
-    let mut map = HashMap::new();
-    let mut files = Vec::new();
-    let mut pairs = Vec::new();
-    for f in db::by_ids::<FileRow>(tx, &wanted).await? {
-        let copy = f.copied_to(
-            Id::generate(FILE).to_string(),
-            &s.downstream_project_id,
-            &s.downstream_company_id,
-            now,
-        );
-        pairs.push((f.object_key.clone(), copy.object_key.clone()));
-        map.insert(f.id.clone(), copy.id.clone());
-        files.push(copy);
-    }
-    blobs.copy_many(&pairs).await?;
-    let mapped = |ids: &[String]| -> Vec<String> {
-        ids.iter().filter_map(|id| map.get(id).cloned()).collect()
-    };
+    let mut files = CopiedFiles::default();
+    files.copy(tx, blobs, s, &wanted, FILE, now).await?;
     let rows = todo
         .iter()
         .map(|d| DistributionRow {
             id: Id::generate(DISTRIBUTION).to_string(),
             submittal_id: copy_id.to_string(),
             project_id: s.downstream_project_id.clone(),
-            attachment_file_ids: mapped(&d.attachment_file_ids),
-            cover_file_id: map.get(&d.cover_file_id).cloned().unwrap_or_default(),
+            attachment_file_ids: files.mapped(&d.attachment_file_ids),
+            cover_file_id: files.single(&d.cover_file_id),
+            // S4: approvers' attachments only where the distribution selected them.
+            general: domain::general_with_files(&d.general, |ids| files.mapped(ids)),
             copy: copy_of(s, &d.id),
             ..d.clone()
         })
         .collect();
-    Ok((rows, files, map))
+    Ok((rows, files))
 }
 
 /// Makes connection `s`'s copies of `upstream_ids` match the upstream submittals now.
@@ -144,8 +119,8 @@ pub async fn reconcile(
             .filter(|d| !done.contains(&d.id))
             .cloned()
             .collect();
-        let (rows, files, map) = if u.deleted_ms.is_some() {
-            (Vec::new(), Vec::new(), HashMap::new())
+        let (rows, files) = if u.deleted_ms.is_some() {
+            (Vec::new(), CopiedFiles::default())
         } else {
             copy_distributions(tx, blobs, s, &todo, &copy_id, now).await?
         };
@@ -167,15 +142,11 @@ pub async fn reconcile(
         if let Some(d) = latest
             && (existing.is_none() || todo.iter().any(|t| t.id == d.id))
         {
-            copy.general = d.general.clone();
+            copy.general = domain::general_with_files(&d.general, |ids| files.mapped(ids));
             copy.revision = d.revision;
             copy.distributed_revision = d.revision;
-            copy.attachment_file_ids = d
-                .attachment_file_ids
-                .iter()
-                .filter_map(|id| map.get(id).cloned())
-                .collect();
-            copy.cover_file_id = map.get(&d.cover_file_id).cloned().unwrap_or_default();
+            copy.attachment_file_ids = files.mapped(&d.attachment_file_ids);
+            copy.cover_file_id = files.single(&d.cover_file_id);
         }
         copy.number = u.number;
         copy.status = if u.deleted_ms.is_some() {
@@ -203,7 +174,7 @@ pub async fn reconcile(
             }
         }
         new_dists.extend(rows);
-        new_files.extend(files);
+        new_files.extend(files.rows);
     }
     // Many rows per statement, all in the caller's one transaction; parents first.
     db::insert(tx, &new_files).await?;
@@ -213,18 +184,12 @@ pub async fn reconcile(
 }
 
 #[async_trait]
-impl SyncedTool for SyncCore {
+impl SyncedTool for SubmittalSync {
     const FEATURE: Feature = Feature::Submittals;
     const CONTEXT: &'static str = "submittals";
 
-    fn parts(&self) -> Parts<'_> {
-        Parts {
-            db: &self.db,
-            clock: &*self.clock,
-            relay: &self.relay,
-            backfill: &self.backfill,
-            connections: &self.connections,
-        }
+    fn engine(&self) -> &Engine {
+        &self.0
     }
 
     /// Every distributed submittal upstream that the downstream company takes part in (S1).
@@ -264,7 +229,7 @@ impl SyncedTool for SyncCore {
         record_ids: &[String],
         now_ms: i64,
     ) -> anyhow::Result<Copied> {
-        reconcile(tx, &self.blobs, s, record_ids, now_ms).await
+        reconcile(tx, &self.0.blobs, s, record_ids, now_ms).await
     }
 
     fn changed(&self, e: &Envelope) -> anyhow::Result<Option<Change>> {
@@ -301,15 +266,11 @@ impl SyncedTool for SyncCore {
 
     /// S6: copies stay, marked disconnected.
     async fn disconnected(&self, tx: &mut Tx, connection_id: &str) -> anyhow::Result<()> {
-        let now = self.clock.now_ms();
+        let now = self.0.clock.now_ms();
         Ok(db::mark_disconnected(tx, connection_id, now).await?)
     }
 
-    async fn withdraw(&self, tx: &mut Tx, connection_id: &str) -> anyhow::Result<Vec<String>> {
+    async fn withdraw(&self, tx: &mut Tx, connection_id: &str) -> anyhow::Result<()> {
         Ok(db::withdraw_copies(tx, connection_id).await?)
-    }
-
-    async fn delete_file(&self, object_key: &str) -> anyhow::Result<()> {
-        self.blobs.delete(object_key).await
     }
 }

@@ -1220,6 +1220,7 @@ async fn every_transition_is_published_with_what_consumers_need(backend: Backend
             &ServiceMigrations {
                 postgres: sqlx::migrate!("migrations/postgres"),
                 sqlite: sqlx::migrate!("migrations/sqlite"),
+                libraries: Vec::new(),
             },
         )
         .await;

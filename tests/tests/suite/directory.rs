@@ -766,6 +766,7 @@ async fn directory_changes_are_published_as_events(backend: Backend) {
             &ServiceMigrations {
                 postgres: sqlx::migrate!("migrations/postgres"),
                 sqlite: sqlx::migrate!("migrations/sqlite"),
+                libraries: Vec::new(),
             },
         )
         .await;

@@ -1052,6 +1052,7 @@ async fn end_to_end_connect_watch_publish_rename_delete_disconnect(backend: Back
             &ServiceMigrations {
                 postgres: sqlx::migrate!("migrations/postgres"),
                 sqlite: sqlx::migrate!("migrations/sqlite"),
+                libraries: Vec::new(),
             },
         )
         .await;
@@ -1292,18 +1293,19 @@ async fn repeated_and_reordered_events_leave_the_same_state(backend: Backend) {
         })
         .collect();
     assert!(events.len() >= 3, "two publishes and a rename");
-    let core = Arc::new(drawings_sync::sync::SyncCore {
-        db: db.clone(),
-        blobs: connectability_blobs::Blobs::from_url(&format!(
-            "file://{}",
-            w.app.env.dir.join("blobs").display()
-        ))
-        .unwrap(),
-        clock: Arc::new(w.app.clock.clone()),
-        relay: Default::default(),
-        backfill: Default::default(),
-        connections: w.app.connections_gateway(drawings_sync::NAME),
-    });
+    let core = Arc::new(drawings_sync::sync::DrawingSync(
+        connectability_sync::Engine::new(
+            db.clone(),
+            connectability_blobs::Blobs::from_url(&format!(
+                "file://{}",
+                w.app.env.dir.join("blobs").display()
+            ))
+            .unwrap(),
+            Arc::new(w.app.clock.clone()),
+            Default::default(),
+            w.app.connections_gateway(drawings_sync::NAME),
+        ),
+    ));
     let handler = Arc::new(drawings_sync::sync::DrawingEvents(core));
     // Delivered again, in order, then twice more in reverse order (fresh inboxes, so the
     // handler really runs each time), then once more to an inbox that has them.

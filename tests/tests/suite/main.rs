@@ -42,4 +42,5 @@ mod platform;
 mod rfis;
 mod submittals;
 mod sync_engine;
+mod synced_tools;
 mod traces;

@@ -578,6 +578,23 @@ async fn distribution_lists_narrow_and_add_company_admins(backend: Backend) {
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::PermissionDenied);
+    // Seed 002: only the Connection Manager list may add company admins.
+    let err = gina
+        .update_distribution_list(npb::UpdateDistributionListRequest {
+            project_id: w.gc_project.clone(),
+            tool: Tool::Drawings as i32,
+            narrowed: false,
+            selected_admin_ids: vec![],
+            company_admin_ids: vec![w.gc_owner.clone()],
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert_eq!(
+        connectability_platform::errors::bad_field(&err).as_deref(),
+        Some("company_admin_ids"),
+        "{err:?}"
+    );
     // Narrowed to Glen, plus Olga the company admin.
     let list = gina
         .update_distribution_list(npb::UpdateDistributionListRequest {

@@ -1140,18 +1140,17 @@ async fn repeated_and_reordered_rfi_events_leave_the_same_state(backend: Backend
         .filter(|e| e.event_type.contains(".RfiClosed") || e.event_type.contains(".RfiReopened"))
         .collect();
     assert_eq!(events.len(), 3, "close, reopen, close");
-    let core = Arc::new(rfi_sync::sync::SyncCore {
-        db: db.clone(),
-        blobs: connectability_blobs::Blobs::from_url(&format!(
+    let core = Arc::new(rfi_sync::sync::RfiSync(connectability_sync::Engine::new(
+        db.clone(),
+        connectability_blobs::Blobs::from_url(&format!(
             "file://{}",
             w.app.env.dir.join("blobs").display()
         ))
         .unwrap(),
-        clock: Arc::new(w.app.clock.clone()),
-        relay: Default::default(),
-        backfill: Default::default(),
-        connections: w.app.connections_gateway(rfi_sync::NAME),
-    });
+        Arc::new(w.app.clock.clone()),
+        Default::default(),
+        w.app.connections_gateway(rfi_sync::NAME),
+    )));
     let handler = Arc::new(connectability_sync::ToolEvents(core));
     // Delivered again in order, then in reverse order (fresh inboxes, so the handler really
     // runs each time), then once more to an inbox that has them.
@@ -1192,7 +1191,31 @@ on_both_backends!(
     repeated_and_reordered_rfi_events_leave_the_same_state,
     linked_drawings_and_private_files_follow_the_readers_access,
     private_rfi_and_linked_drawing_rows_of_the_authorization_matrix,
+    concurrent_rfi_creates_in_one_project_all_succeed_with_distinct_numbers,
 );
+
+/// Issue 17: people filing RFIs at the same moment all succeed (on Postgres they were
+/// answered ABORTED); each gets its own number.
+async fn concurrent_rfi_creates_in_one_project_all_succeed_with_distinct_numbers(backend: Backend) {
+    let w = world(backend).await;
+    let creates = (0..8).map(|i| {
+        let mut client = w.rfis(&w.gc_admin);
+        let r = request(&w.gc_project, &format!("Concurrent {i}"));
+        async move { client.create_rfi(r).await }
+    });
+    let mut numbers: Vec<i64> = futures::future::join_all(creates)
+        .await
+        .into_iter()
+        .map(|r| {
+            r.expect("every concurrent create succeeds")
+                .into_inner()
+                .number
+        })
+        .collect();
+    numbers.sort();
+    assert_eq!(numbers, (1..=8).collect::<Vec<i64>>());
+    w.app.stop().await;
+}
 
 /// A one-page PDF whose page's `/Parent` chain loops (object 4 is its own parent), with a
 /// correct cross-reference table: what a hostile tenant uploads as a drawing.
@@ -1426,14 +1449,16 @@ async fn linked_drawings_and_private_files_follow_the_readers_access(backend: Ba
 ///
 /// Changed once, for issue 16: the replay test's hand-built sync core gained the
 /// connection-manager client it confirms connection events with (one added line; no
-/// drawings behaviour the suite checks changed).
+/// drawings behaviour the suite checks changed). Changed again for issue 17: that core is
+/// built with `connectability_sync::Engine::new`, and the test migration set names no
+/// library migrations (construction only; no behaviour changed).
 #[test]
 fn drawings_suite_is_unchanged_by_the_move_to_libs_sync() {
     use sha2::{Digest, Sha256};
     let suite = include_bytes!("drawings.rs");
     assert_eq!(
         format!("{:x}", Sha256::digest(suite)),
-        "4e1ac7a35d7342678621db59ebb973339f7f175f544dae7085dffff20f27958c"
+        "b7758d8951259d90849133d95cc4bb14b4be0bdb9f26c9701a006e54bc6f054f"
     );
 }
 

@@ -872,4 +872,71 @@ on_both_backends!(
     n05_initial_submittal_sync_complete_reaches_the_downstream_submittals_list,
     submittal_approvals_permissions_and_bad_input,
     an_undone_submittal_connection_leaves_no_copies,
+    s04_an_approvers_attachment_not_selected_is_not_named_by_the_copy,
+    concurrent_creates_in_one_project_all_succeed_with_distinct_numbers,
 );
+
+/// S4 (issue 17): an approver's attachment that the distribution did not select never
+/// appears in the copy, not even as an upstream id among the approvers' answers; one that
+/// was selected appears as its downstream copy.
+async fn s04_an_approvers_attachment_not_selected_is_not_named_by_the_copy(backend: Backend) {
+    let w = world(backend).await;
+    let mut r = request(&w.gc_project, "Panels");
+    r.approver_ids = vec![w.sub_admin.clone()];
+    let s = w.create(r).await;
+    let markup = w
+        .upload(&w.sub_admin, "markup.pdf", b"%PDF-1.4 approver markup")
+        .await;
+    w.respond(&w.sub_admin, &s, A::Approved, &[&markup.id])
+        .await
+        .unwrap();
+    w.distribute(&s, &[], "no attachments").await;
+    let c = w.connect().await;
+    w.in_sync(&c).await;
+    let copy = w.copy_of(&s).await.unwrap();
+    assert!(copy.attachment_file_ids.is_empty(), "{copy:?}");
+    assert_eq!(copy.approvers.len(), 1);
+    assert!(
+        copy.approvers[0].attachment_file_ids.is_empty(),
+        "an unselected attachment is named by the copy: {:?}",
+        copy.approvers[0]
+    );
+    // Selected in a later distribution: the copy names its downstream copy.
+    w.distribute(&s, &[&markup.id], "with the markup").await;
+    let copy = w
+        .copy_until(&s, "the second distribution copied", |c| {
+            c.attachment_file_ids.len() == 1
+        })
+        .await;
+    assert_eq!(
+        copy.approvers[0].attachment_file_ids,
+        copy.attachment_file_ids
+    );
+    let (f, bytes) = w.download(&w.sub_admin, &copy.attachment_file_ids[0]).await;
+    assert_eq!(f.project_id, w.sub_project);
+    assert_eq!(bytes, b"%PDF-1.4 approver markup");
+    w.app.stop().await;
+}
+
+/// Issue 17: people filing submittals at the same moment all succeed; each gets its own
+/// number (from the project's counter, inside the create's transaction).
+async fn concurrent_creates_in_one_project_all_succeed_with_distinct_numbers(backend: Backend) {
+    let w = world(backend).await;
+    let creates = (0..8).map(|i| {
+        let mut client = w.submittals(&w.gc_admin);
+        let r = request(&w.gc_project, &format!("Concurrent {i}"));
+        async move { client.create_submittal(r).await }
+    });
+    let mut numbers: Vec<i64> = futures::future::join_all(creates)
+        .await
+        .into_iter()
+        .map(|r| {
+            r.expect("every concurrent create succeeds")
+                .into_inner()
+                .number
+        })
+        .collect();
+    numbers.sort();
+    assert_eq!(numbers, (1..=8).collect::<Vec<i64>>());
+    w.app.stop().await;
+}

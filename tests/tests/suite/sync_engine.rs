@@ -195,18 +195,19 @@ async fn a_late_activation_never_restarts_an_undone_connection(backend: Backend)
     })
     .await;
     // The activation it followed, delivered again late (an older event time), to a fresh inbox.
-    let core = Arc::new(drawings_sync::sync::SyncCore {
-        db: db.clone(),
-        blobs: connectability_blobs::Blobs::from_url(&format!(
-            "file://{}",
-            world.app.env.dir.join("blobs").display()
-        ))
-        .unwrap(),
-        clock: Arc::new(world.app.clock.clone()),
-        relay: Default::default(),
-        backfill: Default::default(),
-        connections: world.app.connections_gateway(drawings_sync::NAME),
-    });
+    let core = Arc::new(drawings_sync::sync::DrawingSync(
+        connectability_sync::Engine::new(
+            db.clone(),
+            connectability_blobs::Blobs::from_url(&format!(
+                "file://{}",
+                world.app.env.dir.join("blobs").display()
+            ))
+            .unwrap(),
+            Arc::new(world.app.clock.clone()),
+            Default::default(),
+            world.app.connections_gateway(drawings_sync::NAME),
+        ),
+    ));
     let mut activated = connectability_platform::events::envelope(
         "connectability/connection-manager",
         format!("connections/{id}"),
