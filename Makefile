@@ -5,7 +5,7 @@
 CARGO ?= cargo
 export CARGO_TARGET_DIR ?= $(HOME)/.cache/connectability/target
 
-.PHONY: run test test-embedded smoke chaos chaos-quick deploy-check deploy-run lint one-crypto-provider fmt clippy buf-lint bench bench-quick proto clean-data
+.PHONY: run test test-embedded smoke chaos chaos-quick deploy-check deploy-run lint one-crypto-provider import-graph fmt clippy buf-lint bench bench-quick proto clean-data
 
 ## Build and start every service in one process on 127.0.0.1:50051 (SQLite in .data/, in-process events).
 run:
@@ -61,7 +61,11 @@ deploy-run:
 	CONNECTABILITY_BIN=$(CARGO_TARGET_DIR)/debug/connectability python3 scripts/deploy-run.py
 
 ## fmt, clippy (warnings are errors), buf lint, and one rustls crypto provider (ring).
-lint: fmt clippy buf-lint one-crypto-provider
+lint: fmt clippy buf-lint one-crypto-provider import-graph
+
+## Nothing under libs/ imports a service (scripts/check-imports.py).
+import-graph:
+	@python3 scripts/check-imports.py
 
 ## ring is the workspace's one rustls crypto provider: nothing may bring aws-lc-rs back.
 one-crypto-provider:

@@ -4,6 +4,7 @@ services there are."""
 
 import os
 import pathlib
+import subprocess
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
@@ -17,9 +18,6 @@ def binary() -> str:
 
 
 def services() -> list[str]:
-    """Every service crate under services/ (the umbrella binary excluded)."""
-    return sorted(
-        d.name
-        for d in (ROOT / "services").iterdir()
-        if d.is_dir() and d.name != "connectability"
-    )
+    """Every service, as the composition root lists them (`connectability services`)."""
+    out = subprocess.run([binary(), "services"], capture_output=True, text=True, check=True)
+    return sorted(line.split("\t", 1)[0] for line in out.stdout.splitlines() if line.strip())

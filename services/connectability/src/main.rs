@@ -7,10 +7,12 @@
 //! - `migrate <service>`: applies a service's migrations to `DATABASE_URL`.
 //! - `dead-letters <service>`: lists events a service's consumers gave up on.
 //! - `sync status|watch --connection ID`: a connection's sync, asked of a running server.
+//! - `services`: every service's name and what it does (the composition root's list).
 
 use std::{net::SocketAddr, path::PathBuf};
 
 use clap::{Parser, Subcommand};
+use connectability::catalog;
 use connectability_auth::{Issuer, ROLE_OPERATOR, ROLE_SERVICE};
 use connectability_platform::{
     AuthConfig, DEV_ONLY_HS256_SECRET, GrpcServer, metrics::Metrics, telemetry::LogFormat,
@@ -43,7 +45,8 @@ enum Command {
     Token(TokenArgs),
     /// Apply a service's migrations to DATABASE_URL and exit.
     Migrate {
-        service: ServiceName,
+        #[arg(value_parser = clap::builder::PossibleValuesParser::new(catalog::names()))]
+        service: String,
         #[arg(long, env = "DATABASE_URL")]
         database_url: String,
     },
@@ -53,6 +56,8 @@ enum Command {
         #[command(subcommand)]
         command: sync_cli::SyncCommand,
     },
+    /// Print every service's name and what it does, one per line (tab-separated).
+    Services,
     /// List or replay the dead letters in a service's database (events its consumers gave up on).
     DeadLetters {
         #[arg(long, env = "DATABASE_URL")]
@@ -88,16 +93,6 @@ enum ServeService {
     SubmittalSync(Box<submittal_sync::Config>),
     /// Notifications by inbox and email.
     Notification(Box<notification::Config>),
-}
-
-#[derive(Clone, Copy, clap::ValueEnum)]
-enum ServiceName {
-    Directory,
-    ConnectionManager,
-    DrawingsSync,
-    RfiSync,
-    SubmittalSync,
-    Notification,
 }
 
 #[derive(clap::Args)]
@@ -219,17 +214,16 @@ async fn main() -> anyhow::Result<()> {
             service,
             database_url,
         } => {
+            let service = catalog::find(&service).expect("clap checked the name");
             let db = Db::connect(&database_url).await?;
-            let migrations = match service {
-                ServiceName::Directory => directory::migrations(),
-                ServiceName::ConnectionManager => connection_manager::migrations(),
-                ServiceName::DrawingsSync => drawings_sync::migrations(),
-                ServiceName::RfiSync => rfi_sync::migrations(),
-                ServiceName::SubmittalSync => submittal_sync::migrations(),
-                ServiceName::Notification => notification::migrations(),
-            };
-            db.migrate(&migrations).await?;
+            db.migrate(&(service.migrations)()).await?;
             println!("migrations applied");
+            Ok(())
+        }
+        Command::Services => {
+            for s in catalog::SERVICES {
+                println!("{}\t{}", s.name, s.about);
+            }
             Ok(())
         }
         Command::DeadLetters {
@@ -295,131 +289,44 @@ async fn dev(args: DevArgs) -> anyhow::Result<()> {
     let mut server = GrpcServer::new(auth.verifier().await?, metrics);
     let max_message_bytes = 4 * 1024 * 1024;
 
-    let directory_db = Db::connect(&sqlite(directory::NAME)).await?;
-    directory_db.migrate(&directory::migrations()).await?;
-    let loaded = directory::demo::load(&directory_db).await?;
-    directory::Directory::new(directory_db, bus.clone()).mount(&mut server, max_message_bytes);
-
     // In-process services reach each other through this server's own address.
-    let issuer = Issuer::hs256(secret.as_bytes());
-    let own = || connectability_platform::directory::channel(&format!("http://{addr}"));
-    let clock = std::sync::Arc::new(connectability_platform::clock::SystemClock);
-    let cache = std::time::Duration::from_secs(2);
-
-    let drawings_db = Db::connect(&sqlite(drawings_sync::NAME)).await?;
-    drawings_db.migrate(&drawings_sync::migrations()).await?;
     let blobs = connectability_blobs::Blobs::from_url(&format!(
         "file://{}/blobs",
         args.data_dir.display()
     ))?;
-    drawings_sync::DrawingsSync::start(
-        drawings_db,
-        bus.clone(),
-        blobs.clone(),
-        connectability_platform::directory::DirectoryGateway::new(
-            own()?,
-            issuer.service(drawings_sync::NAME),
-            cache,
-        ),
-        connectability_platform::connections::ConnectionsGateway::new(
-            own()?,
-            issuer.service(drawings_sync::NAME),
-        ),
-        clock.clone(),
-        drawings_sync::Limits::default(),
-    )
-    .await?
-    .mount(&mut server, max_message_bytes);
-
-    let rfis_db = Db::connect(&sqlite(rfi_sync::NAME)).await?;
-    rfis_db.migrate(&rfi_sync::migrations()).await?;
-    rfi_sync::demo::load(&rfis_db, &blobs).await?;
-    rfi_sync::RfiSync::start(
-        rfis_db,
-        bus.clone(),
-        blobs.clone(),
-        rfi_sync::Peers {
-            directory: connectability_platform::directory::DirectoryGateway::new(
-                own()?,
-                issuer.service(rfi_sync::NAME),
-                cache,
-            ),
-            connections: connectability_platform::connections::ConnectionsGateway::new(
-                own()?,
-                issuer.service(rfi_sync::NAME),
-            ),
-            drawings: rfi_sync::DrawingsGateway::new(own()?, issuer.service(rfi_sync::NAME)),
+    let process = catalog::InProcess {
+        bus,
+        blobs: blobs.clone(),
+        peers: connectability_platform::directory::channel(&format!("http://{addr}"))?,
+        issuer: Issuer::hs256(secret.as_bytes()),
+        clock: std::sync::Arc::new(connectability_platform::clock::SystemClock),
+        directory_cache: std::time::Duration::from_secs(2),
+        drawings: Default::default(),
+        rfis: Default::default(),
+        submittals: Default::default(),
+        mail: notification::MailSettings {
+            smtp_url: std::env::var("SMTP_URL").ok().filter(|u| !u.is_empty()),
+            dir: args.data_dir.join("mail"),
+            from: "Connectability <no-reply@connectability.local>".into(),
+            base_url: std::env::var("NOTIFY_BASE_URL")
+                .unwrap_or_else(|_| "http://localhost:8080".into()),
+            max_backoff: std::time::Duration::from_secs(60),
+            retention: Default::default(),
         },
-        clock.clone(),
-        rfi_sync::Limits::default(),
-    )
-    .await?
-    .mount(&mut server, max_message_bytes);
-
-    let submittals_db = Db::connect(&sqlite(submittal_sync::NAME)).await?;
-    submittals_db.migrate(&submittal_sync::migrations()).await?;
-    submittal_sync::demo::load(&submittals_db, &blobs).await?;
-    submittal_sync::SubmittalSync::start(
-        submittals_db,
-        bus.clone(),
-        blobs,
-        connectability_platform::directory::DirectoryGateway::new(
-            own()?,
-            issuer.service(submittal_sync::NAME),
-            cache,
-        ),
-        connectability_platform::connections::ConnectionsGateway::new(
-            own()?,
-            issuer.service(submittal_sync::NAME),
-        ),
-        clock.clone(),
-        submittal_sync::Limits::default(),
-    )
-    .await?
-    .mount(&mut server, max_message_bytes);
-
-    let notification_db = Db::connect(&sqlite(notification::NAME)).await?;
-    notification_db.migrate(&notification::migrations()).await?;
-    let mail = notification::MailSettings {
-        smtp_url: std::env::var("SMTP_URL").ok().filter(|u| !u.is_empty()),
-        dir: args.data_dir.join("mail"),
-        from: "Connectability <no-reply@connectability.local>".into(),
-        base_url: std::env::var("NOTIFY_BASE_URL")
-            .unwrap_or_else(|_| "http://localhost:8080".into()),
-        max_backoff: std::time::Duration::from_secs(60),
-        retention: Default::default(),
     };
-    notification::Notification::start(
-        notification_db,
-        bus.clone(),
-        connectability_platform::directory::DirectoryGateway::new(
-            own()?,
-            issuer.service(notification::NAME),
-            cache,
-        ),
-        clock.clone(),
-        mail,
-    )
-    .await?
-    .mount(&mut server, max_message_bytes);
-
-    let connections_db = Db::connect(&sqlite(connection_manager::NAME)).await?;
-    connections_db
-        .migrate(&connection_manager::migrations())
-        .await?;
-    connection_manager::demo::load(&connections_db).await?;
-    connection_manager::ConnectionManager::new(
-        connections_db,
-        bus.clone(),
-        connection_manager::DirectoryGateway::new(
-            own()?,
-            issuer.service(connection_manager::NAME),
-            cache,
-        ),
-        connection_manager::DrawingsGateway::new(own()?, issuer.service(connection_manager::NAME)),
-        clock,
-    )
-    .mount(&mut server, max_message_bytes);
+    let mut loaded = false;
+    for service in catalog::SERVICES {
+        let db = Db::connect(&sqlite(service.name)).await?;
+        db.migrate(&(service.migrations)()).await?;
+        // The directory's demo data decides what the welcome says.
+        let demo = (service.demo)(&db, &blobs).await?;
+        if service.name == directory::NAME {
+            loaded = demo;
+        }
+        (service.start)(db, &process)
+            .await?
+            .mount_on(&mut server, max_message_bytes);
+    }
 
     print_welcome(
         &addr,
@@ -487,4 +394,20 @@ fn print_welcome(addr: &SocketAddr, issuer: &Issuer, loaded: bool, data_dir: &st
         data_dir.display()
     );
     println!();
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    /// `serve` offers exactly the composition root's services, by the same names.
+    #[test]
+    fn serve_offers_every_service_of_the_catalog() {
+        let cli = Cli::command();
+        let serve = cli.find_subcommand("serve").expect("serve");
+        let offered: Vec<&str> = serve.get_subcommands().map(|c| c.get_name()).collect();
+        assert_eq!(offered, catalog::names());
+    }
 }

@@ -101,14 +101,21 @@ impl Rng {
     }
 }
 
-const SERVICES: &[(&str, usize, &str)] = &[
-    ("directory", 1, "dir"),
-    ("connection-manager", 1, "cm"),
-    ("drawings-sync", 2, "dwg"),
-    ("rfi-sync", 2, "rfi"),
-    ("submittal-sync", 2, "sub"),
-    ("notification", 2, "ntf"),
-];
+/// Every service of the composition root (`connectability::catalog`), with its replicas
+/// here and its database's name: two replicas of each service that scales out, one of the
+/// directory and of connection-manager (their faults are kills and restarts, not takeover).
+fn services() -> Vec<(&'static str, usize, String)> {
+    connectability::catalog::SERVICES
+        .iter()
+        .map(|s| {
+            let replicas = match s.name {
+                "directory" | "connection-manager" => 1,
+                _ => 2,
+            };
+            (s.name, replicas, s.name.replace('-', "_"))
+        })
+        .collect()
+}
 
 /// Every process and the infrastructure under them.
 pub struct Cluster {
@@ -929,20 +936,20 @@ pub async fn run(plan: Plan, bin: &Path) -> anyhow::Result<Report> {
     let mut ports = BTreeMap::new();
     // Ports first: services name each other.
     let mut pending = Vec::new();
-    for (service, replicas, db) in SERVICES {
+    for (service, replicas, db) in services() {
         sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {db}")))
             .execute(&admin_pool)
             .await?;
-        for r in 0..*replicas {
+        for r in 0..replicas {
             let p = Process::new(&dir, service, r, Vec::new())?;
             ports.insert(p.label.clone(), p.port);
-            pending.push((p, *db));
+            pending.push((p, db.clone()));
         }
     }
     let url = |label: &str| format!("http://127.0.0.1:{}", ports[label]);
     for (mut p, db) in pending {
         let mut env = vec![
-            ("DATABASE_URL".to_string(), pg.url(db)),
+            ("DATABASE_URL".to_string(), pg.url(&db)),
             ("EVENTS_URL".into(), nats.url()),
             ("EVENTS_PASSWORD".into(), nats.password(p.service)),
             ("EVENTS_PREFIX".into(), "chaos".into()),
@@ -985,9 +992,10 @@ pub async fn run(plan: Plan, bin: &Path) -> anyhow::Result<Report> {
     };
     let pg_url = cluster.lock().unwrap().pg.url("postgres");
     let mut pools = BTreeMap::new();
-    for (_, _, db) in SERVICES {
+    for (_, _, db) in services() {
         let url = format!("{}/{db}", pg_url.trim_end_matches("/postgres"));
-        pools.insert(*db, PgPool::connect(&url).await?);
+        let pool = PgPool::connect(&url).await?;
+        pools.insert(db, pool);
     }
 
     eprintln!("chaos: building the world (no faults yet)");
@@ -998,7 +1006,7 @@ pub async fn run(plan: Plan, bin: &Path) -> anyhow::Result<Report> {
         Duration::from_secs(120),
         || async {
             count(
-                &pools["dwg"],
+                &pools["drawings_sync"],
                 "SELECT COUNT(*) FROM sync_connections WHERE state = 2",
             )
             .await
@@ -1034,7 +1042,7 @@ pub async fn run(plan: Plan, bin: &Path) -> anyhow::Result<Report> {
     eprintln!("chaos: waiting for the system to go idle");
     let per = (plan.sheets + plan.revised) as i64;
     let expected = per * plan.connections as i64;
-    let stable_sql = stable_in(&world.stable_connections(&pools["dwg"]).await?);
+    let stable_sql = stable_in(&world.stable_connections(&pools["drawings_sync"]).await?);
     let (nats_url, nats_admin) = {
         let c = cluster.lock().unwrap();
         (c.nats.url(), c.nats.password("admin"))
@@ -1048,7 +1056,7 @@ pub async fn run(plan: Plan, bin: &Path) -> anyhow::Result<Report> {
             let copies: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
                 "SELECT COUNT(DISTINCT connection_id || '/' || origin_id) FROM revisions WHERE connection_id IN ({stable_sql})"
             )))
-            .fetch_one(&pools["dwg"])
+            .fetch_one(&pools["drawings_sync"])
             .await
             .unwrap_or(-1);
             if copies < expected {
@@ -1059,8 +1067,8 @@ pub async fn run(plan: Plan, bin: &Path) -> anyhow::Result<Report> {
                     return false;
                 }
             }
-            count(&pools["dwg"], "SELECT COUNT(*) FROM sync_work").await == 0
-                && count(&pools["ntf"], "SELECT COUNT(*) FROM emails WHERE sent_ms IS NULL").await == 0
+            count(&pools["drawings_sync"], "SELECT COUNT(*) FROM sync_work").await == 0
+                && count(&pools["notification"], "SELECT COUNT(*) FROM emails WHERE sent_ms IS NULL").await == 0
                 && Nats::backlog(&nats_url, &nats_admin).await.ok() == Some(0)
         }
     })
@@ -1077,7 +1085,7 @@ pub async fn run(plan: Plan, bin: &Path) -> anyhow::Result<Report> {
         copies_expected: expected,
         ..Default::default()
     };
-    let dwg = &pools["dwg"];
+    let dwg = &pools["drawings_sync"];
     let rows: Vec<(String, i64, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT connection_id, COUNT(*), COUNT(DISTINCT origin_id) FROM revisions WHERE connection_id IN ({stable_sql}) GROUP BY connection_id"
     )))
@@ -1128,12 +1136,12 @@ pub async fn run(plan: Plan, bin: &Path) -> anyhow::Result<Report> {
     report.notifications_found = sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(format!(
         "SELECT COUNT(DISTINCT event_id || '/' || connection_id) FROM notifications WHERE kind = 7 AND connection_id IN ({stable_sql})"
     )))
-    .fetch_one(&pools["ntf"])
+    .fetch_one(&pools["notification"])
     .await?;
-    report.emails_rows = count(&pools["ntf"], "SELECT COUNT(*) FROM emails").await;
+    report.emails_rows = count(&pools["notification"], "SELECT COUNT(*) FROM emails").await;
     (report.emails_received, report.emails_distinct) = mail.counts();
     let sent: Vec<(String, Option<i64>)> = sqlx::query_as("SELECT id, sent_ms FROM emails")
-        .fetch_all(&pools["ntf"])
+        .fetch_all(&pools["notification"])
         .await?;
     let received = mail.received();
     let mut windows = Vec::new();

@@ -170,8 +170,9 @@ async fn a_publish_its_copies_and_their_email_are_one_trace(backend: Backend) {
     .await
     .unwrap();
 
-    // The spans of the publish's trace, once the email it leads to was sent and the
-    // directory (another process, exporting on its own schedule) has reported its calls.
+    // The spans of the publish's trace, once the email it leads to was sent and every
+    // process (each exporting on its own schedule) has reported its part: drawings-sync's
+    // event handling and copy, the directory's calls.
     let publish_name = "connectability.drawings.v1.DrawingService/PublishDrawingRevisions";
     let (publish, trace) = poll("the publish's trace through to the email", async || {
         let spans = otlp.spans();
@@ -195,7 +196,12 @@ async fn a_publish_its_copies_and_their_email_are_one_trace(backend: Backend) {
                 .iter()
                 .any(|s| s.service == "directory" && descends(s, h, &by_id))
         });
-        (emailed && looked_up).then_some((publish, trace))
+        let copied = ["handle RevisionsPublished", "copy"].iter().all(|name| {
+            trace
+                .iter()
+                .any(|s| s.service == "drawings-sync" && s.name() == *name)
+        });
+        (emailed && looked_up && copied).then_some((publish, trace))
     })
     .await;
     let by_id: HashMap<String, &Received> = trace.iter().map(|s| (s.span_id(), s)).collect();

@@ -10,6 +10,7 @@
 
 use std::{future::Future, net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 
+use connectability::catalog;
 use connectability_auth::{BearerToken, Issuer};
 use connectability_events::EventBus;
 use connectability_platform::{
@@ -254,6 +255,23 @@ pub enum Service {
 }
 
 impl Service {
+    /// Its name in the composition root (`connectability::catalog`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Service::Directory => directory::NAME,
+            Service::ConnectionManager => connection_manager::NAME,
+            Service::DrawingsSync => drawings_sync::NAME,
+            Service::RfiSync => rfi_sync::NAME,
+            Service::SubmittalSync => submittal_sync::NAME,
+            Service::Notification => notification::NAME,
+        }
+    }
+
+    /// Its entry in the composition root.
+    pub fn entry(self) -> &'static catalog::Service {
+        catalog::find(self.name()).expect("every test service is in the catalog")
+    }
+
     /// Every service, for tests that reach every RPC.
     pub const ALL: &[Service] = &[
         Service::Directory,
@@ -282,6 +300,8 @@ pub struct TestApp {
     pub addr: SocketAddr,
     pub env: TestEnv,
     pub issuer: Issuer,
+    /// What the app's services share (bus, files, peers, clock, limits, mail).
+    process: catalog::InProcess,
     /// Each running service's database, for assertions on stored state.
     pub dbs: Vec<(Service, Db)>,
     /// The server's metrics registry.
@@ -332,149 +352,40 @@ impl TestApp {
             .await
             .expect("bind port 0");
         let addr = listener.local_addr().expect("local addr");
+        // Services reach each other through this app's own address, with no directory
+        // cache (tests change levels and look at once).
+        let process = catalog::InProcess {
+            bus: env.bus.clone(),
+            blobs: connectability_blobs::Blobs::from_url(&format!(
+                "file://{}",
+                env.dir.join("blobs").display()
+            ))
+            .expect("blobs folder"),
+            peers: lazy_channel(addr),
+            issuer: Issuer::hs256(DEV_ONLY_HS256_SECRET.as_bytes()),
+            clock: Arc::new(clock.clone()),
+            directory_cache: Duration::ZERO,
+            drawings: options.drawings,
+            rfis: options.rfis,
+            submittals: options.submittals,
+            mail: notification::MailSettings {
+                smtp_url: options.smtp_url.clone(),
+                dir: env.dir.join("mail"),
+                from: "Connectability <no-reply@connectability.test>".into(),
+                base_url: "https://connectability.test".into(),
+                max_backoff: Duration::from_millis(200),
+                retention: Default::default(),
+            },
+        };
         let mut dbs = Vec::new();
         for service in services {
-            match service {
-                Service::Directory => {
-                    let db = env.migrated_db("directory", &directory::migrations()).await;
-                    directory::Directory::new(db.clone(), env.bus.clone())
-                        .mount(&mut server, MAX_MESSAGE_BYTES);
-                    dbs.push((*service, db));
-                }
-                Service::DrawingsSync => {
-                    let db = env
-                        .migrated_db("drawings", &drawings_sync::migrations())
-                        .await;
-                    let blobs = connectability_blobs::Blobs::from_url(&format!(
-                        "file://{}",
-                        env.dir.join("blobs").display()
-                    ))
-                    .expect("blobs folder");
-                    let gateway = connection_manager::DirectoryGateway::new(
-                        lazy_channel(addr),
-                        issuer.service(drawings_sync::NAME),
-                        Duration::ZERO,
-                    );
-                    drawings_sync::DrawingsSync::start(
-                        db.clone(),
-                        env.bus.clone(),
-                        blobs,
-                        gateway,
-                        connectability_platform::connections::ConnectionsGateway::new(
-                            lazy_channel(addr),
-                            issuer.service(drawings_sync::NAME),
-                        ),
-                        Arc::new(clock.clone()),
-                        options.drawings,
-                    )
-                    .await
-                    .expect("drawings-sync")
-                    .mount(&mut server, MAX_MESSAGE_BYTES);
-                    dbs.push((*service, db));
-                }
-                Service::RfiSync => {
-                    let db = env.migrated_db("rfis", &rfi_sync::migrations()).await;
-                    let blobs = connectability_blobs::Blobs::from_url(&format!(
-                        "file://{}",
-                        env.dir.join("blobs").display()
-                    ))
-                    .expect("blobs folder");
-                    let token = issuer.service(rfi_sync::NAME);
-                    let gateway = connection_manager::DirectoryGateway::new(
-                        lazy_channel(addr),
-                        &token,
-                        Duration::ZERO,
-                    );
-                    rfi_sync::RfiSync::start(
-                        db.clone(),
-                        env.bus.clone(),
-                        blobs,
-                        rfi_sync::Peers {
-                            directory: gateway,
-                            connections:
-                                connectability_platform::connections::ConnectionsGateway::new(
-                                    lazy_channel(addr),
-                                    &token,
-                                ),
-                            drawings: rfi_sync::DrawingsGateway::new(lazy_channel(addr), &token),
-                        },
-                        Arc::new(clock.clone()),
-                        options.rfis,
-                    )
-                    .await
-                    .expect("rfi-sync")
-                    .mount(&mut server, MAX_MESSAGE_BYTES);
-                    dbs.push((*service, db));
-                }
-                Service::SubmittalSync => {
-                    let db = env
-                        .migrated_db("submittals", &submittal_sync::migrations())
-                        .await;
-                    let blobs = connectability_blobs::Blobs::from_url(&format!(
-                        "file://{}",
-                        env.dir.join("blobs").display()
-                    ))
-                    .expect("blobs folder");
-                    let gateway = connection_manager::DirectoryGateway::new(
-                        lazy_channel(addr),
-                        issuer.service(submittal_sync::NAME),
-                        Duration::ZERO,
-                    );
-                    submittal_sync::SubmittalSync::start(
-                        db.clone(),
-                        env.bus.clone(),
-                        blobs,
-                        gateway,
-                        connectability_platform::connections::ConnectionsGateway::new(
-                            lazy_channel(addr),
-                            issuer.service(submittal_sync::NAME),
-                        ),
-                        Arc::new(clock.clone()),
-                        options.submittals,
-                    )
-                    .await
-                    .expect("submittal-sync")
-                    .mount(&mut server, MAX_MESSAGE_BYTES);
-                    dbs.push((*service, db));
-                }
-                Service::Notification => {
-                    let db = env
-                        .migrated_db("notification", &notification::migrations())
-                        .await;
-                    let gateway = connection_manager::DirectoryGateway::new(
-                        lazy_channel(addr),
-                        issuer.service(notification::NAME),
-                        Duration::ZERO,
-                    );
-                    let mail = notification::MailSettings {
-                        smtp_url: options.smtp_url.clone(),
-                        dir: env.dir.join("mail"),
-                        from: "Connectability <no-reply@connectability.test>".into(),
-                        base_url: "https://connectability.test".into(),
-                        max_backoff: Duration::from_millis(200),
-                        retention: Default::default(),
-                    };
-                    notification::Notification::start(
-                        db.clone(),
-                        env.bus.clone(),
-                        gateway,
-                        Arc::new(clock.clone()),
-                        mail,
-                    )
-                    .await
-                    .expect("notification")
-                    .mount(&mut server, MAX_MESSAGE_BYTES);
-                    dbs.push((*service, db));
-                }
-                Service::ConnectionManager => {
-                    let db = env
-                        .migrated_db("connections", &connection_manager::migrations())
-                        .await;
-                    connection_manager_parts(db.clone(), &env, addr, &issuer, &clock)
-                        .mount(&mut server, MAX_MESSAGE_BYTES);
-                    dbs.push((*service, db));
-                }
-            }
+            let entry = service.entry();
+            let db = env.migrated_db(entry.name, &(entry.migrations)()).await;
+            (entry.start)(db.clone(), &process)
+                .await
+                .unwrap_or_else(|e| panic!("{}: {e:#}", entry.name))
+                .mount_on(&mut server, MAX_MESSAGE_BYTES);
+            dbs.push((*service, db));
         }
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let server = tokio::spawn(server.serve(
@@ -487,6 +398,7 @@ impl TestApp {
             addr,
             env,
             issuer,
+            process,
             dbs,
             metrics,
             clock,
@@ -564,43 +476,23 @@ impl TestApp {
 
     /// A second connection-manager server (another replica) on the same database and bus.
     pub async fn connection_manager_replica(&self) -> Replica {
-        let db = self.db(Service::ConnectionManager).clone();
-        let mut server = Self::replica_server();
-        connection_manager_parts(db, &self.env, self.addr, &self.issuer, &self.clock)
-            .mount(&mut server, MAX_MESSAGE_BYTES);
-        Self::serve_replica(server).await
+        self.replica(Service::ConnectionManager).await
     }
 
     /// A second drawings-sync (API, relay, consumers, backfill worker) on the app's database
     /// and event bus, as a second pod would run.
     pub async fn drawings_replica(&self) -> Replica {
-        let db = self.db(Service::DrawingsSync).clone();
+        self.replica(Service::DrawingsSync).await
+    }
+
+    /// Another server running `service` on the app's database and bus, as a second pod
+    /// would.
+    pub async fn replica(&self, service: Service) -> Replica {
         let mut server = Self::replica_server();
-        let blobs = connectability_blobs::Blobs::from_url(&format!(
-            "file://{}",
-            self.env.dir.join("blobs").display()
-        ))
-        .expect("blobs folder");
-        let gateway = connection_manager::DirectoryGateway::new(
-            lazy_channel(self.addr),
-            self.issuer.service(drawings_sync::NAME),
-            Duration::ZERO,
-        );
-        drawings_sync::DrawingsSync::start(
-            db,
-            self.env.bus.clone(),
-            blobs,
-            gateway,
-            connectability_platform::connections::ConnectionsGateway::new(
-                lazy_channel(self.addr),
-                self.issuer.service(drawings_sync::NAME),
-            ),
-            Arc::new(self.clock.clone()),
-            drawings_sync::Limits::default(),
-        )
-        .await
-        .expect("drawings-sync replica")
-        .mount(&mut server, MAX_MESSAGE_BYTES);
+        (service.entry().start)(self.db(service).clone(), &self.process)
+            .await
+            .unwrap_or_else(|e| panic!("{} replica: {e:#}", service.name()))
+            .mount_on(&mut server, MAX_MESSAGE_BYTES);
         Self::serve_replica(server).await
     }
 
@@ -653,33 +545,6 @@ fn lazy_channel(addr: SocketAddr) -> Channel {
         .expect("endpoint")
         .connect_timeout(Duration::from_secs(5))
         .connect_lazy()
-}
-
-/// The connection manager wired to `db`, the app's bus and clock, and the directory at
-/// `directory_addr` (no permission cache: tests change levels and look at once).
-fn connection_manager_parts(
-    db: Db,
-    env: &TestEnv,
-    directory_addr: SocketAddr,
-    issuer: &Issuer,
-    clock: &ManualClock,
-) -> connection_manager::ConnectionManager {
-    let gateway = connection_manager::DirectoryGateway::new(
-        lazy_channel(directory_addr),
-        issuer.service(connection_manager::NAME),
-        Duration::ZERO,
-    );
-    let drawings = connection_manager::DrawingsGateway::new(
-        lazy_channel(directory_addr),
-        issuer.service(connection_manager::NAME),
-    );
-    connection_manager::ConnectionManager::new(
-        db,
-        env.bus.clone(),
-        gateway,
-        drawings,
-        Arc::new(clock.clone()),
-    )
 }
 
 /// Another server instance of a service, sharing the app's storage.
