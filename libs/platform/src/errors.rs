@@ -123,3 +123,27 @@ mod bounded_tests {
         assert!(status.message().len() < 1_000);
     }
 }
+
+/// Declares a service's `ErrorInfo` reasons as `&str` constants named as they read, and a
+/// unit test that each is a value of `connectability.errors.v1.ErrorReason`, the list
+/// clients discover by reflection.
+#[macro_export]
+macro_rules! reasons {
+    ($($name:ident),+ $(,)?) => {
+        $(pub const $name: &str = stringify!($name);)+
+
+        /// Every reason declared here.
+        pub const ALL: &[&str] = &[$(stringify!($name)),+];
+
+        #[cfg(test)]
+        #[test]
+        fn every_reason_is_declared_in_the_protos() {
+            for r in ALL {
+                assert!(
+                    connectability_proto::errors::v1::ErrorReason::from_str_name(r).is_some(),
+                    "{r} is not a value of connectability.errors.v1.ErrorReason"
+                );
+            }
+        }
+    };
+}

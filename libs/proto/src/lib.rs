@@ -18,6 +18,31 @@ macro_rules! event_messages {
     };
 }
 
+/// What every synced tool shares: sync status and stored files (`connectability.sync.v1`).
+/// Each tool's module re-exports these, so `rfis::v1::SyncStatus` is this `SyncStatus`.
+pub mod sync {
+    pub mod v1 {
+        tonic::include_proto!("connectability.sync.v1");
+    }
+}
+
+macro_rules! shared_sync_messages {
+    () => {
+        pub use crate::sync::v1::{
+            DownloadFileRequest, DownloadFileResponse, File, GetSyncStatusRequest, SyncState,
+            SyncStatus, UploadFileRequest, WatchSyncStatusRequest, download_file_response,
+            upload_file_request,
+        };
+    };
+}
+
+/// Every `ErrorInfo.reason` a service answers with (`connectability.errors.v1.ErrorReason`).
+pub mod errors {
+    pub mod v1 {
+        tonic::include_proto!("connectability.errors.v1");
+    }
+}
+
 pub mod connections {
     pub mod v1 {
         tonic::include_proto!("connectability.connections.v1");
@@ -32,6 +57,7 @@ pub mod connections {
 pub mod drawings {
     pub mod v1 {
         tonic::include_proto!("connectability.drawings.v1");
+        shared_sync_messages!();
 
         event_messages!("connectability.drawings.v1" =>
             RevisionsPublished, DrawingUpdated, DrawingDeleted, InitialSyncCompleted,
@@ -43,6 +69,7 @@ pub mod drawings {
 pub mod rfis {
     pub mod v1 {
         tonic::include_proto!("connectability.rfis.v1");
+        shared_sync_messages!();
 
         event_messages!("connectability.rfis.v1" =>
             RfiClosed, RfiReopened, RfiDeleted, InitialSyncCompleted, RfisCopied,
@@ -53,6 +80,7 @@ pub mod rfis {
 pub mod submittals {
     pub mod v1 {
         tonic::include_proto!("connectability.submittals.v1");
+        shared_sync_messages!();
 
         event_messages!("connectability.submittals.v1" =>
             SubmittalDistributed, SubmittalRevised, SubmittalStatusChanged, InitialSyncCompleted,

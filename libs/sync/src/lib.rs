@@ -22,6 +22,7 @@
 pub mod db;
 pub mod domain;
 pub mod files;
+pub mod messages;
 pub mod metrics;
 pub mod status;
 

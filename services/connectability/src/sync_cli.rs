@@ -113,22 +113,18 @@ impl State {
     }
 }
 
-macro_rules! progress_from {
-    ($($t:ty),+) => {$(
-        impl From<$t> for Progress {
-            fn from(s: $t) -> Self {
-                let lag = s.lag.unwrap_or_default();
-                Progress {
-                    state: State::from_i32(s.state),
-                    total: s.items_total,
-                    copied: s.items_copied,
-                    lag: Duration::new(lag.seconds.max(0) as u64, lag.nanos.max(0) as u32),
-                }
-            }
+/// Every tool answers with the shared `connectability.sync.v1.SyncStatus`.
+impl From<connectability_proto::sync::v1::SyncStatus> for Progress {
+    fn from(s: connectability_proto::sync::v1::SyncStatus) -> Self {
+        let lag = s.lag.unwrap_or_default();
+        Progress {
+            state: State::from_i32(s.state),
+            total: s.items_total,
+            copied: s.items_copied,
+            lag: Duration::new(lag.seconds.max(0) as u64, lag.nanos.max(0) as u32),
         }
-    )+};
+    }
 }
-progress_from!(dpb::SyncStatus, rpb::SyncStatus, spb::SyncStatus);
 
 fn feature_name(f: Feature) -> &'static str {
     match f {

@@ -5,10 +5,7 @@
 use std::{collections::HashMap, pin::Pin, sync::Arc};
 
 use connectability_auth::Caller;
-use connectability_blobs::{
-    Blobs,
-    files::{self, UploadHeader, UploadPart},
-};
+use connectability_blobs::{Blobs, files};
 use connectability_platform::{
     clock::Clock,
     directory::{DirectoryGateway, sees_project},
@@ -25,6 +22,8 @@ use connectability_store::{Db, outbox::RelayWaker};
 use futures::Stream;
 use tonic::{Request, Response, Status, Streaming};
 
+use connectability_sync::messages::{self, sync_status_pb};
+
 use crate::{
     db::{self, AreaRow, Copy, DrawingRow, FileRow, MarkupRow, RevisionRow, SetRow, SyncRow},
     domain::{
@@ -35,19 +34,6 @@ use crate::{
 };
 
 type Stream_<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
-
-/// Drawings' upload messages as the shared file upload reads them.
-fn upload_part(m: pb::UploadFileRequest) -> Option<UploadPart> {
-    use pb::upload_file_request::Part;
-    Some(match m.part? {
-        Part::Header(h) => UploadPart::Header(UploadHeader {
-            project_id: h.project_id,
-            filename: h.filename,
-            content_type: h.content_type,
-        }),
-        Part::Chunk(c) => UploadPart::Chunk(c),
-    })
-}
 
 #[derive(Clone)]
 pub struct DrawingApi {
@@ -157,31 +143,6 @@ fn drawing_pb(d: DrawingRow, current: Option<RevisionRow>) -> pb::Drawing {
         current_revision: current.map(revision_pb),
         create_time: Some(timestamp(d.create_ms)),
         update_time: Some(timestamp(d.update_ms)),
-    }
-}
-
-fn file_pb(f: FileRow) -> pb::File {
-    pb::File {
-        id: f.id,
-        project_id: f.project_id,
-        filename: f.filename,
-        size_bytes: f.size_bytes,
-        sha256: f.sha256,
-        content_type: f.content_type,
-        create_time: Some(timestamp(f.create_ms)),
-    }
-}
-
-fn sync_pb(s: SyncRow, now: i64) -> pb::SyncStatus {
-    pb::SyncStatus {
-        lag: Some(connectability_sync::status::lag(&s, now)),
-        connection_id: s.connection_id,
-        upstream_project_id: s.upstream_project_id,
-        downstream_project_id: s.downstream_project_id,
-        state: s.state as i32,
-        items_total: s.items_total,
-        items_copied: s.items_copied,
-        last_copy_time: s.last_copy_ms.map(timestamp),
     }
 }
 
@@ -384,7 +345,7 @@ impl DrawingService for DrawingApi {
     ) -> Result<Response<pb::File>, Status> {
         let caller = connectability_auth::caller(&req)?;
         let mut stream = req.into_inner();
-        let header = files::upload_header(&mut stream, upload_part).await?;
+        let header = files::upload_header(&mut stream, messages::upload_part).await?;
         let project = Id::parse(PROJECT, "header.project_id", &header.project_id)?;
         let filename = parse_name("header.filename", &header.filename)?;
         if header.content_type != "application/pdf" {
@@ -406,13 +367,13 @@ impl DrawingService for DrawingApi {
             &self.blobs,
             self.db.pool(),
             stream,
-            upload_part,
+            messages::upload_part,
             file,
             self.limits.max_upload_bytes,
             Some((domain::looks_like_pdf, "the content is not a PDF")),
         )
         .await?;
-        Ok(Response::new(file_pb(file)))
+        Ok(Response::new(messages::file_pb(file)))
     }
 
     type DownloadFileStream = Stream_<pb::DownloadFileResponse>;
@@ -930,7 +891,7 @@ impl DrawingService for DrawingApi {
         let caller = connectability_auth::caller(&req)?;
         let id = Id::parse(CONNECTION, "connection_id", &req.get_ref().connection_id)?;
         let row = self.watched_sync(&caller, &id).await?;
-        Ok(Response::new(sync_pb(row, self.clock.now_ms())))
+        Ok(Response::new(sync_status_pb(row, self.clock.now_ms())))
     }
 
     type WatchSyncStatusStream = Stream_<pb::SyncStatus>;
@@ -947,14 +908,12 @@ impl DrawingService for DrawingApi {
             directory: self.directory.clone(),
             may_watch: domain::can_watch_sync,
         };
-        let stream = connectability_sync::status::watch(
+        Ok(Response::new(messages::watch(
             self.db.clone(),
             self.clock.clone(),
             first,
-            sync_pb,
             watcher,
-        )?;
-        Ok(Response::new(Box::pin(stream)))
+        )?))
     }
 
     type DownloadRevisionFileStream = Stream_<pb::DownloadFileResponse>;
@@ -997,10 +956,7 @@ impl DrawingService for DrawingApi {
             .ok_or_else(missing)?;
         drop(conn);
         if r.metadata_only {
-            let first = pb::DownloadFileResponse {
-                part: Some(pb::download_file_response::Part::File(file_pb(file))),
-            };
-            return Ok(Response::new(Box::pin(tokio_stream::once(Ok(first)))));
+            return Ok(Response::new(messages::metadata_only(file)));
         }
         self.stream_file(file).await
     }
@@ -1044,16 +1000,7 @@ impl DrawingApi {
         &self,
         file: FileRow,
     ) -> Result<Response<Stream_<pb::DownloadFileResponse>>, Status> {
-        use pb::download_file_response::Part;
-        let key = file.object_key.clone();
-        let first = pb::DownloadFileResponse {
-            part: Some(Part::File(file_pb(file))),
-        };
-        let chunk = |c| pb::DownloadFileResponse {
-            part: Some(Part::Chunk(c)),
-        };
-        let stream = files::download(&self.blobs, &key, first, chunk).await?;
-        Ok(Response::new(Box::pin(stream)))
+        Ok(Response::new(messages::download(&self.blobs, file).await?))
     }
 
     /// A connection's sync state, for someone with access to its downstream project.

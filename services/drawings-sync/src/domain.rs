@@ -18,9 +18,11 @@ pub const USER: &str = "usr";
 pub const MAX_CONNECTED_REVISIONS: i64 = 100_000;
 
 pub mod reason {
-    pub const CONNECTED_READ_ONLY: &str = "CONNECTED_READ_ONLY";
-    pub const CONNECTED_AREA_READ_ONLY: &str = "CONNECTED_AREA_READ_ONLY";
-    pub const CONNECTED_SET_READ_ONLY: &str = "CONNECTED_SET_READ_ONLY";
+    connectability_platform::reasons!(
+        CONNECTED_READ_ONLY,
+        CONNECTED_AREA_READ_ONLY,
+        CONNECTED_SET_READ_ONLY,
+    );
 }
 
 pub use connectability_sync::SyncState;

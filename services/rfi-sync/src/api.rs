@@ -5,10 +5,7 @@
 use std::{collections::HashMap, pin::Pin, sync::Arc};
 
 use connectability_auth::Caller;
-use connectability_blobs::{
-    Blobs,
-    files::{self, UploadHeader, UploadPart},
-};
+use connectability_blobs::{Blobs, files};
 use connectability_events::Envelope;
 use connectability_platform::{
     clock::Clock,
@@ -27,6 +24,8 @@ use connectability_store::{Db, Tx, outbox::RelayWaker, request_ids};
 use futures::Stream;
 use prost::Message as _;
 use tonic::{Request, Response, Status, Streaming};
+
+use connectability_sync::messages::{self, sync_status_pb};
 
 use crate::{
     db::{self, FileRow, ResponseRow, RfiRow, SyncRow},
@@ -127,44 +126,6 @@ fn rfi_pb(r: RfiRow, responses: Vec<ResponseRow>, linked: Vec<String>) -> pb::Rf
         update_time: Some(timestamp(r.update_ms)),
         close_time: r.close_ms.map(timestamp),
     }
-}
-
-fn file_pb(f: FileRow) -> pb::File {
-    pb::File {
-        id: f.id,
-        project_id: f.project_id,
-        filename: f.filename,
-        size_bytes: f.size_bytes,
-        sha256: f.sha256,
-        content_type: f.content_type,
-        create_time: Some(timestamp(f.create_ms)),
-    }
-}
-
-fn sync_pb(s: SyncRow, now: i64) -> pb::SyncStatus {
-    pb::SyncStatus {
-        lag: Some(connectability_sync::status::lag(&s, now)),
-        connection_id: s.connection_id,
-        upstream_project_id: s.upstream_project_id,
-        downstream_project_id: s.downstream_project_id,
-        state: s.state as i32,
-        items_total: s.items_total,
-        items_copied: s.items_copied,
-        last_copy_time: s.last_copy_ms.map(timestamp),
-    }
-}
-
-/// RFI upload messages as the shared file upload reads them.
-fn upload_part(m: pb::UploadFileRequest) -> Option<UploadPart> {
-    use pb::upload_file_request::Part;
-    Some(match m.part? {
-        Part::Header(h) => UploadPart::Header(UploadHeader {
-            project_id: h.project_id,
-            filename: h.filename,
-            content_type: h.content_type,
-        }),
-        Part::Chunk(c) => UploadPart::Chunk(c),
-    })
 }
 
 fn participants(r: &RfiRow) -> Participants {
@@ -1108,7 +1069,7 @@ impl RfiService for RfiApi {
     ) -> Result<Response<pb::File>, Status> {
         let caller = connectability_auth::caller(&req)?;
         let mut stream = req.into_inner();
-        let header = files::upload_header(&mut stream, upload_part).await?;
+        let header = files::upload_header(&mut stream, messages::upload_part).await?;
         let project = Id::parse(PROJECT, "header.project_id", &header.project_id)?;
         let filename = parse_name("header.filename", &header.filename)?;
         let content_type = domain::parse_content_type("header.content_type", &header.content_type)?;
@@ -1125,13 +1086,13 @@ impl RfiService for RfiApi {
             &self.blobs,
             self.db.pool(),
             stream,
-            upload_part,
+            messages::upload_part,
             file,
             self.limits.max_upload_bytes,
             None,
         )
         .await?;
-        Ok(Response::new(file_pb(file)))
+        Ok(Response::new(messages::file_pb(file)))
     }
 
     type DownloadFileStream = Stream_<pb::DownloadFileResponse>;
@@ -1140,7 +1101,6 @@ impl RfiService for RfiApi {
         &self,
         req: Request<pb::DownloadFileRequest>,
     ) -> Result<Response<Self::DownloadFileStream>, Status> {
-        use pb::download_file_response::Part;
         let caller = connectability_auth::caller(&req)?;
         let id = Id::parse(FILE, "id", &req.get_ref().id)?;
         let file = db::get::<FileRow>(&mut *self.read().await?, id.as_str())
@@ -1164,15 +1124,7 @@ impl RfiService for RfiApi {
         {
             return Err(not_found("file", id.as_str()));
         }
-        let key = file.object_key.clone();
-        let first = pb::DownloadFileResponse {
-            part: Some(Part::File(file_pb(file))),
-        };
-        let chunk = |c| pb::DownloadFileResponse {
-            part: Some(Part::Chunk(c)),
-        };
-        let stream = files::download(&self.blobs, &key, first, chunk).await?;
-        Ok(Response::new(Box::pin(stream)))
+        Ok(Response::new(messages::download(&self.blobs, file).await?))
     }
 
     async fn get_rfi_settings(
@@ -1288,7 +1240,7 @@ impl RfiService for RfiApi {
         let caller = connectability_auth::caller(&req)?;
         let id = Id::parse(CONNECTION, "connection_id", &req.get_ref().connection_id)?;
         let row = self.watched_sync(&caller, &id).await?;
-        Ok(Response::new(sync_pb(row, self.clock.now_ms())))
+        Ok(Response::new(sync_status_pb(row, self.clock.now_ms())))
     }
 
     type WatchSyncStatusStream = Stream_<pb::SyncStatus>;
@@ -1305,14 +1257,12 @@ impl RfiService for RfiApi {
             directory: self.directory.clone(),
             may_watch: domain::can_watch_sync,
         };
-        let stream = connectability_sync::status::watch(
+        Ok(Response::new(messages::watch(
             self.db.clone(),
             self.clock.clone(),
             first,
-            sync_pb,
             watcher,
-        )?;
-        Ok(Response::new(Box::pin(stream)))
+        )?))
     }
 }
 

@@ -23,14 +23,16 @@ pub const MAX_LINKED_DRAWINGS_BYTES: usize = 64 * 1024 * 1024;
 pub const PDF_DEADLINE: std::time::Duration = std::time::Duration::from_secs(30);
 
 pub mod reason {
-    pub const CONNECTED_READ_ONLY: &str = "CONNECTED_READ_ONLY";
-    pub const RFI_CLOSED: &str = "RFI_CLOSED";
-    pub const RFI_NOT_CLOSED: &str = "RFI_NOT_CLOSED";
-    pub const NOT_A_CONNECTED_RFI: &str = "NOT_A_CONNECTED_RFI";
-    pub const NO_OFFICIAL_ANSWER: &str = "NO_OFFICIAL_ANSWER";
-    pub const LINKED_DRAWING_NOT_FOUND: &str = "LINKED_DRAWING_NOT_FOUND";
-    pub const FILE_NOT_IN_PROJECT: &str = "FILE_NOT_IN_PROJECT";
-    pub const UNKNOWN_USER: &str = "UNKNOWN_USER";
+    connectability_platform::reasons!(
+        CONNECTED_READ_ONLY,
+        RFI_CLOSED,
+        RFI_NOT_CLOSED,
+        NOT_A_CONNECTED_RFI,
+        NO_OFFICIAL_ANSWER,
+        LINKED_DRAWING_NOT_FOUND,
+        FILE_NOT_IN_PROJECT,
+        UNKNOWN_USER,
+    );
 }
 
 pub use connectability_platform::input::{date_of, parse_content_type, parse_date};

@@ -5,10 +5,7 @@
 use std::{collections::HashMap, pin::Pin, sync::Arc};
 
 use connectability_auth::Caller;
-use connectability_blobs::{
-    Blobs,
-    files::{self, UploadHeader, UploadPart},
-};
+use connectability_blobs::{Blobs, files};
 use connectability_events::Envelope;
 use connectability_platform::{
     clock::Clock,
@@ -28,6 +25,8 @@ use connectability_store::{Db, Tx, outbox::RelayWaker, request_ids};
 use futures::Stream;
 use prost::Message as _;
 use tonic::{Request, Response, Status, Streaming};
+
+use connectability_sync::messages::{self, sync_status_pb};
 
 use crate::{
     db::{self, DistributionRow, FileRow, SubmittalRow, SyncRow},
@@ -155,44 +154,6 @@ fn distribution_pb(d: DistributionRow) -> pb::Distribution {
         cover_sheet_file_id: d.cover_file_id,
         distribute_time: Some(timestamp(d.create_ms)),
     }
-}
-
-fn file_pb(f: FileRow) -> pb::File {
-    pb::File {
-        id: f.id,
-        project_id: f.project_id,
-        filename: f.filename,
-        size_bytes: f.size_bytes,
-        sha256: f.sha256,
-        content_type: f.content_type,
-        create_time: Some(timestamp(f.create_ms)),
-    }
-}
-
-fn sync_pb(s: SyncRow, now: i64) -> pb::SyncStatus {
-    pb::SyncStatus {
-        lag: Some(connectability_sync::status::lag(&s, now)),
-        connection_id: s.connection_id,
-        upstream_project_id: s.upstream_project_id,
-        downstream_project_id: s.downstream_project_id,
-        state: s.state as i32,
-        items_total: s.items_total,
-        items_copied: s.items_copied,
-        last_copy_time: s.last_copy_ms.map(timestamp),
-    }
-}
-
-/// Submittal upload messages as the shared file upload reads them.
-fn upload_part(m: pb::UploadFileRequest) -> Option<UploadPart> {
-    use pb::upload_file_request::Part;
-    Some(match m.part? {
-        Part::Header(h) => UploadPart::Header(UploadHeader {
-            project_id: h.project_id,
-            filename: h.filename,
-            content_type: h.content_type,
-        }),
-        Part::Chunk(c) => UploadPart::Chunk(c),
-    })
 }
 
 fn is_open(s: &SubmittalRow) -> bool {
@@ -407,12 +368,14 @@ impl SubmittalApi {
             .unwrap_or_default())
     }
 
-    /// Every named user exists (else INVALID_ARGUMENT naming the field); returns the
+    /// Every named user exists (else INVALID_ARGUMENT naming the request's field; the
+    /// approvers' field is `approver_field(i)`, as the request names it); returns the
     /// companies of the S1 participants.
     async fn participant_companies(
         &self,
         g: &General,
         recipients: &[String],
+        approver_field: fn(usize) -> String,
     ) -> Result<Vec<String>, Status> {
         let mut fields: Vec<(String, String)> = vec![
             ("manager_id".into(), g.manager_id.clone()),
@@ -422,7 +385,7 @@ impl SubmittalApi {
             g.approvers
                 .iter()
                 .enumerate()
-                .map(|(i, a)| (format!("approvers[{i}]"), a.user_id.clone())),
+                .map(|(i, a)| (approver_field(i), a.user_id.clone())),
         );
         fields.extend(
             g.distribution_ids
@@ -628,7 +591,9 @@ impl SubmittalService for SubmittalApi {
         }
         self.check_files("attachment_file_ids", project.as_str(), &attachments)
             .await?;
-        let participant_company_ids = self.participant_companies(&general, &[]).await?;
+        let participant_company_ids = self
+            .participant_companies(&general, &[], |i| format!("approver_ids[{i}]"))
+            .await?;
         let scope = format!("submittals.CreateSubmittal:{}", v.user);
         let now = self.clock.now_ms();
         let mut row = SubmittalRow {
@@ -798,7 +763,7 @@ impl SubmittalService for SubmittalApi {
             .map_err(db_err)?;
         let recipients: Vec<String> = dists.into_iter().flat_map(|d| d.recipient_ids).collect();
         let participant_company_ids = self
-            .participant_companies(&general, &recipients)
+            .participant_companies(&general, &recipients, |i| format!("approvers[{i}].user_id"))
             .await
             .map_err(|e| {
                 let field = bad_field(&e).unwrap_or_default();
@@ -946,7 +911,10 @@ impl SubmittalService for SubmittalApi {
             dists.into_iter().flat_map(|d| d.recipient_ids).collect();
         all_recipients.extend(recipients.iter().cloned());
         let participant_company_ids = self
-            .participant_companies(&current.general, &all_recipients)
+            .participant_companies(&current.general, &all_recipients, |i| {
+                // Stored approvers, checked when they were set.
+                format!("approvers[{i}].user_id")
+            })
             .await?;
         let now = self.clock.now_ms();
         let mut distribution = DistributionRow {
@@ -1094,7 +1062,7 @@ impl SubmittalService for SubmittalApi {
     ) -> Result<Response<pb::File>, Status> {
         let caller = connectability_auth::caller(&req)?;
         let mut stream = req.into_inner();
-        let header = files::upload_header(&mut stream, upload_part).await?;
+        let header = files::upload_header(&mut stream, messages::upload_part).await?;
         let project = Id::parse(PROJECT, "header.project_id", &header.project_id)?;
         let filename = parse_name("header.filename", &header.filename)?;
         let content_type = domain::parse_content_type("header.content_type", &header.content_type)?;
@@ -1112,13 +1080,13 @@ impl SubmittalService for SubmittalApi {
             &self.blobs,
             self.db.pool(),
             stream,
-            upload_part,
+            messages::upload_part,
             file,
             self.limits.max_upload_bytes,
             None,
         )
         .await?;
-        Ok(Response::new(file_pb(file)))
+        Ok(Response::new(messages::file_pb(file)))
     }
 
     type DownloadFileStream = Stream_<pb::DownloadFileResponse>;
@@ -1127,7 +1095,6 @@ impl SubmittalService for SubmittalApi {
         &self,
         req: Request<pb::DownloadFileRequest>,
     ) -> Result<Response<Self::DownloadFileStream>, Status> {
-        use pb::download_file_response::Part;
         let caller = connectability_auth::caller(&req)?;
         let id = Id::parse(FILE, "id", &req.get_ref().id)?;
         let file = db::get::<FileRow>(&mut *self.read().await?, id.as_str())
@@ -1137,15 +1104,7 @@ impl SubmittalService for SubmittalApi {
         self.viewer(&caller, &file.project_id)
             .await
             .map_err(|_| not_found("file", id.as_str()))?;
-        let key = file.object_key.clone();
-        let first = pb::DownloadFileResponse {
-            part: Some(Part::File(file_pb(file))),
-        };
-        let chunk = |c| pb::DownloadFileResponse {
-            part: Some(Part::Chunk(c)),
-        };
-        let stream = files::download(&self.blobs, &key, first, chunk).await?;
-        Ok(Response::new(Box::pin(stream)))
+        Ok(Response::new(messages::download(&self.blobs, file).await?))
     }
 
     async fn link_submittal(
@@ -1199,7 +1158,7 @@ impl SubmittalService for SubmittalApi {
         let caller = connectability_auth::caller(&req)?;
         let id = Id::parse(CONNECTION, "connection_id", &req.get_ref().connection_id)?;
         let row = self.watched_sync(&caller, &id).await?;
-        Ok(Response::new(sync_pb(row, self.clock.now_ms())))
+        Ok(Response::new(sync_status_pb(row, self.clock.now_ms())))
     }
 
     type WatchSyncStatusStream = Stream_<pb::SyncStatus>;
@@ -1216,13 +1175,11 @@ impl SubmittalService for SubmittalApi {
             directory: self.directory.clone(),
             may_watch: domain::can_watch_sync,
         };
-        let stream = connectability_sync::status::watch(
+        Ok(Response::new(messages::watch(
             self.db.clone(),
             self.clock.clone(),
             first,
-            sync_pb,
             watcher,
-        )?;
-        Ok(Response::new(Box::pin(stream)))
+        )?))
     }
 }

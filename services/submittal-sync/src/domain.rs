@@ -22,14 +22,16 @@ pub const MAX_TEXT: usize = 20_000;
 pub const MAX_LIST: usize = 200;
 
 pub mod reason {
-    pub const CONNECTED_READ_ONLY: &str = "CONNECTED_READ_ONLY";
-    pub const SUBMITTAL_CLOSED: &str = "SUBMITTAL_CLOSED";
-    pub const SUBMITTAL_NOT_CLOSED: &str = "SUBMITTAL_NOT_CLOSED";
-    pub const NOT_AN_APPROVER: &str = "NOT_AN_APPROVER";
-    pub const NOT_YOUR_TURN: &str = "NOT_YOUR_TURN";
-    pub const ATTACHMENT_NOT_IN_SUBMITTAL: &str = "ATTACHMENT_NOT_IN_SUBMITTAL";
-    pub const NOT_A_CONNECTED_SUBMITTAL: &str = "NOT_A_CONNECTED_SUBMITTAL";
-    pub const FILE_NOT_IN_PROJECT: &str = "FILE_NOT_IN_PROJECT";
+    connectability_platform::reasons!(
+        CONNECTED_READ_ONLY,
+        SUBMITTAL_CLOSED,
+        SUBMITTAL_NOT_CLOSED,
+        NOT_AN_APPROVER,
+        NOT_YOUR_TURN,
+        ATTACHMENT_NOT_IN_SUBMITTAL,
+        NOT_A_CONNECTED_SUBMITTAL,
+        FILE_NOT_IN_PROJECT,
+    );
 }
 
 /// The stored statuses (the proto's SubmittalStatus values).

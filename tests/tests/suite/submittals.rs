@@ -778,7 +778,7 @@ async fn submittal_approvals_permissions_and_bad_input(backend: Backend) {
                 approver_ids: vec!["usr_nobody".into()],
                 ..request(&w.gc_project, "x")
             },
-            "approvers[0]",
+            "approver_ids[0]",
         ),
     ] {
         let status = w

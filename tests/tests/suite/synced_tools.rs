@@ -636,17 +636,26 @@ impl Drawings {
         w.app.drawings(&w.token(user))
     }
 
-    async fn revision(w: &World, number: &str, revision: &str) -> String {
+    /// Publishes revision `revision` of drawing `number` (in `area`, else a new area: a
+    /// drawing is its area and number); the drawing's id.
+    async fn revision(w: &World, number: &str, revision: &str, area: Option<String>) -> String {
         let mut d = Self::client(w, &w.gina);
-        let area = d
-            .create_drawing_area(dpb::CreateDrawingAreaRequest {
-                project_id: w.up.clone(),
-                name: format!("Area {number}-{revision}"),
-                description: String::new(),
-            })
-            .await
-            .unwrap()
-            .into_inner();
+        let new_area = || async {
+            d.clone()
+                .create_drawing_area(dpb::CreateDrawingAreaRequest {
+                    project_id: w.up.clone(),
+                    name: format!("Area {number}-{revision}"),
+                    description: String::new(),
+                })
+                .await
+                .unwrap()
+                .into_inner()
+                .id
+        };
+        let area_id = match area {
+            Some(a) => a,
+            None => new_area().await,
+        };
         let set = d
             .create_drawing_set(dpb::CreateDrawingSetRequest {
                 project_id: w.up.clone(),
@@ -676,7 +685,7 @@ impl Drawings {
         let r = d
             .create_drawing_revision(dpb::CreateDrawingRevisionRequest {
                 project_id: w.up.clone(),
-                area_id: area.id,
+                area_id,
                 set_id: set.id,
                 number: number.into(),
                 title: number.into(),
@@ -713,7 +722,7 @@ impl Tool for Drawings {
     const N5_NOUN: &'static str = "drawings";
 
     async fn share(w: &World, tag: &str) -> String {
-        Self::revision(w, &format!("E-{tag}"), "0").await
+        Self::revision(w, &format!("E-{tag}"), "0", None).await
     }
 
     async fn change(w: &World, id: &str, tag: &str) {
@@ -722,7 +731,7 @@ impl Tool for Drawings {
             .await
             .unwrap()
             .into_inner();
-        Self::revision(w, &d.number, tag).await;
+        Self::revision(w, &d.number, tag, Some(d.area_id)).await;
     }
 
     async fn copies(w: &World, project: &str) -> Vec<CopyView> {
