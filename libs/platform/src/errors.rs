@@ -108,22 +108,6 @@ pub fn bad_field(status: &Status) -> Option<String> {
         .map(|v| v.field)
 }
 
-#[cfg(test)]
-mod bounded_tests {
-    use super::*;
-
-    #[test]
-    fn echoed_input_is_bounded() {
-        assert_eq!(bounded("short"), "short");
-        let long = "é".repeat(100_000);
-        let cut = bounded(&long);
-        assert!(cut.chars().count() < MAX_ECHO_CHARS + 40, "{}", cut.len());
-        assert!(cut.ends_with("(100000 characters in all)"));
-        let status = invalid_argument("update_mask", format!("`{long}` is not a field"));
-        assert!(status.message().len() < 1_000);
-    }
-}
-
 /// Declares a service's `ErrorInfo` reasons as `&str` constants named as they read, and a
 /// unit test that each is a value of `connectability.errors.v1.ErrorReason`, the list
 /// clients discover by reflection.
@@ -146,4 +130,20 @@ macro_rules! reasons {
             }
         }
     };
+}
+
+#[cfg(test)]
+mod bounded_tests {
+    use super::*;
+
+    #[test]
+    fn echoed_input_is_bounded() {
+        assert_eq!(bounded("short"), "short");
+        let long = "é".repeat(100_000);
+        let cut = bounded(&long);
+        assert!(cut.chars().count() < MAX_ECHO_CHARS + 40, "{}", cut.len());
+        assert!(cut.ends_with("(100000 characters in all)"));
+        let status = invalid_argument("update_mask", format!("`{long}` is not a field"));
+        assert!(status.message().len() < 1_000);
+    }
 }
