@@ -444,6 +444,22 @@ async fn r02_private_rfis_need_a_downstream_participant(backend: Backend) {
         .map(|r| r.subject)
         .collect();
     assert_eq!(seen, vec!["distribution private=true".to_string()]);
+
+    // Live (issue 17): a private RFI with no Ridgeline participant, closed once the
+    // connection is in sync, stays upstream; a public one closed after it is the barrier
+    // that shows its copy would have arrived by now.
+    let mut r = request(&w.gc_project, "live private none");
+    r.private = true;
+    let private = w.create(&w.gc_admin, r).await;
+    w.close(&private).await;
+    let barrier = w.closed("live barrier").await;
+    w.copy_until(&barrier, "the barrier copied", |_| true).await;
+    assert!(
+        w.copy_of(&private).await.is_none(),
+        "a private RFI without a downstream participant was copied live"
+    );
+    let status = w.in_sync(&c).await;
+    assert_eq!(status.items_copied, got.len() as i64 + 1, "{status:?}");
     w.app.stop().await;
 }
 
@@ -894,6 +910,15 @@ async fn r06_after_a_disconnection_copies_stay_marked_disconnected(backend: Back
         .await
         .ok()?;
         (n == 1).then_some(())
+    })
+    .await;
+    // …and until any copy work it could have queued is done.
+    eventually("copy work drained", WAIT, || async {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM sync_work")
+            .fetch_one(db.pool())
+            .await
+            .ok()?;
+        (n == 0).then_some(())
     })
     .await;
     assert!(w.copy_of(&later).await.is_none());

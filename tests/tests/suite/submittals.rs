@@ -312,7 +312,8 @@ impl World {
         s
     }
 
-    /// Waits until submittal-sync handled every event it wrote about `s`.
+    /// Waits until submittal-sync handled every event it wrote about `s` and finished any
+    /// copy work they queued.
     async fn handled(&self, s: &spb::Submittal) {
         let db = self.app.db(Service::SubmittalSync).clone();
         let subject = format!("submittals/{}", s.id);
@@ -325,7 +326,11 @@ impl World {
             .fetch_one(db.pool())
             .await
             .ok()?;
-            (pending == 0).then_some(())
+            let work: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM sync_work")
+                .fetch_one(db.pool())
+                .await
+                .ok()?;
+            (pending == 0 && work == 0).then_some(())
         })
         .await
     }
@@ -397,10 +402,21 @@ async fn s01_only_distributed_submittals_with_a_downstream_participant(backend: 
     got.sort();
     assert_eq!(got, want);
 
-    // Distributing one later copies it at once.
+    // Live (issue 17): one with no Ridgeline participant, distributed now, stays
+    // upstream; distributing one Ridgeline approves right after is the barrier that shows
+    // its copy would have arrived by now.
+    let mut r = request(&w.gc_project, "live none");
+    r.approver_ids = vec![w.gc_member.clone()];
+    let unshared = w.create(r).await;
+    w.distribute(&unshared, &[], "internal").await;
     let waiting = waiting.unwrap();
     w.distribute(&waiting, &[], "now").await;
     w.copy_until(&waiting, "the live copy", |_| true).await;
+    assert!(
+        w.copy_of(&unshared).await.is_none(),
+        "a submittal without a downstream participant was copied live"
+    );
+    assert_eq!(w.copies().await.len(), want.len() + 1);
     w.app.stop().await;
 }
 
