@@ -202,6 +202,35 @@ impl ConnectionApi {
         Ok(Visible { stored, up, down })
     }
 
+    /// Stores transition `t` of `stored` by `actor`: the connection (if nobody changed it
+    /// meanwhile), its history entry and its events, in one transaction.
+    async fn apply(
+        &self,
+        mut stored: Stored,
+        t: domain::Transition,
+        actor: &str,
+    ) -> Result<pb::Connection, Status> {
+        let now = self.clock.now_ms();
+        match t.happened {
+            domain::Happened::Approved => stored.approve_ms = Some(now),
+            domain::Happened::Undone {
+                undo: Undo::Unapprove,
+            } => stored.approve_ms = None,
+            _ => {}
+        }
+        let (reason, added) = match &t.happened {
+            domain::Happened::Rejected { message } => (message.as_str(), &[][..]),
+            domain::Happened::Disconnected { reason } => (reason.as_str(), &[][..]),
+            domain::Happened::FeaturesAdded { added } => ("", added.as_slice()),
+            _ => ("", &[][..]),
+        };
+        let entry = history(&t.connection, t.action(), t.from, actor, now, reason, added);
+        let out = events::of(&t, actor);
+        stored.connection = t.connection.clone();
+        self.save(&stored, t.from, &[entry], &out).await?;
+        Ok(stored.connection)
+    }
+
     /// Writes the change: the connection (if still in `expected` status), history, events.
     async fn save(
         &self,
@@ -441,39 +470,15 @@ impl ConnectionService for ConnectionApi {
         let caller = connectability_auth::caller(&req)?;
         let id = Id::parse(CONNECTION, "id", &req.get_ref().id)?;
         let user = acting_user(&caller)?;
-        let Visible { mut stored, up, .. } = self.visible(&id, &caller).await?;
+        let Visible { stored, up, .. } = self.visible(&id, &caller).await?;
         if !up.as_ref().is_some_and(domain::is_connection_admin) {
             return Err(permission_denied(
                 "only Connection Manager admins of the upstream project approve",
             ));
         }
-        if stored.status() != ConnectionStatus::Pending {
-            return Err(rule(
-                reason::INVALID_STATE,
-                "only a pending connection can be approved",
-            ));
-        }
-        let now = self.clock.now_ms();
-        stored.connection.version += 1;
-        stored.connection.status = ConnectionStatus::Active as i32;
-        stored.connection.approved_by = user.to_string();
-        stored.connection.approve_time = Some(timestamp(now));
-        stored.connection.update_time = Some(timestamp(now));
-        stored.approve_ms = Some(now);
-        let c = &stored.connection;
-        let entry = history(
-            c,
-            ConnectionAction::Approved,
-            ConnectionStatus::Pending,
-            user,
-            now,
-            "",
-            &[],
-        );
-        let out = [events::approved(c, user), events::activated(c, user, false)];
-        self.save(&stored, ConnectionStatus::Pending, &[entry], &out)
-            .await?;
-        Ok(Response::new(stored.connection))
+        let t = domain::approve(&stored.connection, user, self.clock.now_ms())
+            .map_err(|v| rules(&[v]))?;
+        Ok(Response::new(self.apply(stored, t, user).await?))
     }
 
     async fn reject_connection(
@@ -484,36 +489,15 @@ impl ConnectionService for ConnectionApi {
         let id = Id::parse(CONNECTION, "id", &req.get_ref().id)?;
         let message = parse_text("message", &req.get_ref().message, 2000)?;
         let user = acting_user(&caller)?;
-        let Visible { mut stored, up, .. } = self.visible(&id, &caller).await?;
+        let Visible { stored, up, .. } = self.visible(&id, &caller).await?;
         if !up.as_ref().is_some_and(domain::is_connection_admin) {
             return Err(permission_denied(
                 "only Connection Manager admins of the upstream project reject",
             ));
         }
-        if stored.status() != ConnectionStatus::Pending {
-            return Err(rule(
-                reason::INVALID_STATE,
-                "only a pending connection can be rejected",
-            ));
-        }
-        let now = self.clock.now_ms();
-        stored.connection.version += 1;
-        stored.connection.status = ConnectionStatus::Rejected as i32;
-        stored.connection.update_time = Some(timestamp(now));
-        let c = &stored.connection;
-        let entry = history(
-            c,
-            ConnectionAction::Rejected,
-            ConnectionStatus::Pending,
-            user,
-            now,
-            &message,
-            &[],
-        );
-        let out = [events::rejected(c, user, &message)];
-        self.save(&stored, ConnectionStatus::Pending, &[entry], &out)
-            .await?;
-        Ok(Response::new(stored.connection))
+        let t = domain::reject(&stored.connection, &message, self.clock.now_ms())
+            .map_err(|v| rules(&[v]))?;
+        Ok(Response::new(self.apply(stored, t, user).await?))
     }
 
     async fn undo_connection(
@@ -523,7 +507,7 @@ impl ConnectionService for ConnectionApi {
         let caller = connectability_auth::caller(&req)?;
         let id = Id::parse(CONNECTION, "id", &req.get_ref().id)?;
         let user = acting_user(&caller)?;
-        let Visible { mut stored, .. } = self.visible(&id, &caller).await?;
+        let Visible { stored, .. } = self.visible(&id, &caller).await?;
         let now = self.clock.now_ms();
         let previous = stored.status();
         let facts = domain::UndoFacts {
@@ -542,22 +526,8 @@ impl ConnectionService for ConnectionApi {
                 ));
             }
         };
-        stored.connection.version += 1;
-        stored.connection.status = match undo {
-            Undo::Withdraw => ConnectionStatus::Undone,
-            Undo::Unapprove => ConnectionStatus::Pending,
-        } as i32;
-        if undo == Undo::Unapprove {
-            stored.connection.approved_by.clear();
-            stored.connection.approve_time = None;
-            stored.approve_ms = None;
-        }
-        stored.connection.update_time = Some(timestamp(now));
-        let c = &stored.connection;
-        let entry = history(c, ConnectionAction::Undone, previous, user, now, "", &[]);
-        let out = [events::undone(c, user, previous)];
-        self.save(&stored, previous, &[entry], &out).await?;
-        Ok(Response::new(stored.connection))
+        let t = domain::apply_undo(&stored.connection, undo, now).map_err(|v| rules(&[v]))?;
+        Ok(Response::new(self.apply(stored, t, user).await?))
     }
 
     async fn disconnect_connection(
@@ -574,11 +544,7 @@ impl ConnectionService for ConnectionApi {
             ));
         }
         let user = acting_user(&caller)?;
-        let Visible {
-            mut stored,
-            up,
-            down,
-        } = self.visible(&id, &caller).await?;
+        let Visible { stored, up, down } = self.visible(&id, &caller).await?;
         let admin = [&up, &down]
             .iter()
             .any(|a| a.as_ref().is_some_and(domain::is_connection_admin));
@@ -587,33 +553,9 @@ impl ConnectionService for ConnectionApi {
                 "only Connection Manager admins of either project disconnect",
             ));
         }
-        if stored.status() != ConnectionStatus::Active {
-            return Err(rule(
-                reason::INVALID_STATE,
-                "only an active connection can be disconnected",
-            ));
-        }
-        let now = self.clock.now_ms();
-        stored.connection.version += 1;
-        stored.connection.status = ConnectionStatus::Disconnected as i32;
-        stored.connection.disconnected_by = user.to_string();
-        stored.connection.disconnect_reason = why.clone();
-        stored.connection.disconnect_time = Some(timestamp(now));
-        stored.connection.update_time = Some(timestamp(now));
-        let c = &stored.connection;
-        let entry = history(
-            c,
-            ConnectionAction::Disconnected,
-            ConnectionStatus::Active,
-            user,
-            now,
-            &why,
-            &[],
-        );
-        let out = [events::disconnected(c, user, &why)];
-        self.save(&stored, ConnectionStatus::Active, &[entry], &out)
-            .await?;
-        Ok(Response::new(stored.connection))
+        let t = domain::disconnect(&stored.connection, user, &why, self.clock.now_ms())
+            .map_err(|v| rules(&[v]))?;
+        Ok(Response::new(self.apply(stored, t, user).await?))
     }
 
     async fn add_connection_features(
@@ -624,11 +566,7 @@ impl ConnectionService for ConnectionApi {
         let id = Id::parse(CONNECTION, "id", &req.get_ref().id)?;
         let requested = domain::parse_features(&req.get_ref().features)?;
         let user = acting_user(&caller)?;
-        let Visible {
-            mut stored,
-            up,
-            down,
-        } = self.visible(&id, &caller).await?;
+        let Visible { stored, up, down } = self.visible(&id, &caller).await?;
         if stored.status() != ConnectionStatus::Active {
             return Err(rule(
                 reason::INVALID_STATE,
@@ -656,35 +594,12 @@ impl ConnectionService for ConnectionApi {
         if !violations.is_empty() {
             return Err(rules(&violations));
         }
-        let current: Vec<Feature> = stored.connection.features().collect();
-        let added: Vec<Feature> = requested
-            .into_iter()
-            .filter(|f| !current.contains(f))
-            .collect();
-        if added.is_empty() {
-            return Ok(Response::new(stored.connection));
+        match domain::add_features(&stored.connection, &requested, self.clock.now_ms())
+            .map_err(|v| rules(&[v]))?
+        {
+            Some(t) => Ok(Response::new(self.apply(stored, t, user).await?)),
+            None => Ok(Response::new(stored.connection)),
         }
-        let mut all = current;
-        all.extend(&added);
-        all.sort_by_key(|f| *f as i32);
-        let now = self.clock.now_ms();
-        stored.connection.version += 1;
-        stored.connection.features = all.iter().map(|f| *f as i32).collect();
-        stored.connection.update_time = Some(timestamp(now));
-        let c = &stored.connection;
-        let entry = history(
-            c,
-            ConnectionAction::FeaturesAdded,
-            ConnectionStatus::Active,
-            user,
-            now,
-            "",
-            &added,
-        );
-        let out = [events::features_added(c, &added, user)];
-        self.save(&stored, ConnectionStatus::Active, &[entry], &out)
-            .await?;
-        Ok(Response::new(stored.connection))
     }
 
     async fn get_connection(

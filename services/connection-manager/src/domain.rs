@@ -2,12 +2,13 @@
 //! no database.
 
 pub use connectability_platform::directory::sees_project;
+use connectability_platform::time::timestamp;
 use connectability_platform::{
     directory::{Tool, at_least, tool_level},
     errors::invalid_argument,
 };
 use connectability_proto::{
-    connections::v1::{ConnectionStatus, Feature},
+    connections::v1::{self as pb, ConnectionAction, ConnectionStatus, Feature},
     directory::v1::{Company, PermissionLevel, ProjectAccess},
 };
 use tonic::Status;
@@ -280,6 +281,174 @@ pub fn eligibility(
     out
 }
 
+/// A connection's lifecycle as typed transitions. Each checks the state it starts from and
+/// returns the connection as it becomes, with what happened: the handler stores that with
+/// its history entry and events. Every transition adds one to the connection's version,
+/// the order consumers apply a connection's events in.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Transition {
+    /// The connection after the transition.
+    pub connection: pb::Connection,
+    /// Its status before (the store writes only if it is still that).
+    pub from: ConnectionStatus,
+    pub happened: Happened,
+}
+
+/// What a transition did, for the history and the events.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Happened {
+    /// PENDING -> ACTIVE by an upstream admin.
+    Approved,
+    /// PENDING -> REJECTED, with the message for the downstream company.
+    Rejected { message: String },
+    /// -> UNDONE (withdrawn) or ACTIVE -> PENDING (approval taken back), C12.
+    Undone { undo: Undo },
+    /// ACTIVE -> DISCONNECTED, with the reason (C13).
+    Disconnected { reason: String },
+    /// Features added to an ACTIVE connection (C16).
+    FeaturesAdded { added: Vec<Feature> },
+}
+
+impl Transition {
+    pub fn action(&self) -> ConnectionAction {
+        match self.happened {
+            Happened::Approved => ConnectionAction::Approved,
+            Happened::Rejected { .. } => ConnectionAction::Rejected,
+            Happened::Undone { .. } => ConnectionAction::Undone,
+            Happened::Disconnected { .. } => ConnectionAction::Disconnected,
+            Happened::FeaturesAdded { .. } => ConnectionAction::FeaturesAdded,
+        }
+    }
+}
+
+/// The next version of `c`, which must be in `from` (else INVALID_STATE with `refusal`).
+fn next(
+    c: &pb::Connection,
+    from: ConnectionStatus,
+    refusal: &str,
+    now_ms: i64,
+) -> Result<pb::Connection, Violation> {
+    if c.status() != from {
+        return Err(violation(reason::INVALID_STATE, refusal));
+    }
+    let mut next = c.clone();
+    next.version += 1;
+    next.update_time = Some(timestamp(now_ms));
+    Ok(next)
+}
+
+pub fn approve(c: &pb::Connection, by: &str, now_ms: i64) -> Result<Transition, Violation> {
+    let mut next = next(
+        c,
+        ConnectionStatus::Pending,
+        "only a pending connection can be approved",
+        now_ms,
+    )?;
+    next.status = ConnectionStatus::Active as i32;
+    next.approved_by = by.to_string();
+    next.approve_time = Some(timestamp(now_ms));
+    Ok(Transition {
+        connection: next,
+        from: ConnectionStatus::Pending,
+        happened: Happened::Approved,
+    })
+}
+
+pub fn reject(c: &pb::Connection, message: &str, now_ms: i64) -> Result<Transition, Violation> {
+    let mut next = next(
+        c,
+        ConnectionStatus::Pending,
+        "only a pending connection can be rejected",
+        now_ms,
+    )?;
+    next.status = ConnectionStatus::Rejected as i32;
+    Ok(Transition {
+        connection: next,
+        from: ConnectionStatus::Pending,
+        happened: Happened::Rejected {
+            message: message.to_string(),
+        },
+    })
+}
+
+/// The undo [`undo`] allowed: a withdrawal ends the connection, an approval taken back
+/// returns it to PENDING without an approver.
+pub fn apply_undo(c: &pb::Connection, undo: Undo, now_ms: i64) -> Result<Transition, Violation> {
+    let from = c.status();
+    let mut next = next(c, from, "", now_ms)?;
+    match undo {
+        Undo::Withdraw => next.status = ConnectionStatus::Undone as i32,
+        Undo::Unapprove => {
+            next.status = ConnectionStatus::Pending as i32;
+            next.approved_by.clear();
+            next.approve_time = None;
+        }
+    }
+    Ok(Transition {
+        connection: next,
+        from,
+        happened: Happened::Undone { undo },
+    })
+}
+
+pub fn disconnect(
+    c: &pb::Connection,
+    by: &str,
+    reason: &str,
+    now_ms: i64,
+) -> Result<Transition, Violation> {
+    let mut next = next(
+        c,
+        ConnectionStatus::Active,
+        "only an active connection can be disconnected",
+        now_ms,
+    )?;
+    next.status = ConnectionStatus::Disconnected as i32;
+    next.disconnected_by = by.to_string();
+    next.disconnect_reason = reason.to_string();
+    next.disconnect_time = Some(timestamp(now_ms));
+    Ok(Transition {
+        connection: next,
+        from: ConnectionStatus::Active,
+        happened: Happened::Disconnected {
+            reason: reason.to_string(),
+        },
+    })
+}
+
+/// C16: adds the `requested` features the connection does not carry yet; `None` when it
+/// carries them all (nothing changes).
+pub fn add_features(
+    c: &pb::Connection,
+    requested: &[Feature],
+    now_ms: i64,
+) -> Result<Option<Transition>, Violation> {
+    let current: Vec<Feature> = c.features().collect();
+    let added: Vec<Feature> = requested
+        .iter()
+        .copied()
+        .filter(|f| !current.contains(f))
+        .collect();
+    let mut next = next(
+        c,
+        ConnectionStatus::Active,
+        "features can be added to an active connection only",
+        now_ms,
+    )?;
+    if added.is_empty() {
+        return Ok(None);
+    }
+    let mut all = current;
+    all.extend(&added);
+    all.sort_by_key(|f| *f as i32);
+    next.features = all.iter().map(|f| *f as i32).collect();
+    Ok(Some(Transition {
+        connection: next,
+        from: ConnectionStatus::Active,
+        happened: Happened::FeaturesAdded { added },
+    }))
+}
+
 /// What an undo does (C12).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Undo {
@@ -353,6 +522,82 @@ pub fn undo(facts: &UndoFacts<'_>, caller: &str, now_ms: i64) -> Result<Undo, Op
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn pending() -> pb::Connection {
+        pb::Connection {
+            id: "con_1".into(),
+            status: ConnectionStatus::Pending as i32,
+            features: vec![Feature::Drawings as i32],
+            requested_by: "usr_raj".into(),
+            version: 1,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn transitions_check_their_state_and_count_versions() {
+        let approved = approve(&pending(), "usr_gina", 10).unwrap();
+        assert_eq!(approved.from, ConnectionStatus::Pending);
+        assert_eq!(approved.connection.status(), ConnectionStatus::Active);
+        assert_eq!(approved.connection.version, 2);
+        assert_eq!(approved.connection.approved_by, "usr_gina");
+        assert_eq!(approved.action(), ConnectionAction::Approved);
+        // An active connection cannot be approved or rejected again.
+        for refused in [
+            approve(&approved.connection, "usr_gina", 11),
+            reject(&approved.connection, "no", 11),
+        ] {
+            assert_eq!(refused.unwrap_err().reason, reason::INVALID_STATE);
+        }
+        let taken_back = apply_undo(&approved.connection, Undo::Unapprove, 12).unwrap();
+        assert_eq!(taken_back.connection.status(), ConnectionStatus::Pending);
+        assert!(taken_back.connection.approved_by.is_empty());
+        assert!(taken_back.connection.approve_time.is_none());
+        assert_eq!(taken_back.connection.version, 3);
+        let again = approve(&taken_back.connection, "usr_gina", 13).unwrap();
+        assert_eq!(again.connection.version, 4);
+        // Features: only new ones, sorted; none new changes nothing.
+        let more = add_features(
+            &again.connection,
+            &[Feature::Submittals, Feature::Drawings],
+            14,
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            more.happened,
+            Happened::FeaturesAdded {
+                added: vec![Feature::Submittals]
+            }
+        );
+        assert_eq!(
+            more.connection.features().collect::<Vec<_>>(),
+            vec![Feature::Drawings, Feature::Submittals]
+        );
+        assert_eq!(
+            add_features(&more.connection, &[Feature::Drawings], 15),
+            Ok(None)
+        );
+        assert_eq!(
+            add_features(&pending(), &[Feature::Rfis], 15)
+                .unwrap_err()
+                .reason,
+            reason::INVALID_STATE
+        );
+        let gone = disconnect(&more.connection, "usr_raj", "done", 16).unwrap();
+        assert_eq!(gone.connection.status(), ConnectionStatus::Disconnected);
+        assert_eq!(gone.connection.disconnect_reason, "done");
+        assert_eq!(gone.connection.version, 6);
+        assert_eq!(
+            disconnect(&gone.connection, "usr_raj", "again", 17)
+                .unwrap_err()
+                .reason,
+            reason::INVALID_STATE
+        );
+        let withdrawn = apply_undo(&pending(), Undo::Withdraw, 18).unwrap();
+        assert_eq!(withdrawn.connection.status(), ConnectionStatus::Undone);
+        assert_eq!(withdrawn.from, ConnectionStatus::Pending);
+    }
     use connectability_proto::directory::v1::{PermissionLevel as L, ToolPermissions};
 
     fn access(project: &str, member: bool, cm: L, drawings: L) -> ProjectAccess {

@@ -71,3 +71,16 @@ pub fn disconnected(c: &pb::Connection, actor: &str, reason: &str) -> Envelope {
     };
     envelope(SOURCE, subject(c), &msg)
 }
+
+/// The events a transition publishes (C4 onwards: consumers see every change).
+pub fn of(t: &crate::domain::Transition, actor: &str) -> Vec<Envelope> {
+    use crate::domain::Happened;
+    let c = &t.connection;
+    match &t.happened {
+        Happened::Approved => vec![approved(c, actor), activated(c, actor, false)],
+        Happened::Rejected { message } => vec![rejected(c, actor, message)],
+        Happened::Undone { .. } => vec![undone(c, actor, t.from)],
+        Happened::Disconnected { reason } => vec![disconnected(c, actor, reason)],
+        Happened::FeaturesAdded { added } => vec![features_added(c, added, actor)],
+    }
+}
