@@ -1,0 +1,89 @@
+//! Plain checks the handlers share: who may do what, in which state; errors as statuses.
+
+use super::*;
+
+pub(super) fn db_err(e: sqlx::Error) -> Status {
+    internal(e)
+}
+
+pub(super) fn user_of(caller: &Caller) -> Result<&str, Status> {
+    match caller {
+        Caller::User { user_id } => Ok(user_id),
+        _ => Err(permission_denied(
+            "the RFIs tool is used by project members",
+        )),
+    }
+}
+
+pub(super) fn participants(r: &RfiRow) -> Participants {
+    Participants {
+        creator_id: r.creator_id.clone(),
+        manager_id: r.manager_id.clone(),
+        received_from_id: r.received_from_id.clone(),
+        assignee_ids: r.assignee_ids.clone(),
+        distribution_ids: r.distribution_ids.clone(),
+    }
+}
+
+pub(super) fn is_open(r: &RfiRow) -> bool {
+    r.status == RfiStatus::Open as i64 || r.status == RfiStatus::Reopened as i64
+}
+
+pub(super) fn must_be_open(r: &RfiRow) -> Result<(), Status> {
+    if is_open(r) {
+        Ok(())
+    } else {
+        Err(failed_precondition(
+            reason::RFI_CLOSED,
+            format!("RFI #{} is closed; reopen it first", r.number),
+        ))
+    }
+}
+
+pub(super) fn must_be_own(r: &RfiRow) -> Result<(), Status> {
+    if r.copy.is_copy() {
+        Err(failed_precondition(
+            reason::CONNECTED_READ_ONLY,
+            format!(
+                "RFI #{} is a connected copy and read-only here; it changes only upstream",
+                r.number
+            ),
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+pub(super) fn linked_drawing_not_found(rev: &str) -> Status {
+    failed_precondition(
+        reason::LINKED_DRAWING_NOT_FOUND,
+        format!(
+            "linked drawing revision `{rev}` is not a revision you can see in this project's Drawings"
+        ),
+    )
+}
+
+pub(super) fn changed_meanwhile() -> Status {
+    Status::aborted("the RFI changed meanwhile; read it again and retry")
+}
+
+/// Who may see what of an RFI: the caller's user id and access in its project.
+pub(super) struct Viewer {
+    pub(super) user: String,
+    pub(super) access: ProjectAccess,
+}
+
+impl Viewer {
+    pub(super) fn admin(&self) -> bool {
+        domain::is_admin(&self.access)
+    }
+
+    /// Admins and the RFI's manager manage it (edit, official response, close, reopen, delete).
+    pub(super) fn manages(&self, r: &RfiRow) -> bool {
+        self.admin() || r.manager_id == self.user
+    }
+
+    pub(super) fn sees(&self, r: &RfiRow) -> bool {
+        !r.private || self.admin() || participants(r).includes(&self.user)
+    }
+}

@@ -1,0 +1,81 @@
+//! Plain checks the handlers share: who may do what, in which state; errors as statuses.
+
+use super::*;
+
+pub(super) fn db_err(e: sqlx::Error) -> Status {
+    internal(e)
+}
+
+pub(super) fn user_of(caller: &Caller) -> Result<&str, Status> {
+    match caller {
+        Caller::User { user_id } => Ok(user_id),
+        _ => Err(permission_denied(
+            "the Submittals tool is used by project members",
+        )),
+    }
+}
+
+pub(super) fn response_label(response: i32) -> &'static str {
+    match pb::ApproverResponse::try_from(response) {
+        Ok(pb::ApproverResponse::Approved) => "Approved",
+        Ok(pb::ApproverResponse::ApprovedAsNoted) => "Approved as noted",
+        Ok(pb::ApproverResponse::ReviseAndResubmit) => "Revise and resubmit",
+        Ok(pb::ApproverResponse::Rejected) => "Rejected",
+        _ => "Pending",
+    }
+}
+
+pub(super) fn status_label(status: i64) -> &'static str {
+    match status {
+        1 => "Open",
+        2 => "Closed",
+        3 => "Reopened",
+        _ => "Deleted",
+    }
+}
+
+pub(super) fn is_open(s: &SubmittalRow) -> bool {
+    s.status == SubmittalStatus::Open as i64 || s.status == SubmittalStatus::Reopened as i64
+}
+
+pub(super) fn must_be_open(s: &SubmittalRow) -> Result<(), Status> {
+    if is_open(s) {
+        Ok(())
+    } else {
+        Err(failed_precondition(
+            reason::SUBMITTAL_CLOSED,
+            format!("submittal #{} is closed; reopen it first", s.number),
+        ))
+    }
+}
+
+pub(super) fn must_be_own(s: &SubmittalRow) -> Result<(), Status> {
+    if s.copy.is_copy() {
+        Err(failed_precondition(
+            reason::CONNECTED_READ_ONLY,
+            format!(
+                "submittal #{} is a connected copy and read-only here; it changes only upstream",
+                s.number
+            ),
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+pub(super) fn changed_meanwhile() -> Status {
+    Status::aborted("the submittal changed meanwhile; read it again and retry")
+}
+
+/// The caller's user id and access in a project.
+pub(super) struct Viewer {
+    pub(super) user: String,
+    pub(super) access: ProjectAccess,
+}
+
+impl Viewer {
+    /// Admins and the submittal's manager manage it.
+    pub(super) fn manages(&self, s: &SubmittalRow) -> bool {
+        domain::is_admin(&self.access) || s.general.manager_id == self.user
+    }
+}
