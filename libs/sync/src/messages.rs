@@ -9,7 +9,7 @@ use connectability_blobs::{
     Blobs,
     files::{self, FileRow, UploadHeader, UploadPart},
 };
-use connectability_platform::{clock::Clock, time::timestamp};
+use connectability_platform::{clock::Clock, errors::internal, time::timestamp};
 use connectability_proto::sync::v1 as pb;
 use connectability_store::Db;
 use futures::Stream;
@@ -97,4 +97,76 @@ pub fn watch(
         sync_status_pb,
         watcher,
     )?))
+}
+
+/// `GetSyncStatus` and `WatchSyncStatus`, the same for every tool: a connection's status
+/// for a person whose access to its downstream project passes the tool's `may_watch`
+/// (anyone else gets NOT_FOUND, as for a connection that does not exist; services and
+/// operators PERMISSION_DENIED).
+#[derive(Clone)]
+pub struct SyncStatusApi {
+    pub db: Db,
+    pub clock: Arc<dyn Clock>,
+    pub directory: connectability_platform::directory::DirectoryGateway,
+    pub may_watch: fn(&connectability_proto::directory::v1::ProjectAccess) -> bool,
+}
+
+impl SyncStatusApi {
+    pub async fn get(
+        &self,
+        caller: &connectability_auth::Caller,
+        connection_id: &str,
+    ) -> Result<pb::SyncStatus, Status> {
+        let row = self.watched(caller, connection_id).await?;
+        Ok(sync_status_pb(row, self.clock.now_ms()))
+    }
+
+    pub async fn watch(
+        &self,
+        caller: &connectability_auth::Caller,
+        connection_id: &str,
+    ) -> Result<Answers<pb::SyncStatus>, Status> {
+        let first = status::first(|| self.watched(caller, connection_id)).await?;
+        let watcher = status::Watcher {
+            user: person(caller)?.to_string(),
+            directory: self.directory.clone(),
+            may_watch: self.may_watch,
+        };
+        watch(self.db.clone(), self.clock.clone(), first, watcher)
+    }
+
+    /// The connection's row, if the caller may watch it.
+    async fn watched(
+        &self,
+        caller: &connectability_auth::Caller,
+        connection_id: &str,
+    ) -> Result<SyncRow, Status> {
+        let id = connectability_platform::input::Id::parse("con", "connection_id", connection_id)?;
+        let hidden = || connectability_platform::errors::not_found("connection sync", id.as_str());
+        let user = person(caller)?;
+        let mut conn = self.db.pool().acquire().await.map_err(internal)?;
+        let row = crate::db::get_sync(&mut conn, id.as_str())
+            .await
+            .map_err(internal)?
+            .ok_or_else(hidden)?;
+        drop(conn);
+        let access = self
+            .directory
+            .project_access(&row.downstream_project_id, user)
+            .await?;
+        if !access.is_some_and(|a| (self.may_watch)(&a)) {
+            return Err(hidden());
+        }
+        Ok(row)
+    }
+}
+
+/// The person calling: sync status is for project members.
+fn person(caller: &connectability_auth::Caller) -> Result<&str, Status> {
+    match caller {
+        connectability_auth::Caller::User { user_id } => Ok(user_id),
+        _ => Err(connectability_platform::errors::permission_denied(
+            "sync status is for project members",
+        )),
+    }
 }

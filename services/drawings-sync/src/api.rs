@@ -22,14 +22,11 @@ use connectability_store::{Db, outbox::RelayWaker};
 use futures::Stream;
 use tonic::{Request, Response, Status, Streaming};
 
-use connectability_sync::messages::{self, sync_status_pb};
+use connectability_sync::messages::{self, SyncStatusApi};
 
 use crate::{
-    db::{self, AreaRow, Copy, DrawingRow, FileRow, MarkupRow, RevisionRow, SetRow, SyncRow},
-    domain::{
-        self, AREA, CONNECTION, DRAWING, FILE, MARKUP, PROJECT, PUBLISH, REVISION, SET, USER,
-        reason,
-    },
+    db::{self, AreaRow, Copy, DrawingRow, FileRow, MarkupRow, RevisionRow, SetRow},
+    domain::{self, AREA, DRAWING, FILE, MARKUP, PROJECT, PUBLISH, REVISION, SET, USER, reason},
     events,
 };
 
@@ -44,6 +41,8 @@ type Stream_<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
 #[derive(Clone)]
 pub struct DrawingApi {
+    /// GetSyncStatus and WatchSyncStatus, as every synced tool answers them.
+    sync_status: SyncStatusApi,
     db: Db,
     blobs: Blobs,
     relay: RelayWaker,
@@ -429,9 +428,10 @@ impl DrawingService for DrawingApi {
         req: Request<pb::GetSyncStatusRequest>,
     ) -> Result<Response<pb::SyncStatus>, Status> {
         let caller = connectability_auth::caller(&req)?;
-        let id = Id::parse(CONNECTION, "connection_id", &req.get_ref().connection_id)?;
-        let row = self.watched_sync(&caller, &id).await?;
-        Ok(Response::new(sync_status_pb(row, self.clock.now_ms())))
+        let connection_id = &req.get_ref().connection_id;
+        Ok(Response::new(
+            self.sync_status.get(&caller, connection_id).await?,
+        ))
     }
 
     type WatchSyncStatusStream = Stream_<pb::SyncStatus>;
@@ -441,19 +441,10 @@ impl DrawingService for DrawingApi {
         req: Request<pb::WatchSyncStatusRequest>,
     ) -> Result<Response<Self::WatchSyncStatusStream>, Status> {
         let caller = connectability_auth::caller(&req)?;
-        let id = Id::parse(CONNECTION, "connection_id", &req.get_ref().connection_id)?;
-        let first = connectability_sync::status::first(|| self.watched_sync(&caller, &id)).await?;
-        let watcher = connectability_sync::status::Watcher {
-            user: user_of(&caller)?.to_string(),
-            directory: self.directory.clone(),
-            may_watch: domain::can_watch_sync,
-        };
-        Ok(Response::new(messages::watch(
-            self.db.clone(),
-            self.clock.clone(),
-            first,
-            watcher,
-        )?))
+        let connection_id = &req.get_ref().connection_id;
+        Ok(Response::new(
+            self.sync_status.watch(&caller, connection_id).await?,
+        ))
     }
 
     type DownloadRevisionFileStream = Stream_<pb::DownloadFileResponse>;

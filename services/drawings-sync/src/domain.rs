@@ -11,7 +11,6 @@ pub const REVISION: &str = "rev";
 pub const FILE: &str = "fil";
 pub const MARKUP: &str = "mku";
 pub const PUBLISH: &str = "pub";
-pub const CONNECTION: &str = "con";
 pub const USER: &str = "usr";
 
 /// C17: the documented limit of published revisions for a DRAWINGS connection.

@@ -25,13 +25,13 @@ use futures::Stream;
 use prost::Message as _;
 use tonic::{Request, Response, Status, Streaming};
 
-use connectability_sync::messages::{self, sync_status_pb};
+use connectability_sync::messages::{self, SyncStatusApi};
 
 use crate::{
-    db::{self, FileRow, ResponseRow, RfiRow, SyncRow},
+    db::{self, FileRow, ResponseRow, RfiRow},
     domain::{
-        self, CONNECTION, FILE, MAX_SUBJECT, MAX_TEXT, PROJECT, Participants, RESPONSE, REVISION,
-        RFI, RfiStatus, USER, reason,
+        self, FILE, MAX_SUBJECT, MAX_TEXT, PROJECT, Participants, RESPONSE, REVISION, RFI,
+        RfiStatus, USER, reason,
     },
     events, pdf,
 };
@@ -47,6 +47,8 @@ type Stream_<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
 #[derive(Clone)]
 pub struct RfiApi {
+    /// GetSyncStatus and WatchSyncStatus, as every synced tool answers them.
+    sync_status: SyncStatusApi,
     db: Db,
     blobs: Blobs,
     relay: RelayWaker,
@@ -407,9 +409,10 @@ impl RfiService for RfiApi {
         req: Request<pb::GetSyncStatusRequest>,
     ) -> Result<Response<pb::SyncStatus>, Status> {
         let caller = connectability_auth::caller(&req)?;
-        let id = Id::parse(CONNECTION, "connection_id", &req.get_ref().connection_id)?;
-        let row = self.watched_sync(&caller, &id).await?;
-        Ok(Response::new(sync_status_pb(row, self.clock.now_ms())))
+        let connection_id = &req.get_ref().connection_id;
+        Ok(Response::new(
+            self.sync_status.get(&caller, connection_id).await?,
+        ))
     }
 
     type WatchSyncStatusStream = Stream_<pb::SyncStatus>;
@@ -419,18 +422,9 @@ impl RfiService for RfiApi {
         req: Request<pb::WatchSyncStatusRequest>,
     ) -> Result<Response<Self::WatchSyncStatusStream>, Status> {
         let caller = connectability_auth::caller(&req)?;
-        let id = Id::parse(CONNECTION, "connection_id", &req.get_ref().connection_id)?;
-        let first = connectability_sync::status::first(|| self.watched_sync(&caller, &id)).await?;
-        let watcher = connectability_sync::status::Watcher {
-            user: user_of(&caller)?.to_string(),
-            directory: self.directory.clone(),
-            may_watch: domain::can_watch_sync,
-        };
-        Ok(Response::new(messages::watch(
-            self.db.clone(),
-            self.clock.clone(),
-            first,
-            watcher,
-        )?))
+        let connection_id = &req.get_ref().connection_id;
+        Ok(Response::new(
+            self.sync_status.watch(&caller, connection_id).await?,
+        ))
     }
 }

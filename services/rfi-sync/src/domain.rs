@@ -10,7 +10,6 @@ pub const RESPONSE: &str = "rsp";
 pub const FILE: &str = "fil";
 pub const USER: &str = "usr";
 pub const REVISION: &str = "rev";
-pub const CONNECTION: &str = "con";
 
 /// Longest subject, question and response.
 pub const MAX_SUBJECT: usize = 500;

@@ -13,7 +13,6 @@ pub const SUBMITTAL: &str = "sub";
 pub const DISTRIBUTION: &str = "dst";
 pub const FILE: &str = "fil";
 pub const USER: &str = "usr";
-pub const CONNECTION: &str = "con";
 
 /// Longest title and longest description, comment or message.
 pub const MAX_TITLE: usize = 500;

@@ -12,7 +12,14 @@ impl DrawingApi {
         clock: Arc<dyn Clock>,
         limits: Limits,
     ) -> Self {
+        let sync_status = SyncStatusApi {
+            db: db.clone(),
+            clock: clock.clone(),
+            directory: directory.clone(),
+            may_watch: domain::can_watch_sync,
+        };
         Self {
+            sync_status,
             db,
             blobs,
             relay,
@@ -105,23 +112,6 @@ impl DrawingApi {
         file: FileRow,
     ) -> Result<Response<Stream_<pb::DownloadFileResponse>>, Status> {
         Ok(Response::new(messages::download(&self.blobs, file).await?))
-    }
-
-    /// A connection's sync state, for someone with access to its downstream project.
-    pub(super) async fn watched_sync(&self, caller: &Caller, id: &Id) -> Result<SyncRow, Status> {
-        let row = connectability_sync::db::get_sync(&mut *self.read().await?, id.as_str())
-            .await
-            .map_err(db_err)?
-            .ok_or_else(|| not_found("connection sync", id.as_str()))?;
-        let user = user_of(caller)?;
-        let access = self
-            .directory
-            .project_access(&row.downstream_project_id, user)
-            .await?;
-        if !access.is_some_and(|a| domain::can_watch_sync(&a)) {
-            return Err(not_found("connection sync", id.as_str()));
-        }
-        Ok(row)
     }
 }
 
