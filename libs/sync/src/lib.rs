@@ -115,17 +115,21 @@ pub trait SyncedTool: Send + Sync + 'static {
 
     fn engine(&self) -> &Engine;
 
-    /// How many items a new connection's backfill will copy.
-    async fn shareable_count(&self, tx: &mut Tx, s: &SyncRow) -> anyhow::Result<i64>;
-
-    /// The backfill's next upstream records (ids after `cursor`, in id order) for `s`.
+    /// The backfill's next upstream records for `s`: shareable ids after `cursor`, in id
+    /// order, at most `limit` (every one with `None`).
     async fn backfill_batch(
         &self,
         tx: &mut Tx,
         s: &SyncRow,
         cursor: &str,
-        limit: i64,
+        limit: Option<i64>,
     ) -> anyhow::Result<Vec<String>>;
+
+    /// How many items a new connection's backfill will copy: by default one per shareable
+    /// record (a tool whose records hold several items, as drawings hold revisions, says).
+    async fn shareable_count(&self, tx: &mut Tx, s: &SyncRow) -> anyhow::Result<i64> {
+        Ok(self.backfill_batch(tx, s, "", None).await?.len() as i64)
+    }
 
     /// Makes connection `s`'s copies of `record_ids` match the upstream records now.
     async fn reconcile(
@@ -576,7 +580,7 @@ pub async fn backfill_once<T: SyncedTool>(tool: &T) -> anyhow::Result<()> {
             let now = parts.clock.now_ms();
             let mut tx = parts.db.begin().await?;
             let batch = tool
-                .backfill_batch(&mut tx, &s, &s.backfill_cursor, BACKFILL_BATCH)
+                .backfill_batch(&mut tx, &s, &s.backfill_cursor, Some(BACKFILL_BATCH))
                 .await?;
             let Some(last) = batch.last().cloned() else {
                 if db::finish_backfill(&mut tx, &s.connection_id, now).await? {
@@ -615,22 +619,63 @@ pub async fn backfill_once<T: SyncedTool>(tool: &T) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A tool service's sync workers: its two inbox consumers (connection events, and the
-/// tool's own events) and the backfill worker, wired the same way in every service.
+/// A tool service's sync workers: its outbox relay, its two inbox consumers (connection
+/// events, and the tool's own events), the copy workers and the backfill worker, started
+/// and mounted the same way in every tool service.
 pub struct Workers<T> {
+    service: &'static str,
+    relay: outbox::Relay,
     core: Arc<T>,
     subscriptions: Vec<connectability_store::inbox::InboxSubscription>,
 }
 
+/// What a tool service's engine runs on.
+pub struct Foundation {
+    pub db: Db,
+    pub bus: Arc<dyn connectability_events::EventBus>,
+    pub blobs: connectability_blobs::Blobs,
+    pub clock: Arc<dyn Clock>,
+    pub connections: connectability_platform::connections::ConnectionsGateway,
+}
+
 impl<T: SyncedTool> Workers<T> {
-    /// Subscribes the consumers `<service>-connections` and `<service>-copies` (before any
-    /// relay runs, so in-process events are not missed).
-    pub async fn subscribe(
+    /// Starts the engine of tool service `service`: its outbox relay, the tool on the
+    /// engine (`tool`), and its consumers, subscribed before any relay runs so in-process
+    /// events are not missed.
+    pub async fn start(
+        service: &'static str,
+        base: Foundation,
+        tool: fn(Engine) -> T,
+    ) -> anyhow::Result<Self> {
+        let relay = outbox::Relay::new(base.db.clone(), base.bus.clone());
+        let core = Arc::new(tool(Engine::new(
+            base.db.clone(),
+            base.blobs,
+            base.clock,
+            relay.waker(),
+            base.connections,
+        )));
+        let subscriptions = Self::subscribe(base.bus.as_ref(), base.db, service, &core).await?;
+        Ok(Self {
+            service,
+            relay,
+            core,
+            subscriptions,
+        })
+    }
+
+    /// Wakes the relay after a commit that enqueued events (for the tool's API).
+    pub fn relay_waker(&self) -> outbox::RelayWaker {
+        self.core.engine().relay.clone()
+    }
+
+    /// Subscribes the consumers `<service>-connections` and `<service>-copies`.
+    async fn subscribe(
         bus: &dyn connectability_events::EventBus,
         db: Db,
         service: &str,
-        core: Arc<T>,
-    ) -> anyhow::Result<Self> {
+        core: &Arc<T>,
+    ) -> anyhow::Result<Vec<connectability_store::inbox::InboxSubscription>> {
         use connectability_events::{RetryPolicy, SubscriptionSpec};
         use connectability_store::inbox::subscribe;
         let spec = |durable: String, context: &str| SubscriptionSpec {
@@ -638,7 +683,7 @@ impl<T: SyncedTool> Workers<T> {
             context: context.into(),
             retry: RetryPolicy::default(),
         };
-        let subscriptions = vec![
+        Ok(vec![
             subscribe(
                 bus,
                 db.clone(),
@@ -653,15 +698,13 @@ impl<T: SyncedTool> Workers<T> {
                 Arc::new(ToolEvents(core.clone())),
             )
             .await?,
-        ];
-        Ok(Self {
-            core,
-            subscriptions,
-        })
+        ])
     }
 
-    /// Runs the backfill worker and the copy workers, and stops the consumers with `server`.
+    /// Runs the relay, the backfill worker and the copy workers, and stops the consumers
+    /// with `server`.
     pub fn mount(self, server: &mut connectability_platform::GrpcServer) {
+        server.add_relay(self.service, self.relay);
         let core = self.core;
         server
             .metrics()

@@ -518,12 +518,13 @@ pub async fn backfill_batch(
     conn: &mut AnyConnection,
     upstream: &str,
     cursor: &str,
-    limit: i64,
+    limit: Option<i64>,
 ) -> Result<Vec<String>> {
+    let limit = limit.map(|n| format!(" LIMIT {n}")).unwrap_or_default();
     sqlx::query_scalar(AssertSqlSafe(format!(
         "SELECT d.id FROM drawings d WHERE d.project_id = $1 AND d.id > $2 AND d.deleted_ms IS NULL
            AND EXISTS (SELECT 1 FROM revisions r WHERE r.drawing_id = d.id AND r.published = 1)
-         ORDER BY d.id LIMIT {limit}"
+         ORDER BY d.id{limit}"
     )))
     .bind(upstream)
     .bind(cursor)

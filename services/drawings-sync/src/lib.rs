@@ -25,7 +25,7 @@ use connectability_platform::{
     standalone::Standalone,
 };
 use connectability_proto::drawings::v1::drawing_service_server::DrawingServiceServer;
-use connectability_store::{Db, ServiceMigrations, outbox::Relay};
+use connectability_store::{Db, ServiceMigrations};
 
 pub use api::{DrawingApi, Limits};
 
@@ -40,10 +40,9 @@ pub fn migrations() -> ServiceMigrations {
     }
 }
 
-/// The service's parts: the API, its relay, its consumers and the backfill worker.
+/// The service's parts: the API, and the engine's relay, consumers and workers.
 pub struct DrawingsSync {
     pub api: DrawingApi,
-    pub relay: Relay,
     workers: connectability_sync::Workers<sync::DrawingSync>,
 }
 
@@ -59,27 +58,20 @@ impl DrawingsSync {
         clock: Arc<dyn Clock>,
         limits: Limits,
     ) -> anyhow::Result<Self> {
-        let relay = Relay::new(db.clone(), bus.clone());
-        let core = Arc::new(sync::DrawingSync(connectability_sync::Engine::new(
-            db.clone(),
-            blobs.clone(),
-            clock.clone(),
-            relay.waker(),
+        let base = connectability_sync::Foundation {
+            db: db.clone(),
+            bus,
+            blobs: blobs.clone(),
+            clock: clock.clone(),
             connections,
-        )));
-        let workers =
-            connectability_sync::Workers::subscribe(bus.as_ref(), db.clone(), NAME, core).await?;
-        let api = DrawingApi::new(db, blobs, relay.waker(), directory, clock, limits);
-        Ok(Self {
-            api,
-            relay,
-            workers,
-        })
+        };
+        let workers = connectability_sync::Workers::start(NAME, base, sync::DrawingSync).await?;
+        let api = DrawingApi::new(db, blobs, workers.relay_waker(), directory, clock, limits);
+        Ok(Self { api, workers })
     }
 
-    /// Mounts the gRPC service, its relay, consumers and backfill worker on `server`.
+    /// Mounts the gRPC service and the engine's relay, consumers and workers on `server`.
     pub fn mount(self, server: &mut GrpcServer, max_message_bytes: usize) {
-        server.add_relay(NAME, self.relay);
         self.workers.mount(server);
         server.add_service(
             DrawingServiceServer::new(self.api)

@@ -344,7 +344,7 @@ impl SyncedTool for DrawingSync {
         tx: &mut Tx,
         s: &SyncRow,
         cursor: &str,
-        limit: i64,
+        limit: Option<i64>,
     ) -> anyhow::Result<Vec<String>> {
         Ok(db::backfill_batch(tx, &s.upstream_project_id, cursor, limit).await?)
     }

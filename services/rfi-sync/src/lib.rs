@@ -28,7 +28,7 @@ use connectability_platform::{
     standalone::Standalone,
 };
 use connectability_proto::rfis::v1::rfi_service_server::RfiServiceServer;
-use connectability_store::{Db, ServiceMigrations, outbox::Relay};
+use connectability_store::{Db, ServiceMigrations};
 
 pub use api::{Limits, RfiApi};
 pub use connectability_platform::drawings::DrawingsGateway;
@@ -53,10 +53,9 @@ pub struct Peers {
     pub drawings: DrawingsGateway,
 }
 
-/// The service's parts: the API, its relay, its consumers and the backfill worker.
+/// The service's parts: the API, and the engine's relay, consumers and workers.
 pub struct RfiSync {
     pub api: RfiApi,
-    pub relay: Relay,
     workers: connectability_sync::Workers<sync::RfiSync>,
 }
 
@@ -76,27 +75,28 @@ impl RfiSync {
             connections,
             drawings,
         } = peers;
-        let relay = Relay::new(db.clone(), bus.clone());
-        let core = Arc::new(sync::RfiSync(connectability_sync::Engine::new(
-            db.clone(),
-            blobs.clone(),
-            clock.clone(),
-            relay.waker(),
+        let base = connectability_sync::Foundation {
+            db: db.clone(),
+            bus,
+            blobs: blobs.clone(),
+            clock: clock.clone(),
             connections,
-        )));
-        let workers =
-            connectability_sync::Workers::subscribe(bus.as_ref(), db.clone(), NAME, core).await?;
-        let api = RfiApi::new(db, blobs, relay.waker(), directory, drawings, clock, limits);
-        Ok(Self {
-            api,
-            relay,
-            workers,
-        })
+        };
+        let workers = connectability_sync::Workers::start(NAME, base, sync::RfiSync).await?;
+        let api = RfiApi::new(
+            db,
+            blobs,
+            workers.relay_waker(),
+            directory,
+            drawings,
+            clock,
+            limits,
+        );
+        Ok(Self { api, workers })
     }
 
-    /// Mounts the gRPC service, its relay, consumers and backfill worker on `server`.
+    /// Mounts the gRPC service and the engine's relay, consumers and workers on `server`.
     pub fn mount(self, server: &mut GrpcServer, max_message_bytes: usize) {
-        server.add_relay(NAME, self.relay);
         self.workers.mount(server);
         server.add_service(
             RfiServiceServer::new(self.api)

@@ -173,32 +173,19 @@ impl SyncedTool for RfiSync {
         &self.0
     }
 
-    /// Every closed RFI upstream that the downstream company receives (R1, R2).
-    async fn shareable_count(&self, tx: &mut Tx, s: &SyncRow) -> anyhow::Result<i64> {
-        let ids = db::shared_rfi_ids(
-            tx,
-            &s.upstream_project_id,
-            &s.downstream_company_id,
-            "",
-            None,
-        )
-        .await?;
-        Ok(ids.len() as i64)
-    }
-
     async fn backfill_batch(
         &self,
         tx: &mut Tx,
         s: &SyncRow,
         cursor: &str,
-        limit: i64,
+        limit: Option<i64>,
     ) -> anyhow::Result<Vec<String>> {
         Ok(db::shared_rfi_ids(
             tx,
             &s.upstream_project_id,
             &s.downstream_company_id,
             cursor,
-            Some(limit),
+            limit,
         )
         .await?)
     }

@@ -27,7 +27,7 @@ use connectability_platform::{
     standalone::Standalone,
 };
 use connectability_proto::submittals::v1::submittal_service_server::SubmittalServiceServer;
-use connectability_store::{Db, ServiceMigrations, outbox::Relay};
+use connectability_store::{Db, ServiceMigrations};
 
 pub use api::{Limits, SubmittalApi};
 
@@ -42,10 +42,9 @@ pub fn migrations() -> ServiceMigrations {
     }
 }
 
-/// The service's parts: the API, its relay, its consumers and the backfill worker.
+/// The service's parts: the API, and the engine's relay, consumers and workers.
 pub struct SubmittalSync {
     pub api: SubmittalApi,
-    pub relay: Relay,
     workers: connectability_sync::Workers<sync::SubmittalSync>,
 }
 
@@ -61,27 +60,20 @@ impl SubmittalSync {
         clock: Arc<dyn Clock>,
         limits: Limits,
     ) -> anyhow::Result<Self> {
-        let relay = Relay::new(db.clone(), bus.clone());
-        let core = Arc::new(sync::SubmittalSync(connectability_sync::Engine::new(
-            db.clone(),
-            blobs.clone(),
-            clock.clone(),
-            relay.waker(),
+        let base = connectability_sync::Foundation {
+            db: db.clone(),
+            bus,
+            blobs: blobs.clone(),
+            clock: clock.clone(),
             connections,
-        )));
-        let workers =
-            connectability_sync::Workers::subscribe(bus.as_ref(), db.clone(), NAME, core).await?;
-        let api = SubmittalApi::new(db, blobs, relay.waker(), directory, clock, limits);
-        Ok(Self {
-            api,
-            relay,
-            workers,
-        })
+        };
+        let workers = connectability_sync::Workers::start(NAME, base, sync::SubmittalSync).await?;
+        let api = SubmittalApi::new(db, blobs, workers.relay_waker(), directory, clock, limits);
+        Ok(Self { api, workers })
     }
 
-    /// Mounts the gRPC service, its relay, consumers and backfill worker on `server`.
+    /// Mounts the gRPC service and the engine's relay, consumers and workers on `server`.
     pub fn mount(self, server: &mut GrpcServer, max_message_bytes: usize) {
-        server.add_relay(NAME, self.relay);
         self.workers.mount(server);
         server.add_service(
             SubmittalServiceServer::new(self.api)
