@@ -3,7 +3,7 @@
 //! `GetSyncStatus`, `WatchSyncStatus`, `UploadFile` and `DownloadFile` authorize in the
 //! tool's terms and leave the messages to these functions.
 
-use std::{pin::Pin, sync::Arc};
+use std::{future::Future, pin::Pin, sync::Arc};
 
 use connectability_blobs::{
     Blobs,
@@ -169,4 +169,66 @@ fn person(caller: &connectability_auth::Caller) -> Result<&str, Status> {
             "sync status is for project members",
         )),
     }
+}
+
+/// What a tool accepts in `UploadFile`.
+pub struct UploadRules {
+    /// The id prefix of the tool's files (`fil`).
+    pub file_prefix: &'static str,
+    pub max_bytes: usize,
+    /// Only this media type (drawings: `application/pdf`), or any well-formed one.
+    pub only_content_type: Option<&'static str>,
+    /// A check of the first bytes (drawings: a PDF header).
+    pub accept: Option<files::ContentCheck>,
+}
+
+/// `UploadFile`, the same for every tool: the header parsed (project, file name, media
+/// type, each refused with INVALID_ARGUMENT naming `header.<field>`), `authorize` asked
+/// with the project id for the company that owns it (the tool's permission rule), then
+/// the bytes streamed to storage and the row recorded.
+pub async fn upload<F, Fut>(
+    blobs: &Blobs,
+    db: &Db,
+    now_ms: i64,
+    mut stream: tonic::Streaming<pb::UploadFileRequest>,
+    rules: &UploadRules,
+    authorize: F,
+) -> Result<pb::File, Status>
+where
+    F: FnOnce(String) -> Fut,
+    Fut: Future<Output = Result<String, Status>>,
+{
+    use connectability_platform::input::{Id, parse_content_type, parse_name};
+    let header = files::upload_header(&mut stream, upload_part).await?;
+    let project = Id::parse("prj", "header.project_id", &header.project_id)?;
+    let filename = parse_name("header.filename", &header.filename)?;
+    let content_type = match rules.only_content_type {
+        Some(only) if header.content_type != only => {
+            return Err(connectability_platform::errors::invalid_argument(
+                "header.content_type",
+                format!("must be {only}"),
+            ));
+        }
+        _ => parse_content_type("header.content_type", &header.content_type)?,
+    };
+    let company_id = authorize(project.to_string()).await?;
+    let file = files::NewFile {
+        id: Id::generate(rules.file_prefix).to_string(),
+        project_id: project.to_string(),
+        company_id,
+        filename,
+        content_type,
+        now_ms,
+    };
+    let file = files::upload(
+        blobs,
+        db.pool(),
+        stream,
+        upload_part,
+        file,
+        rules.max_bytes,
+        rules.accept,
+    )
+    .await?;
+    Ok(file_pb(file))
 }

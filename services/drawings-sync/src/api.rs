@@ -5,7 +5,7 @@
 use std::{collections::HashMap, pin::Pin, sync::Arc};
 
 use connectability_auth::Caller;
-use connectability_blobs::{Blobs, files};
+use connectability_blobs::Blobs;
 use connectability_platform::{
     clock::Clock,
     directory::{DirectoryGateway, sees_project},
@@ -172,36 +172,26 @@ impl DrawingService for DrawingApi {
         req: Request<Streaming<pb::UploadFileRequest>>,
     ) -> Result<Response<pb::File>, Status> {
         let caller = connectability_auth::caller(&req)?;
-        let mut stream = req.into_inner();
-        let header = files::upload_header(&mut stream, messages::upload_part).await?;
-        let project = Id::parse(PROJECT, "header.project_id", &header.project_id)?;
-        let filename = parse_name("header.filename", &header.filename)?;
-        if header.content_type != "application/pdf" {
-            return Err(invalid_argument(
-                "header.content_type",
-                "drawings must be application/pdf",
-            ));
-        }
-        let (_, access) = self.admin(&caller, project.as_str()).await?;
-        let file = files::NewFile {
-            id: Id::generate(FILE).to_string(),
-            project_id: project.to_string(),
-            company_id: access.project_company_id,
-            filename,
-            content_type: header.content_type,
-            now_ms: self.clock.now_ms(),
+        let rules = messages::UploadRules {
+            file_prefix: FILE,
+            max_bytes: self.limits.max_upload_bytes,
+            only_content_type: Some("application/pdf"),
+            accept: Some((domain::looks_like_pdf, "the content is not a PDF")),
         };
-        let file = files::upload(
+        let now = self.clock.now_ms();
+        let authorize = |project: String| async move {
+            let (_, access) = self.admin(&caller, &project).await?;
+            Ok(access.project_company_id)
+        };
+        let file = messages::upload(
             &self.blobs,
-            self.db.pool(),
-            stream,
-            messages::upload_part,
-            file,
-            self.limits.max_upload_bytes,
-            Some((domain::looks_like_pdf, "the content is not a PDF")),
-        )
-        .await?;
-        Ok(Response::new(messages::file_pb(file)))
+            &self.db,
+            now,
+            req.into_inner(),
+            &rules,
+            authorize,
+        );
+        Ok(Response::new(file.await?))
     }
 
     type DownloadFileStream = Stream_<pb::DownloadFileResponse>;

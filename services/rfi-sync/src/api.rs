@@ -5,14 +5,14 @@
 use std::{collections::HashMap, pin::Pin, sync::Arc};
 
 use connectability_auth::Caller;
-use connectability_blobs::{Blobs, files};
+use connectability_blobs::Blobs;
 use connectability_events::Envelope;
 use connectability_platform::{
     clock::Clock,
     directory::{DirectoryGateway, Tool},
     drawings::DrawingsGateway,
     errors::{failed_precondition, internal, invalid_argument, not_found, permission_denied},
-    input::{Id, parse_name, parse_request_id, parse_text},
+    input::{Id, parse_request_id, parse_text},
     paging::PageRequest,
     time::timestamp,
 };
@@ -239,31 +239,29 @@ impl RfiService for RfiApi {
         req: Request<Streaming<pb::UploadFileRequest>>,
     ) -> Result<Response<pb::File>, Status> {
         let caller = connectability_auth::caller(&req)?;
-        let mut stream = req.into_inner();
-        let header = files::upload_header(&mut stream, messages::upload_part).await?;
-        let project = Id::parse(PROJECT, "header.project_id", &header.project_id)?;
-        let filename = parse_name("header.filename", &header.filename)?;
-        let content_type = domain::parse_content_type("header.content_type", &header.content_type)?;
-        let v = self.contributor(&caller, project.as_str()).await?;
-        let file = files::NewFile {
-            id: Id::generate(FILE).to_string(),
-            project_id: project.to_string(),
-            company_id: v.access.project_company_id.clone(),
-            filename,
-            content_type,
-            now_ms: self.clock.now_ms(),
+        let rules = messages::UploadRules {
+            file_prefix: FILE,
+            max_bytes: self.limits.max_upload_bytes,
+            only_content_type: None,
+            accept: None,
         };
-        let file = files::upload(
+        let now = self.clock.now_ms();
+        let authorize = |project: String| async move {
+            Ok(self
+                .contributor(&caller, &project)
+                .await?
+                .access
+                .project_company_id)
+        };
+        let file = messages::upload(
             &self.blobs,
-            self.db.pool(),
-            stream,
-            messages::upload_part,
-            file,
-            self.limits.max_upload_bytes,
-            None,
-        )
-        .await?;
-        Ok(Response::new(messages::file_pb(file)))
+            &self.db,
+            now,
+            req.into_inner(),
+            &rules,
+            authorize,
+        );
+        Ok(Response::new(file.await?))
     }
 
     type DownloadFileStream = Stream_<pb::DownloadFileResponse>;
