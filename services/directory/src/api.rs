@@ -123,7 +123,7 @@ impl DirectoryService for DirectoryApi {
             .ok_or_else(|| not_found("user", user_id.as_str()))?;
         if user.company_id != company.id {
             return Err(failed_precondition(
-                "USER_NOT_IN_COMPANY",
+                domain::reason::USER_NOT_IN_COMPANY,
                 format!(
                     "user `{}` works for `{}`, not `{}`",
                     user.id, user.company_id, company.id

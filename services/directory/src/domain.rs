@@ -11,6 +11,11 @@ pub const COMPANY: &str = "co";
 pub const PROJECT: &str = "prj";
 pub const USER: &str = "usr";
 
+/// The ErrorInfo reasons clients match on.
+pub mod reason {
+    connectability_platform::reasons!(USER_NOT_IN_COMPANY);
+}
+
 /// A file storage location such as `us-east`: 2-32 lower-case letters, digits and `-`.
 pub fn parse_storage_location(raw: &str) -> Result<String, Status> {
     let ok = (2..=32).contains(&raw.len())
