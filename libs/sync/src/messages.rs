@@ -172,6 +172,7 @@ fn person(caller: &connectability_auth::Caller) -> Result<&str, Status> {
 }
 
 /// What a tool accepts in `UploadFile`.
+#[derive(Debug, Clone, Copy)]
 pub struct UploadRules {
     /// The id prefix of the tool's files (`fil`).
     pub file_prefix: &'static str,
@@ -182,53 +183,82 @@ pub struct UploadRules {
     pub accept: Option<files::ContentCheck>,
 }
 
-/// `UploadFile`, the same for every tool: the header parsed (project, file name, media
-/// type, each refused with INVALID_ARGUMENT naming `header.<field>`), `authorize` asked
-/// with the project id for the company that owns it (the tool's permission rule), then
-/// the bytes streamed to storage and the row recorded.
-pub async fn upload<F, Fut>(
-    blobs: &Blobs,
-    db: &Db,
-    now_ms: i64,
-    mut stream: tonic::Streaming<pb::UploadFileRequest>,
-    rules: &UploadRules,
-    authorize: F,
-) -> Result<pb::File, Status>
-where
-    F: FnOnce(String) -> Fut,
-    Fut: Future<Output = Result<String, Status>>,
-{
-    use connectability_platform::input::{Id, parse_content_type, parse_name};
-    let header = files::upload_header(&mut stream, upload_part).await?;
-    let project = Id::parse("prj", "header.project_id", &header.project_id)?;
-    let filename = parse_name("header.filename", &header.filename)?;
-    let content_type = match rules.only_content_type {
-        Some(only) if header.content_type != only => {
-            return Err(connectability_platform::errors::invalid_argument(
-                "header.content_type",
-                format!("must be {only}"),
-            ));
-        }
-        _ => parse_content_type("header.content_type", &header.content_type)?,
-    };
-    let company_id = authorize(project.to_string()).await?;
-    let file = files::NewFile {
-        id: Id::generate(rules.file_prefix).to_string(),
-        project_id: project.to_string(),
-        company_id,
-        filename,
-        content_type,
-        now_ms,
-    };
-    let file = files::upload(
-        blobs,
-        db.pool(),
-        stream,
-        upload_part,
-        file,
-        rules.max_bytes,
-        rules.accept,
-    )
-    .await?;
-    Ok(file_pb(file))
+/// A tool's stored files as its `UploadFile` and `DownloadFile` serve them; the tool adds
+/// who may upload and who may read which file.
+#[derive(Clone)]
+pub struct FileApi {
+    pub db: Db,
+    pub blobs: Blobs,
+    pub rules: UploadRules,
+}
+
+impl FileApi {
+    /// `UploadFile`: the header parsed (project, file name, media type, each refused with
+    /// INVALID_ARGUMENT naming `header.<field>`), `authorize` asked with the project id for
+    /// the company that owns it (the tool's permission rule), then the bytes streamed to
+    /// storage and the row recorded.
+    pub async fn upload<F, Fut>(
+        &self,
+        now_ms: i64,
+        mut stream: tonic::Streaming<pb::UploadFileRequest>,
+        authorize: F,
+    ) -> Result<pb::File, Status>
+    where
+        F: FnOnce(String) -> Fut,
+        Fut: Future<Output = Result<String, Status>>,
+    {
+        use connectability_platform::input::{Id, parse_content_type, parse_name};
+        let rules = self.rules;
+        let header = files::upload_header(&mut stream, upload_part).await?;
+        let project = Id::parse("prj", "header.project_id", &header.project_id)?;
+        let filename = parse_name("header.filename", &header.filename)?;
+        let content_type = match rules.only_content_type {
+            Some(only) if header.content_type != only => {
+                return Err(connectability_platform::errors::invalid_argument(
+                    "header.content_type",
+                    format!("must be {only}"),
+                ));
+            }
+            _ => parse_content_type("header.content_type", &header.content_type)?,
+        };
+        let company_id = authorize(project.to_string()).await?;
+        let file = files::NewFile {
+            id: Id::generate(rules.file_prefix).to_string(),
+            project_id: project.to_string(),
+            company_id,
+            filename,
+            content_type,
+            now_ms,
+        };
+        let file = files::upload(
+            &self.blobs,
+            self.db.pool(),
+            stream,
+            upload_part,
+            file,
+            rules.max_bytes,
+            rules.accept,
+        )
+        .await?;
+        Ok(file_pb(file))
+    }
+
+    /// The stored file `raw_id` names (INVALID_ARGUMENT on `id`, else NOT_FOUND); the tool
+    /// then decides whether the caller may read it.
+    pub async fn get(&self, raw_id: &str) -> Result<FileRow, Status> {
+        let id = connectability_platform::input::Id::parse(self.rules.file_prefix, "id", raw_id)?;
+        let mut conn = self.db.pool().acquire().await.map_err(internal)?;
+        connectability_store::table::get::<FileRow>(&mut conn, id.as_str())
+            .await
+            .map_err(internal)?
+            .ok_or_else(|| connectability_platform::errors::not_found("file", id.as_str()))
+    }
+
+    /// `DownloadFile` once the tool allowed it: metadata, then the bytes.
+    pub async fn download(
+        &self,
+        file: FileRow,
+    ) -> Result<Answers<pb::DownloadFileResponse>, Status> {
+        download(&self.blobs, file).await
+    }
 }

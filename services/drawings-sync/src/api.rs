@@ -22,7 +22,7 @@ use connectability_store::{Db, outbox::RelayWaker};
 use futures::Stream;
 use tonic::{Request, Response, Status, Streaming};
 
-use connectability_sync::messages::{self, SyncStatusApi};
+use connectability_sync::messages::{self, FileApi, SyncStatusApi, UploadRules};
 
 use crate::{
     db::{self, AreaRow, Copy, DrawingRow, FileRow, MarkupRow, RevisionRow, SetRow},
@@ -41,6 +41,8 @@ type Stream_<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
 #[derive(Clone)]
 pub struct DrawingApi {
+    /// UploadFile and DownloadFile, as every synced tool serves them.
+    files: FileApi,
     /// GetSyncStatus and WatchSyncStatus, as every synced tool answers them.
     sync_status: SyncStatusApi,
     db: Db,
@@ -172,25 +174,13 @@ impl DrawingService for DrawingApi {
         req: Request<Streaming<pb::UploadFileRequest>>,
     ) -> Result<Response<pb::File>, Status> {
         let caller = connectability_auth::caller(&req)?;
-        let rules = messages::UploadRules {
-            file_prefix: FILE,
-            max_bytes: self.limits.max_upload_bytes,
-            only_content_type: Some("application/pdf"),
-            accept: Some((domain::looks_like_pdf, "the content is not a PDF")),
-        };
-        let now = self.clock.now_ms();
         let authorize = |project: String| async move {
             let (_, access) = self.admin(&caller, &project).await?;
             Ok(access.project_company_id)
         };
-        let file = messages::upload(
-            &self.blobs,
-            &self.db,
-            now,
-            req.into_inner(),
-            &rules,
-            authorize,
-        );
+        let file = self
+            .files
+            .upload(self.clock.now_ms(), req.into_inner(), authorize);
         Ok(Response::new(file.await?))
     }
 
@@ -201,12 +191,9 @@ impl DrawingService for DrawingApi {
         req: Request<pb::DownloadFileRequest>,
     ) -> Result<Response<Self::DownloadFileStream>, Status> {
         let caller = connectability_auth::caller(&req)?;
-        let id = Id::parse(FILE, "id", &req.get_ref().id)?;
+        let file = self.files.get(&req.get_ref().id).await?;
+        let id = file.id.clone();
         let mut conn = self.read().await?;
-        let file = db::get::<FileRow>(&mut conn, id.as_str())
-            .await
-            .map_err(db_err)?
-            .ok_or_else(|| not_found("file", id.as_str()))?;
         let (_, access) = self
             .viewer(&caller, &file.project_id)
             .await

@@ -25,7 +25,7 @@ use futures::Stream;
 use prost::Message as _;
 use tonic::{Request, Response, Status, Streaming};
 
-use connectability_sync::messages::{self, SyncStatusApi};
+use connectability_sync::messages::{FileApi, SyncStatusApi, UploadRules};
 
 use crate::{
     db::{self, FileRow, ResponseRow, RfiRow},
@@ -47,6 +47,8 @@ type Stream_<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
 #[derive(Clone)]
 pub struct RfiApi {
+    /// UploadFile and DownloadFile, as every synced tool serves them.
+    files: FileApi,
     /// GetSyncStatus and WatchSyncStatus, as every synced tool answers them.
     sync_status: SyncStatusApi,
     db: Db,
@@ -55,7 +57,6 @@ pub struct RfiApi {
     directory: DirectoryGateway,
     drawings: DrawingsGateway,
     clock: Arc<dyn Clock>,
-    limits: Limits,
 }
 
 /// Sizes the service enforces.
@@ -239,13 +240,6 @@ impl RfiService for RfiApi {
         req: Request<Streaming<pb::UploadFileRequest>>,
     ) -> Result<Response<pb::File>, Status> {
         let caller = connectability_auth::caller(&req)?;
-        let rules = messages::UploadRules {
-            file_prefix: FILE,
-            max_bytes: self.limits.max_upload_bytes,
-            only_content_type: None,
-            accept: None,
-        };
-        let now = self.clock.now_ms();
         let authorize = |project: String| async move {
             Ok(self
                 .contributor(&caller, &project)
@@ -253,14 +247,9 @@ impl RfiService for RfiApi {
                 .access
                 .project_company_id)
         };
-        let file = messages::upload(
-            &self.blobs,
-            &self.db,
-            now,
-            req.into_inner(),
-            &rules,
-            authorize,
-        );
+        let file = self
+            .files
+            .upload(self.clock.now_ms(), req.into_inner(), authorize);
         Ok(Response::new(file.await?))
     }
 
@@ -271,11 +260,8 @@ impl RfiService for RfiApi {
         req: Request<pb::DownloadFileRequest>,
     ) -> Result<Response<Self::DownloadFileStream>, Status> {
         let caller = connectability_auth::caller(&req)?;
-        let id = Id::parse(FILE, "id", &req.get_ref().id)?;
-        let file = db::get::<FileRow>(&mut *self.read().await?, id.as_str())
-            .await
-            .map_err(db_err)?
-            .ok_or_else(|| not_found("file", id.as_str()))?;
+        let file = self.files.get(&req.get_ref().id).await?;
+        let id = file.id.clone();
         let v = self
             .viewer(&caller, &file.project_id)
             .await
@@ -293,7 +279,7 @@ impl RfiService for RfiApi {
         {
             return Err(not_found("file", id.as_str()));
         }
-        Ok(Response::new(messages::download(&self.blobs, file).await?))
+        Ok(Response::new(self.files.download(file).await?))
     }
 
     async fn get_rfi_settings(

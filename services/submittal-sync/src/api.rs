@@ -26,7 +26,7 @@ use futures::Stream;
 use prost::Message as _;
 use tonic::{Request, Response, Status, Streaming};
 
-use connectability_sync::messages::{self, SyncStatusApi};
+use connectability_sync::messages::{FileApi, SyncStatusApi, UploadRules};
 
 use crate::{
     db::{self, DistributionRow, FileRow, SubmittalRow},
@@ -48,6 +48,8 @@ type Stream_<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
 #[derive(Clone)]
 pub struct SubmittalApi {
+    /// UploadFile and DownloadFile, as every synced tool serves them.
+    files: FileApi,
     /// GetSyncStatus and WatchSyncStatus, as every synced tool answers them.
     sync_status: SyncStatusApi,
     db: Db,
@@ -55,7 +57,6 @@ pub struct SubmittalApi {
     relay: RelayWaker,
     directory: DirectoryGateway,
     clock: Arc<dyn Clock>,
-    limits: Limits,
 }
 
 /// Sizes the service enforces.
@@ -282,13 +283,6 @@ impl SubmittalService for SubmittalApi {
         req: Request<Streaming<pb::UploadFileRequest>>,
     ) -> Result<Response<pb::File>, Status> {
         let caller = connectability_auth::caller(&req)?;
-        let rules = messages::UploadRules {
-            file_prefix: FILE,
-            max_bytes: self.limits.max_upload_bytes,
-            only_content_type: None,
-            accept: None,
-        };
-        let now = self.clock.now_ms();
         let authorize = |project: String| async move {
             // Approvers with READ_ONLY attach files to their answers, so viewers may upload.
             Ok(self
@@ -297,14 +291,9 @@ impl SubmittalService for SubmittalApi {
                 .access
                 .project_company_id)
         };
-        let file = messages::upload(
-            &self.blobs,
-            &self.db,
-            now,
-            req.into_inner(),
-            &rules,
-            authorize,
-        );
+        let file = self
+            .files
+            .upload(self.clock.now_ms(), req.into_inner(), authorize);
         Ok(Response::new(file.await?))
     }
 
@@ -315,15 +304,12 @@ impl SubmittalService for SubmittalApi {
         req: Request<pb::DownloadFileRequest>,
     ) -> Result<Response<Self::DownloadFileStream>, Status> {
         let caller = connectability_auth::caller(&req)?;
-        let id = Id::parse(FILE, "id", &req.get_ref().id)?;
-        let file = db::get::<FileRow>(&mut *self.read().await?, id.as_str())
-            .await
-            .map_err(db_err)?
-            .ok_or_else(|| not_found("file", id.as_str()))?;
+        let file = self.files.get(&req.get_ref().id).await?;
+        let id = file.id.clone();
         self.viewer(&caller, &file.project_id)
             .await
             .map_err(|_| not_found("file", id.as_str()))?;
-        Ok(Response::new(messages::download(&self.blobs, file).await?))
+        Ok(Response::new(self.files.download(file).await?))
     }
 
     async fn link_submittal(

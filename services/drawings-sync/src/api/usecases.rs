@@ -18,7 +18,18 @@ impl DrawingApi {
             directory: directory.clone(),
             may_watch: domain::can_watch_sync,
         };
+        let files = FileApi {
+            db: db.clone(),
+            blobs: blobs.clone(),
+            rules: UploadRules {
+                file_prefix: FILE,
+                max_bytes: limits.max_upload_bytes,
+                only_content_type: Some("application/pdf"),
+                accept: Some((domain::looks_like_pdf, "the content is not a PDF")),
+            },
+        };
         Self {
+            files,
             sync_status,
             db,
             blobs,

@@ -18,14 +18,24 @@ impl SubmittalApi {
             directory: directory.clone(),
             may_watch: domain::can_watch_sync,
         };
+        let files = FileApi {
+            db: db.clone(),
+            blobs: blobs.clone(),
+            rules: UploadRules {
+                file_prefix: FILE,
+                max_bytes: limits.max_upload_bytes,
+                only_content_type: None,
+                accept: None,
+            },
+        };
         Self {
+            files,
             sync_status,
             db,
             blobs,
             relay,
             directory,
             clock,
-            limits,
         }
     }
 
