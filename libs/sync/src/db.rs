@@ -62,6 +62,26 @@ pub async fn copies_in<T: Table>(
     fetch(conn, sql, &binds, T::read).await
 }
 
+/// Upstream originals of `project` by id, from a table with the [`Copy`] columns (deleted
+/// ones too: copies must learn of the deletion).
+pub async fn originals<T: Table>(
+    conn: &mut AnyConnection,
+    project: &str,
+    ids: &[String],
+) -> Result<Vec<T>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sql = format!(
+        "{} WHERE project_id = $1 AND connection_id = '' AND id IN ({})",
+        select::<T>(),
+        placeholders(2, ids.len())
+    );
+    let mut binds = vec![project];
+    binds.extend(ids.iter().map(String::as_str));
+    fetch(conn, sql, &binds, T::read).await
+}
+
 /// One connection as the tool service sees it, and how far its copying got.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SyncRow {

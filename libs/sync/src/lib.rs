@@ -35,7 +35,7 @@ use connectability_proto::connections::v1::{self as cpb, ConnectionStatus, Featu
 use connectability_store::{Db, Tx, inbox::InboxHandler, outbox};
 use tokio::sync::Notify;
 
-pub use db::{Copy, SyncRow, copies, copies_in};
+pub use db::{Copy, SyncRow, copies, copies_in, originals};
 
 /// Upstream records copied per backfill transaction.
 pub const BACKFILL_BATCH: i64 = 200;

@@ -8,7 +8,7 @@ use sqlx::{AnyConnection, AssertSqlSafe, Row, any::AnyRow};
 
 pub use connectability_blobs::files::FileRow;
 pub use connectability_store::table::{Table, by_ids, get, insert, list_in_project};
-pub use connectability_sync::{Copy, SyncRow, copies_in};
+pub use connectability_sync::{Copy, SyncRow, copies_in, originals};
 
 fn in_list(first: usize, n: usize) -> String {
     placeholders(first, n)
@@ -530,25 +530,6 @@ pub async fn backfill_batch(
     .bind(cursor)
     .fetch_all(conn)
     .await
-}
-
-/// Upstream originals by id.
-pub async fn drawings_by_ids(
-    conn: &mut AnyConnection,
-    project: &str,
-    ids: &[String],
-) -> Result<Vec<DrawingRow>> {
-    if ids.is_empty() {
-        return Ok(Vec::new());
-    }
-    let sql = format!(
-        "{} WHERE project_id = $1 AND id IN ({})",
-        select::<DrawingRow>(),
-        in_list(2, ids.len())
-    );
-    let mut binds = vec![project];
-    binds.extend(ids.iter().map(String::as_str));
-    fetch(conn, sql, &binds, <DrawingRow as Table>::read).await
 }
 
 pub async fn update_area(conn: &mut AnyConnection, a: &AreaRow) -> Result<()> {

@@ -72,7 +72,8 @@ pub async fn reconcile_many(
     };
     let mut out = vec![Copied::default(); syncs.len()];
     let connection_ids: Vec<String> = syncs.iter().map(|s| s.connection_id.clone()).collect();
-    let upstream = db::drawings_by_ids(tx, &first.upstream_project_id, upstream_ids).await?;
+    let upstream =
+        db::originals::<DrawingRow>(tx, &first.upstream_project_id, upstream_ids).await?;
     let ids: Vec<String> = upstream.iter().map(|d| d.id.clone()).collect();
     let published = db::revisions_of(tx, &ids, true).await?;
     let mut drawing_copies = by_connection(

@@ -9,7 +9,7 @@ use sqlx::{AnyConnection, AssertSqlSafe, Row, any::AnyRow};
 
 pub use connectability_blobs::files::FileRow;
 pub use connectability_store::table::{by_ids, get, insert};
-pub use connectability_sync::{Copy, SyncRow, copies};
+pub use connectability_sync::{Copy, SyncRow, copies, originals};
 
 fn list(r: &AnyRow, column: &str) -> Result<Vec<String>> {
     let raw: String = r.try_get(column)?;
@@ -317,25 +317,6 @@ pub async fn mark_official(
     .execute(conn)
     .await?;
     Ok(())
-}
-
-/// Upstream originals by id (deleted ones too: copies must learn of the deletion).
-pub async fn rfis_by_ids(
-    conn: &mut AnyConnection,
-    project: &str,
-    ids: &[String],
-) -> Result<Vec<RfiRow>> {
-    if ids.is_empty() {
-        return Ok(Vec::new());
-    }
-    let sql = format!(
-        "{} WHERE project_id = $1 AND connection_id = '' AND id IN ({})",
-        select::<RfiRow>(),
-        placeholders(2, ids.len())
-    );
-    let mut binds = vec![project];
-    binds.extend(ids.iter().map(String::as_str));
-    fetch(conn, sql, &binds, RfiRow::read_row).await
 }
 
 /// The RFIs of `project` that may hold file `file_id` (question or response attachment,

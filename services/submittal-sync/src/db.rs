@@ -12,7 +12,7 @@ use crate::domain::General;
 
 pub use connectability_blobs::files::FileRow;
 pub use connectability_store::table::{by_ids, get, insert};
-pub use connectability_sync::{Copy, SyncRow, copies};
+pub use connectability_sync::{Copy, SyncRow, copies, originals};
 
 fn json_of<T: DeserializeOwned>(r: &AnyRow, column: &str) -> Result<T> {
     let raw: String = r.try_get(column)?;
@@ -259,25 +259,6 @@ pub async fn distributions_of(
         DistributionRow::read_row,
     )
     .await
-}
-
-/// Upstream originals by id (deleted ones too: copies must learn of the deletion).
-pub async fn originals_by_ids(
-    conn: &mut AnyConnection,
-    project: &str,
-    ids: &[String],
-) -> Result<Vec<SubmittalRow>> {
-    if ids.is_empty() {
-        return Ok(Vec::new());
-    }
-    let sql = format!(
-        "{} WHERE project_id = $1 AND connection_id = '' AND id IN ({})",
-        select::<SubmittalRow>(),
-        connectability_store::placeholders(2, ids.len())
-    );
-    let mut binds = vec![project];
-    binds.extend(ids.iter().map(String::as_str));
-    fetch(conn, sql, &binds, SubmittalRow::read_row).await
 }
 
 /// The distributed originals of `upstream` a downstream company receives (S1).

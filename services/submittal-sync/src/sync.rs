@@ -78,7 +78,7 @@ pub async fn reconcile(
     now: i64,
 ) -> anyhow::Result<Copied> {
     let mut out = Copied::default();
-    let upstream = db::originals_by_ids(tx, &s.upstream_project_id, upstream_ids).await?;
+    let upstream = db::originals::<SubmittalRow>(tx, &s.upstream_project_id, upstream_ids).await?;
     let ids: Vec<String> = upstream.iter().map(|u| u.id.clone()).collect();
     let copies: HashMap<String, SubmittalRow> =
         db::copies::<SubmittalRow>(tx, &s.connection_id, &ids)
