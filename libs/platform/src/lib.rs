@@ -13,6 +13,7 @@ pub mod events;
 pub mod input;
 pub mod metrics;
 pub mod paging;
+pub mod requests;
 pub mod server;
 pub mod service_identity;
 pub mod standalone;

@@ -20,7 +20,7 @@ use connectability_proto::{
     },
     directory::v1::{Company, ProjectAccess},
 };
-use connectability_store::{Db, Tx, outbox::RelayWaker, request_ids};
+use connectability_store::{Db, Tx, outbox::RelayWaker};
 use tonic::{Request, Response, Status};
 
 use crate::{

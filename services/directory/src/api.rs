@@ -9,7 +9,7 @@ use connectability_platform::{
     time::timestamp,
 };
 use connectability_proto::directory::v1::{self as pb, directory_service_server::DirectoryService};
-use connectability_store::{Db, Tx, now_ms, outbox, request_ids};
+use connectability_store::{Db, Tx, now_ms, outbox};
 use sqlx::AnyConnection;
 use tonic::{Request, Response, Status};
 
@@ -247,25 +247,12 @@ impl DirectoryService for DirectoryApi {
             .project
             .ok_or_else(|| invalid_argument("project", "is required"))?;
         let id = Id::parse(PROJECT, "project.id", &input.id)?;
-        let paths = r.update_mask.map(|m| m.paths).unwrap_or_default();
-        let (set_name, set_active) = if paths.is_empty() {
-            (true, true)
-        } else {
-            let mut flags = (false, false);
-            for path in &paths {
-                match path.as_str() {
-                    "name" => flags.0 = true,
-                    "active" => flags.1 = true,
-                    other => {
-                        return Err(invalid_argument(
-                            "update_mask",
-                            format!("`{other}` cannot be updated (only `name`, `active`)"),
-                        ));
-                    }
-                }
-            }
-            flags
-        };
+        let paths = connectability_platform::requests::field_mask(
+            r.update_mask,
+            &["name", "active"],
+            connectability_platform::requests::EmptyMask::AllFields,
+        )?;
+        let (set_name, set_active) = (paths.contains(&"name"), paths.contains(&"active"));
         let new_name = if set_name {
             Some(domain::parse_name("project.name", &input.name)?)
         } else {

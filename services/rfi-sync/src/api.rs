@@ -20,9 +20,8 @@ use connectability_proto::{
     directory::v1::{PermissionLevel, ProjectAccess},
     rfis::v1::{self as pb, rfi_service_server::RfiService},
 };
-use connectability_store::{Db, Tx, outbox::RelayWaker, request_ids};
+use connectability_store::{Db, Tx, outbox::RelayWaker};
 use futures::Stream;
-use prost::Message as _;
 use tonic::{Request, Response, Status, Streaming};
 
 use connectability_sync::messages::{FileApi, SyncStatusApi, UploadRules};

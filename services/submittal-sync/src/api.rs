@@ -21,9 +21,8 @@ use connectability_proto::{
     directory::v1::{PermissionLevel, ProjectAccess},
     submittals::v1::{self as pb, submittal_service_server::SubmittalService},
 };
-use connectability_store::{Db, Tx, outbox::RelayWaker, request_ids};
+use connectability_store::{Db, Tx, outbox::RelayWaker};
 use futures::Stream;
-use prost::Message as _;
 use tonic::{Request, Response, Status, Streaming};
 
 use connectability_sync::messages::{FileApi, SyncStatusApi, UploadRules};

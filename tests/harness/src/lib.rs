@@ -99,6 +99,16 @@ pub struct TestEnv {
     pub dir: PathBuf,
 }
 
+/// A test's folder goes with it (uploads and SQLite files add up to gigabytes over a
+/// full run); `KEEP_TEST_DIRS=1` keeps them for a post-mortem.
+impl Drop for TestEnv {
+    fn drop(&mut self) {
+        if std::env::var_os("KEEP_TEST_DIRS").is_none() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
 impl TestEnv {
     pub async fn new(backend: Backend) -> TestEnv {
         let prefix = format!(

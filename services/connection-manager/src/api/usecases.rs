@@ -2,6 +2,7 @@
 //! they need and the transactions that change state.
 
 use super::*;
+use connectability_platform::requests;
 
 impl ConnectionApi {
     pub fn new(
@@ -202,12 +203,10 @@ impl ConnectionApi {
         let features = domain::parse_features(&r.features)?;
         let request_id = parse_request_id(&r.request_id)?;
         let scope = format!("connections.RequestConnection:{user}");
-        if let Some(rid) = &request_id
-            && let Some(bytes) = request_ids::find(&mut *self.read().await?, &scope, rid)
-                .await
-                .map_err(db_err)?
-        {
-            return prost::Message::decode(bytes.as_slice()).map_err(internal);
+        let earlier =
+            requests::earlier(&mut *self.read().await?, &scope, request_id.as_deref()).await?;
+        if let Some(earlier) = earlier {
+            return Ok(earlier);
         }
 
         let f = self.facts(&user, &down, &up, &features).await?;
@@ -315,17 +314,7 @@ impl ConnectionApi {
             out.push(events::activated(c, AUTO_APPROVER, true));
         }
         db::add_history(&mut tx, &entries).await.map_err(db_err)?;
-        let request = request_id
-            .as_deref()
-            .map(|rid| (scope.as_str(), rid, prost::Message::encode_to_vec(c)));
-        if !connectability_store::commit(tx, &out, request, &self.relay)
-            .await
-            .map_err(db_err)?
-        {
-            return Err(Status::aborted(
-                "a concurrent call with the same request_id won; retry to get its result",
-            ));
-        }
+        requests::commit_once(tx, &out, &scope, request_id.as_deref(), c, &self.relay).await?;
         Ok(stored.connection)
     }
 }

@@ -149,13 +149,7 @@ impl DirectoryApi {
         scope: &str,
         request_id: &Option<String>,
     ) -> Result<Option<M>, Status> {
-        let Some(rid) = request_id else {
-            return Ok(None);
-        };
-        match request_ids::find(tx, scope, rid).await.map_err(db_err)? {
-            Some(bytes) => Ok(Some(M::decode(bytes.as_slice()).map_err(internal)?)),
-            None => Ok(None),
-        }
+        connectability_platform::requests::earlier(tx, scope, request_id.as_deref()).await
     }
 
     /// Writes the events and the request id beside the change, commits, wakes the relay.
@@ -166,17 +160,19 @@ impl DirectoryApi {
         response: &M,
         events: &[Envelope],
     ) -> Result<(), Status> {
-        let request = request.map(|(scope, rid)| (scope, rid, response.encode_to_vec()));
-        if connectability_store::commit(tx, events, request, &self.relay)
-            .await
-            .map_err(db_err)?
-        {
-            Ok(())
-        } else {
-            Err(Status::aborted(
-                "a concurrent call with the same request_id won; retry to get its result",
-            ))
-        }
+        let (scope, request_id) = match request {
+            Some((scope, rid)) => (scope, Some(rid)),
+            None => ("", None),
+        };
+        connectability_platform::requests::commit_once(
+            tx,
+            events,
+            scope,
+            request_id,
+            response,
+            &self.relay,
+        )
+        .await
     }
 }
 

@@ -2,6 +2,7 @@
 //! they need and the transactions that change state.
 
 use super::*;
+use connectability_platform::requests::{self, EmptyMask};
 
 impl DrawingApi {
     pub fn new(
@@ -243,10 +244,15 @@ impl DrawingApi {
             .drawing
             .ok_or_else(|| invalid_argument("drawing", "is required"))?;
         let id = Id::parse(DRAWING, "drawing.id", &input.id)?;
-        let paths = r.update_mask.map(|m| m.paths).unwrap_or_default();
-        if paths.is_empty() {
-            return Err(invalid_argument("update_mask", "name the fields to change"));
-        }
+        let updatable = [
+            "title",
+            "number",
+            "obsolete",
+            "discipline_name",
+            "discipline_position",
+            "area_id",
+        ];
+        let paths = requests::field_mask(r.update_mask, &updatable, EmptyMask::Refused)?;
         let (mut d, access, user) = self.visible_drawing(caller, &id).await?;
         if !domain::is_admin(&access) {
             return Err(permission_denied("only Drawings admins edit drawings"));
@@ -258,8 +264,8 @@ impl DrawingApi {
             ));
         }
         let mut tx = self.db.begin().await.map_err(db_err)?;
-        for path in &paths {
-            match path.as_str() {
+        for path in paths {
+            match path {
                 "title" => d.title = parse_name("drawing.title", &input.title)?,
                 "number" => d.number = parse_name("drawing.number", &input.number)?,
                 "obsolete" => d.obsolete = input.obsolete,
@@ -285,12 +291,8 @@ impl DrawingApi {
                     }
                     d.area_id = area.id;
                 }
-                other => {
-                    return Err(invalid_argument(
-                        "update_mask",
-                        format!("`{other}` cannot be updated"),
-                    ));
-                }
+                // field_mask admits only the names above.
+                _ => {}
             }
         }
         d.version += 1;

@@ -2,6 +2,7 @@
 //! they need and the transactions that change state.
 
 use super::*;
+use connectability_platform::requests::{self, EmptyMask};
 
 impl RfiApi {
     pub fn new(
@@ -564,12 +565,8 @@ impl RfiApi {
         // The number comes from the project's counter, in this transaction: concurrent
         // creates queue on its row and each gets the next number.
         let mut tx = self.begin().await?;
-        if let Some(rid) = &request_id
-            && let Some(prev) = request_ids::find(&mut tx, &scope, rid)
-                .await
-                .map_err(db_err)?
-        {
-            return pb::Rfi::decode(prev.as_slice()).map_err(internal);
+        if let Some(earlier) = requests::earlier(&mut tx, &scope, request_id.as_deref()).await? {
+            return Ok(earlier);
         }
         row.number = db::next_number(&mut tx, project.as_str())
             .await
@@ -578,17 +575,7 @@ impl RfiApi {
             .await
             .map_err(db_err)?;
         let out = rfi_pb(row.clone(), Vec::new(), Vec::new());
-        let request = request_id
-            .as_deref()
-            .map(|rid| (scope.as_str(), rid, out.encode_to_vec()));
-        if !connectability_store::commit(tx, &[], request, &self.relay)
-            .await
-            .map_err(db_err)?
-        {
-            return Err(Status::aborted(
-                "a concurrent call with the same request_id won; retry to get its result",
-            ));
-        }
+        requests::commit_once(tx, &[], &scope, request_id.as_deref(), &out, &self.relay).await?;
         Ok(out)
     }
 }
@@ -602,17 +589,28 @@ impl RfiApi {
     ) -> Result<pb::Rfi, Status> {
         let patch = r.rfi.unwrap_or_default();
         let id = Id::parse(RFI, "rfi.id", &patch.id)?;
-        let paths = r.update_mask.map(|m| m.paths).unwrap_or_default();
-        if paths.is_empty() {
-            return Err(invalid_argument("update_mask", "name at least one field"));
-        }
+        let updatable = [
+            "subject",
+            "question",
+            "question_file_ids",
+            "manager_id",
+            "received_from_id",
+            "responsible_contractor",
+            "assignee_ids",
+            "distribution_ids",
+            "date_initiated",
+            "due_date",
+            "private",
+            "drawing_revision_ids",
+        ];
+        let paths = requests::field_mask(r.update_mask, &updatable, EmptyMask::Refused)?;
         let mut conn = self.read().await?;
         let (current, v) = self.managed(&mut conn, caller, &id).await?;
         must_be_open(&current)?;
         // Start from the stored fields and take the masked ones from the request.
         let mut merged = rfi_pb(current.clone(), Vec::new(), Vec::new());
-        for path in &paths {
-            match path.as_str() {
+        for path in paths {
+            match path {
                 "subject" => merged.subject = patch.subject.clone(),
                 "question" => merged.question = patch.question.clone(),
                 "question_file_ids" => merged.question_file_ids = patch.question_file_ids.clone(),
@@ -629,12 +627,8 @@ impl RfiApi {
                 "drawing_revision_ids" => {
                     merged.drawing_revision_ids = patch.drawing_revision_ids.clone()
                 }
-                other => {
-                    return Err(invalid_argument(
-                        "update_mask",
-                        format!("`{other}` cannot be updated"),
-                    ));
-                }
+                // field_mask admits only the names above.
+                _ => {}
             }
         }
         if merged.manager_id.is_empty() {

@@ -2,6 +2,7 @@
 //! they need and the transactions that change state.
 
 use super::*;
+use connectability_platform::requests::{self, EmptyMask};
 
 impl SubmittalApi {
     pub fn new(
@@ -487,12 +488,8 @@ impl SubmittalApi {
         // The number comes from the project's counter, in this transaction: concurrent
         // creates queue on its row and each gets the next number.
         let mut tx = self.begin().await?;
-        if let Some(rid) = &request_id
-            && let Some(prev) = request_ids::find(&mut tx, &scope, rid)
-                .await
-                .map_err(db_err)?
-        {
-            return pb::Submittal::decode(prev.as_slice()).map_err(internal);
+        if let Some(earlier) = requests::earlier(&mut tx, &scope, request_id.as_deref()).await? {
+            return Ok(earlier);
         }
         row.number = db::next_number(&mut tx, project.as_str())
             .await
@@ -501,17 +498,7 @@ impl SubmittalApi {
             .await
             .map_err(db_err)?;
         let out = submittal_pb(row.clone(), Vec::new());
-        let request = request_id
-            .as_deref()
-            .map(|rid| (scope.as_str(), rid, out.encode_to_vec()));
-        if !connectability_store::commit(tx, &[], request, &self.relay)
-            .await
-            .map_err(db_err)?
-        {
-            return Err(Status::aborted(
-                "a concurrent call with the same request_id won; retry to get its result",
-            ));
-        }
+        requests::commit_once(tx, &[], &scope, request_id.as_deref(), &out, &self.relay).await?;
         Ok(out)
     }
 }
@@ -525,15 +512,25 @@ impl SubmittalApi {
     ) -> Result<pb::Submittal, Status> {
         let patch = r.submittal.unwrap_or_default();
         let id = Id::parse(SUBMITTAL, "submittal.id", &patch.id)?;
-        let paths = r.update_mask.map(|m| m.paths).unwrap_or_default();
-        if paths.is_empty() {
-            return Err(invalid_argument("update_mask", "name at least one field"));
-        }
+        let updatable = [
+            "title",
+            "specification_section",
+            "type",
+            "description",
+            "manager_id",
+            "submitter_id",
+            "responsible_contractor",
+            "approvers",
+            "distribution_ids",
+            "due_date",
+            "received_date",
+        ];
+        let paths = requests::field_mask(r.update_mask, &updatable, EmptyMask::Refused)?;
         let (current, _) = self.managed(&mut *self.read().await?, caller, &id).await?;
         must_be_open(&current)?;
         let mut merged = submittal_pb(current.clone(), Vec::new());
-        for path in &paths {
-            match path.as_str() {
+        for path in paths {
+            match path {
                 "title" => merged.title = patch.title.clone(),
                 "specification_section" => {
                     merged.specification_section = patch.specification_section.clone()
@@ -549,12 +546,8 @@ impl SubmittalApi {
                 "distribution_ids" => merged.distribution_ids = patch.distribution_ids.clone(),
                 "due_date" => merged.due_date = patch.due_date.clone(),
                 "received_date" => merged.received_date = patch.received_date.clone(),
-                other => {
-                    return Err(invalid_argument(
-                        "update_mask",
-                        format!("`{other}` cannot be updated"),
-                    ));
-                }
+                // field_mask admits only the names above.
+                _ => {}
             }
         }
         if merged.manager_id.is_empty() {
