@@ -1,6 +1,10 @@
 //! The engine's rules as plain functions.
 
-use connectability_proto::connections::v1::{Connection, ConnectionStatus, Feature};
+use connectability_platform::directory::{Tool, at_least, tool_level};
+use connectability_proto::{
+    connections::v1::{Connection, ConnectionStatus, Feature},
+    directory::v1::{PermissionLevel, ProjectAccess},
+};
 
 /// Whether connection-manager's `current` view of a connection confirms what a connection
 /// event of `kind` claims about `claimed`: the same connection between the same projects
@@ -29,9 +33,35 @@ pub fn confirms(kind: &str, claimed: &Connection, current: &Connection, feature:
     }
 }
 
+/// Who may see a connection's sync of `tool`: on the downstream project, READ_ONLY or more
+/// on the tool or on Connection Manager.
+pub fn may_watch_sync(access: &ProjectAccess, tool: Tool) -> bool {
+    [tool, Tool::ConnectionManager]
+        .into_iter()
+        .any(|t| at_least(tool_level(access, t), PermissionLevel::ReadOnly))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_tool_or_connection_manager_lets_a_member_watch() {
+        use connectability_proto::directory::v1::{PermissionLevel as L, ToolPermissions};
+        let access = |cm: L, rfis: L| ProjectAccess {
+            member: true,
+            permissions: Some(ToolPermissions {
+                connection_manager: cm as i32,
+                rfis: rfis as i32,
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        assert!(may_watch_sync(&access(L::None, L::ReadOnly), Tool::Rfis));
+        assert!(may_watch_sync(&access(L::ReadOnly, L::None), Tool::Rfis));
+        assert!(!may_watch_sync(&access(L::None, L::None), Tool::Rfis));
+        assert!(!may_watch_sync(&access(L::None, L::Admin), Tool::Drawings));
+    }
 
     fn connection(status: ConnectionStatus) -> Connection {
         Connection {

@@ -59,7 +59,7 @@ pub fn upload_part(m: pb::UploadFileRequest) -> Option<UploadPart> {
 }
 
 /// A stored file's download: its metadata, then its bytes in chunks.
-pub async fn download(
+async fn download(
     blobs: &Blobs,
     file: FileRow,
 ) -> Result<Answers<pb::DownloadFileResponse>, Status> {
@@ -100,7 +100,8 @@ pub fn watch(
 }
 
 /// `GetSyncStatus` and `WatchSyncStatus`, the same for every tool: a connection's status
-/// for a person whose access to its downstream project passes the tool's `may_watch`
+/// for a person whose access to its downstream project passes
+/// [`crate::domain::may_watch_sync`]
 /// (anyone else gets NOT_FOUND, as for a connection that does not exist; services and
 /// operators PERMISSION_DENIED).
 #[derive(Clone)]
@@ -108,7 +109,7 @@ pub struct SyncStatusApi {
     pub db: Db,
     pub clock: Arc<dyn Clock>,
     pub directory: connectability_platform::directory::DirectoryGateway,
-    pub may_watch: fn(&connectability_proto::directory::v1::ProjectAccess) -> bool,
+    pub tool: connectability_platform::directory::Tool,
 }
 
 impl SyncStatusApi {
@@ -130,7 +131,7 @@ impl SyncStatusApi {
         let watcher = status::Watcher {
             user: person(caller)?.to_string(),
             directory: self.directory.clone(),
-            may_watch: self.may_watch,
+            tool: self.tool,
         };
         watch(self.db.clone(), self.clock.clone(), first, watcher)
     }
@@ -154,7 +155,7 @@ impl SyncStatusApi {
             .directory
             .project_access(&row.downstream_project_id, user)
             .await?;
-        if !access.is_some_and(|a| (self.may_watch)(&a)) {
+        if !access.is_some_and(|a| crate::domain::may_watch_sync(&a, self.tool)) {
             return Err(hidden());
         }
         Ok(row)

@@ -97,8 +97,8 @@ impl Drop for Admission {
 pub struct Watcher {
     pub user: String,
     pub directory: connectability_platform::directory::DirectoryGateway,
-    /// The tool's rule for watching a connection's sync, on the downstream project.
-    pub may_watch: fn(&connectability_proto::directory::v1::ProjectAccess) -> bool,
+    /// The tool whose sync is watched (see [`crate::domain::may_watch_sync`]).
+    pub tool: connectability_platform::directory::Tool,
 }
 
 impl Watcher {
@@ -111,7 +111,7 @@ impl Watcher {
             .directory
             .project_access(downstream_project_id, &self.user)
             .await?;
-        if access.is_some_and(|a| (self.may_watch)(&a)) {
+        if access.is_some_and(|a| crate::domain::may_watch_sync(&a, self.tool)) {
             Ok(())
         } else {
             Err(Status::not_found(format!(

@@ -46,7 +46,6 @@ pub struct DrawingApi {
     /// GetSyncStatus and WatchSyncStatus, as every synced tool answers them.
     sync_status: SyncStatusApi,
     db: Db,
-    blobs: Blobs,
     relay: RelayWaker,
     directory: DirectoryGateway,
     clock: Arc<dyn Clock>,
@@ -206,7 +205,7 @@ impl DrawingService for DrawingApi {
         {
             return Err(not_found("file", id.as_str()));
         }
-        self.stream_file(file).await
+        Ok(Response::new(self.files.download(file).await?))
     }
 
     async fn create_drawing_revision(

@@ -51,15 +51,6 @@ pub fn can_mark_up(access: &ProjectAccess) -> bool {
     at_least(drawings_level(access), PermissionLevel::Standard)
 }
 
-/// May watch a connection's sync: Connection Manager or Drawings access downstream.
-pub fn can_watch_sync(access: &ProjectAccess) -> bool {
-    can_view(access)
-        || at_least(
-            tool_level(access, Tool::ConnectionManager),
-            PermissionLevel::ReadOnly,
-        )
-}
-
 pub use connectability_platform::input::parse_date;
 
 /// A PDF starts with `%PDF-`.

@@ -75,15 +75,6 @@ pub fn can_contribute(access: &ProjectAccess) -> bool {
     at_least(rfis_level(access), PermissionLevel::Standard)
 }
 
-/// May watch a connection's sync: Connection Manager or RFIs access downstream.
-pub fn can_watch_sync(access: &ProjectAccess) -> bool {
-    can_view(access)
-        || at_least(
-            tool_level(access, Tool::ConnectionManager),
-            PermissionLevel::ReadOnly,
-        )
-}
-
 /// The people an RFI names.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Participants {

@@ -135,15 +135,6 @@ pub fn can_contribute(access: &ProjectAccess) -> bool {
     at_least(level(access), PermissionLevel::Standard)
 }
 
-/// May watch a connection's sync: Connection Manager or Submittals access downstream.
-pub fn can_watch_sync(access: &ProjectAccess) -> bool {
-    can_view(access)
-        || at_least(
-            tool_level(access, Tool::ConnectionManager),
-            PermissionLevel::ReadOnly,
-        )
-}
-
 /// A list of user or file ids (at most [`MAX_LIST`]).
 pub fn parse_ids(prefix: &str, field: &str, raw: &[String]) -> Result<Vec<String>, Status> {
     connectability_platform::input::parse_ids(prefix, field, raw, MAX_LIST)

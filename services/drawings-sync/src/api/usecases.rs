@@ -17,11 +17,11 @@ impl DrawingApi {
             db: db.clone(),
             clock: clock.clone(),
             directory: directory.clone(),
-            may_watch: domain::can_watch_sync,
+            tool: connectability_platform::directory::Tool::Drawings,
         };
         let files = FileApi {
             db: db.clone(),
-            blobs: blobs.clone(),
+            blobs,
             rules: UploadRules {
                 file_prefix: FILE,
                 max_bytes: limits.max_upload_bytes,
@@ -33,7 +33,6 @@ impl DrawingApi {
             files,
             sync_status,
             db,
-            blobs,
             relay,
             directory,
             clock,
@@ -114,16 +113,6 @@ impl DrawingApi {
 
     pub(super) fn commit_events(&self) {
         self.relay.wake();
-    }
-}
-
-impl DrawingApi {
-    /// Streams a stored file: its metadata, then its bytes.
-    pub(super) async fn stream_file(
-        &self,
-        file: FileRow,
-    ) -> Result<Response<Stream_<pb::DownloadFileResponse>>, Status> {
-        Ok(Response::new(messages::download(&self.blobs, file).await?))
     }
 }
 
@@ -477,7 +466,7 @@ impl DrawingApi {
         if r.metadata_only {
             return Ok(messages::metadata_only(file));
         }
-        messages::download(&self.blobs, file).await
+        self.files.download(file).await
     }
 }
 

@@ -18,7 +18,7 @@ impl RfiApi {
             db: db.clone(),
             clock: clock.clone(),
             directory: directory.clone(),
-            may_watch: domain::can_watch_sync,
+            tool: connectability_platform::directory::Tool::Rfis,
         };
         let files = FileApi {
             db: db.clone(),

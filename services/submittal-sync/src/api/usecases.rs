@@ -17,7 +17,7 @@ impl SubmittalApi {
             db: db.clone(),
             clock: clock.clone(),
             directory: directory.clone(),
-            may_watch: domain::can_watch_sync,
+            tool: connectability_platform::directory::Tool::Submittals,
         };
         let files = FileApi {
             db: db.clone(),
