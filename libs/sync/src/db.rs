@@ -465,3 +465,36 @@ pub async fn work_count(conn: &mut AnyConnection) -> Result<i64> {
         .fetch_one(conn)
         .await
 }
+
+/// Marks every copy in `table` that connection `connection_id` made as disconnected.
+pub async fn mark_disconnected(
+    conn: &mut AnyConnection,
+    table: &'static str,
+    connection_id: &str,
+    now_ms: i64,
+) -> Result<()> {
+    // `table` is a tool's constant, never input.
+    let sql =
+        format!("UPDATE {table} SET disconnected = 1, update_ms = $2 WHERE connection_id = $1");
+    sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(connection_id)
+        .bind(now_ms)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Runs a tool's withdraw statements (see [`crate::SyncedTool::WITHDRAW`]).
+pub async fn withdraw_copies(
+    conn: &mut AnyConnection,
+    statements: &'static [&'static str],
+    connection_id: &str,
+) -> Result<()> {
+    for sql in statements {
+        sqlx::query(sqlx::AssertSqlSafe(*sql))
+            .bind(connection_id)
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
+}

@@ -19,11 +19,13 @@
 //! Events only say *which* records changed, and reconcile copies the upstream's current
 //! state, so a repeated or reordered event changes nothing.
 
+pub mod api;
 pub mod db;
 pub mod domain;
 pub mod files;
 pub mod messages;
 pub mod metrics;
+pub mod service;
 pub mod status;
 
 use std::{sync::Arc, time::Duration};
@@ -167,14 +169,14 @@ pub trait SyncedTool: Send + Sync + 'static {
     /// The event that says `s`'s backfill is complete (N5).
     fn initial_sync_completed(&self, s: &SyncRow) -> Envelope;
 
-    /// The connection was disconnected: copies stay; a tool may mark them.
-    async fn disconnected(&self, _tx: &mut Tx, _connection_id: &str) -> anyhow::Result<()> {
-        Ok(())
-    }
+    /// Statements that remove every row a connection's copies made, run in order with the
+    /// connection id as `$1` when it is undone (C12); the engine then removes every file
+    /// the connection copied (see [`files::withdraw`]).
+    const WITHDRAW: &'static [&'static str];
 
-    /// The connection was undone: removes every row a copy made (the engine then removes
-    /// every file the connection copied, see [`files::withdraw`]).
-    async fn withdraw(&self, tx: &mut Tx, connection_id: &str) -> anyhow::Result<()>;
+    /// The table whose copies are marked `disconnected` (with `update_ms`) when their
+    /// connection is disconnected; with `None` copies stay exactly as they are.
+    const MARKS_DISCONNECTED: Option<&'static str> = None;
 }
 
 fn carries(features: &[i32], f: Feature) -> bool {
@@ -304,12 +306,14 @@ pub async fn apply_connection_event<T: SyncedTool>(
         "ConnectionDisconnected" => {
             // Nothing more is applied; copies stay.
             db::stop_sync(tx, &row_of(&c, SyncState::Stopped, now, version)).await?;
-            tool.disconnected(tx, &c.id).await?;
+            if let Some(table) = T::MARKS_DISCONNECTED {
+                db::mark_disconnected(tx, table, &c.id, now).await?;
+            }
         }
         "ConnectionUndone" => {
             // C12: an undone connection leaves no copies behind.
             db::stop_sync(tx, &row_of(&c, SyncState::Stopped, now, version)).await?;
-            tool.withdraw(tx, &c.id).await?;
+            db::withdraw_copies(tx, T::WITHDRAW, &c.id).await?;
             files::withdraw(tx, &tool.engine().blobs, &c.id).await?;
         }
         _ => {}
@@ -629,13 +633,17 @@ pub struct Workers<T> {
     subscriptions: Vec<connectability_store::inbox::InboxSubscription>,
 }
 
-/// What a tool service's engine runs on.
+/// What a tool service's engine and API run on.
+#[derive(Clone)]
 pub struct Foundation {
     pub db: Db,
     pub bus: Arc<dyn connectability_events::EventBus>,
     pub blobs: connectability_blobs::Blobs,
     pub clock: Arc<dyn Clock>,
+    /// Confirms connection events.
     pub connections: connectability_platform::connections::ConnectionsGateway,
+    /// Who may do what in which project.
+    pub directory: connectability_platform::directory::DirectoryGateway,
 }
 
 impl<T: SyncedTool> Workers<T> {
@@ -740,4 +748,30 @@ pub fn migrations() -> connectability_store::LibraryMigrations {
         sqlx::migrate!("./migrations"),
         sqlx::migrate!("./migrations"),
     )
+}
+
+/// The envelope of a tool event about connection `$sync` (a [`SyncRow`]): message `$msg`
+/// with the connection's four ids filled in from the row, the given fields, and the
+/// connection as its subject. Every tool announces its copies this way.
+///
+/// ```ignore
+/// connection_event!(SOURCE, pb::RfisCopied, s, { rfi_id: id.into(), rfis_copied: n })
+/// ```
+#[macro_export]
+macro_rules! connection_event {
+    ($source:expr, $($msg:ident)::+, $sync:expr, { $($field:ident : $value:expr),* $(,)? }) => {{
+        let sync: &$crate::SyncRow = $sync;
+        let message = $($msg)::+ {
+            connection_id: sync.connection_id.clone(),
+            upstream_project_id: sync.upstream_project_id.clone(),
+            downstream_project_id: sync.downstream_project_id.clone(),
+            downstream_company_id: sync.downstream_company_id.clone(),
+            $($field: $value),*
+        };
+        ::connectability_platform::events::envelope(
+            $source,
+            format!("connections/{}", sync.connection_id),
+            &message,
+        )
+    }};
 }

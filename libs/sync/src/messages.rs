@@ -184,6 +184,18 @@ pub struct UploadRules {
     pub accept: Option<files::ContentCheck>,
 }
 
+impl UploadRules {
+    /// Any well-formed media type, up to `max_bytes`.
+    pub fn any(file_prefix: &'static str, max_bytes: usize) -> Self {
+        Self {
+            file_prefix,
+            max_bytes,
+            only_content_type: None,
+            accept: None,
+        }
+    }
+}
+
 /// A tool's stored files as its `UploadFile` and `DownloadFile` serve them; the tool adds
 /// who may upload and who may read which file.
 #[derive(Clone)]

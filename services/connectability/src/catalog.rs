@@ -53,6 +53,18 @@ impl InProcess {
     fn drawings(&self, service: &str) -> DrawingsGateway {
         DrawingsGateway::new(self.peers.clone(), self.issuer.service(service))
     }
+
+    /// What a tool service's engine and API run on, with `service`'s identity.
+    fn foundation(&self, db: Db, service: &str) -> connectability_sync::Foundation {
+        connectability_sync::Foundation {
+            db,
+            bus: self.bus.clone(),
+            blobs: self.blobs.clone(),
+            clock: self.clock.clone(),
+            connections: self.connections(service),
+            directory: self.directory(service),
+        }
+    }
 }
 
 /// A started service, ready to be mounted on the process's gRPC server.
@@ -132,16 +144,8 @@ pub const SERVICES: &[Service] = &[
         start: |db, p| {
             Box::pin(async move {
                 let name = drawings_sync::NAME;
-                let service = drawings_sync::DrawingsSync::start(
-                    db,
-                    p.bus.clone(),
-                    p.blobs.clone(),
-                    p.directory(name),
-                    p.connections(name),
-                    p.clock.clone(),
-                    p.drawings,
-                )
-                .await?;
+                let service =
+                    drawings_sync::DrawingsSync::start(p.foundation(db, name), p.drawings).await?;
                 Ok(Box::new(service) as Box<dyn Mount>)
             })
         },
@@ -154,19 +158,9 @@ pub const SERVICES: &[Service] = &[
         start: |db, p| {
             Box::pin(async move {
                 let name = rfi_sync::NAME;
-                let service = rfi_sync::RfiSync::start(
-                    db,
-                    p.bus.clone(),
-                    p.blobs.clone(),
-                    rfi_sync::Peers {
-                        directory: p.directory(name),
-                        connections: p.connections(name),
-                        drawings: p.drawings(name),
-                    },
-                    p.clock.clone(),
-                    p.rfis,
-                )
-                .await?;
+                let service =
+                    rfi_sync::RfiSync::start(p.foundation(db, name), p.drawings(name), p.rfis)
+                        .await?;
                 Ok(Box::new(service) as Box<dyn Mount>)
             })
         },
@@ -179,16 +173,9 @@ pub const SERVICES: &[Service] = &[
         start: |db, p| {
             Box::pin(async move {
                 let name = submittal_sync::NAME;
-                let service = submittal_sync::SubmittalSync::start(
-                    db,
-                    p.bus.clone(),
-                    p.blobs.clone(),
-                    p.directory(name),
-                    p.connections(name),
-                    p.clock.clone(),
-                    p.submittals,
-                )
-                .await?;
+                let service =
+                    submittal_sync::SubmittalSync::start(p.foundation(db, name), p.submittals)
+                        .await?;
                 Ok(Box::new(service) as Box<dyn Mount>)
             })
         },

@@ -155,15 +155,17 @@ async fn main() -> anyhow::Result<()> {
         } => {
             let _t = connectability_platform::telemetry::init(
                 drawings_sync::NAME,
-                config.common.log_format,
+                config.tool.common.log_format,
             );
             drawings_sync::serve(*config).await
         }
         Command::Serve {
             service: ServeService::RfiSync(config),
         } => {
-            let _t =
-                connectability_platform::telemetry::init(rfi_sync::NAME, config.common.log_format);
+            let _t = connectability_platform::telemetry::init(
+                rfi_sync::NAME,
+                config.tool.common.log_format,
+            );
             rfi_sync::serve(*config).await
         }
         Command::Serve {
@@ -171,7 +173,7 @@ async fn main() -> anyhow::Result<()> {
         } => {
             let _t = connectability_platform::telemetry::init(
                 submittal_sync::NAME,
-                config.common.log_format,
+                config.tool.common.log_format,
             );
             submittal_sync::serve(*config).await
         }

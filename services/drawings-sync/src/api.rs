@@ -2,27 +2,28 @@
 //! over gRPC), apply the rules in `domain`, write through `db` with events in one
 //! transaction. Copying downstream happens in `sync`, driven by those events.
 
-use std::{collections::HashMap, pin::Pin, sync::Arc};
+use std::collections::HashMap;
 
 use connectability_auth::Caller;
-use connectability_blobs::Blobs;
 use connectability_platform::{
-    clock::Clock,
-    directory::{DirectoryGateway, sees_project},
+    directory::Tool,
     errors::{failed_precondition, internal, invalid_argument, not_found, permission_denied},
     input::{Id, parse_name, parse_text},
     paging::PageRequest,
     time::timestamp,
 };
 use connectability_proto::{
-    directory::v1::ProjectAccess,
+    directory::v1::{PermissionLevel, ProjectAccess},
     drawings::v1::{self as pb, drawing_service_server::DrawingService},
 };
-use connectability_store::{Db, outbox::RelayWaker};
-use futures::Stream;
+use connectability_store::outbox::RelayWaker;
 use tonic::{Request, Response, Status, Streaming};
 
-use connectability_sync::messages::{self, FileApi, SyncStatusApi, UploadRules};
+use connectability_sync::{
+    Foundation,
+    api::{Member, ToolApi, db_err},
+    messages::{self, Answers, UploadRules},
+};
 
 use crate::{
     db::{self, AreaRow, Copy, DrawingRow, FileRow, MarkupRow, RevisionRow, SetRow},
@@ -30,25 +31,15 @@ use crate::{
     events,
 };
 
-mod checks;
 mod convert;
 mod usecases;
 
-use checks::*;
 use convert::*;
-
-type Stream_<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
 #[derive(Clone)]
 pub struct DrawingApi {
-    /// UploadFile and DownloadFile, as every synced tool serves them.
-    files: FileApi,
-    /// GetSyncStatus and WatchSyncStatus, as every synced tool answers them.
-    sync_status: SyncStatusApi,
-    db: Db,
-    relay: RelayWaker,
-    directory: DirectoryGateway,
-    clock: Arc<dyn Clock>,
+    /// The parts every synced tool's handlers share (engine: `connectability_sync::api`).
+    core: ToolApi,
     limits: Limits,
 }
 
@@ -88,9 +79,9 @@ impl DrawingService for DrawingApi {
             name,
             description,
             copy: Copy::default(),
-            create_ms: self.clock.now_ms(),
+            create_ms: self.core.clock.now_ms(),
         };
-        db::insert(&mut *self.read().await?, std::slice::from_ref(&area))
+        db::insert(&mut *self.core.read().await?, std::slice::from_ref(&area))
             .await
             .map_err(db_err)?;
         Ok(Response::new(area_pb(area)))
@@ -106,7 +97,7 @@ impl DrawingService for DrawingApi {
         let page = PageRequest::parse(r.page_size, &r.page_token)?;
         self.viewer(&caller, project.as_str()).await?;
         let mut rows = db::list_in_project::<AreaRow>(
-            &mut *self.read().await?,
+            &mut *self.core.read().await?,
             project.as_str(),
             &page.after,
             page.fetch_limit(),
@@ -136,9 +127,9 @@ impl DrawingService for DrawingApi {
             name,
             set_date: date,
             copy: Copy::default(),
-            create_ms: self.clock.now_ms(),
+            create_ms: self.core.clock.now_ms(),
         };
-        db::insert(&mut *self.read().await?, std::slice::from_ref(&set))
+        db::insert(&mut *self.core.read().await?, std::slice::from_ref(&set))
             .await
             .map_err(db_err)?;
         Ok(Response::new(set_pb(set)))
@@ -154,7 +145,7 @@ impl DrawingService for DrawingApi {
         let page = PageRequest::parse(r.page_size, &r.page_token)?;
         self.viewer(&caller, project.as_str()).await?;
         let mut rows = db::list_in_project::<SetRow>(
-            &mut *self.read().await?,
+            &mut *self.core.read().await?,
             project.as_str(),
             &page.after,
             page.fetch_limit(),
@@ -172,40 +163,25 @@ impl DrawingService for DrawingApi {
         &self,
         req: Request<Streaming<pb::UploadFileRequest>>,
     ) -> Result<Response<pb::File>, Status> {
-        let caller = connectability_auth::caller(&req)?;
-        let authorize = |project: String| async move {
-            let (_, access) = self.admin(&caller, &project).await?;
-            Ok(access.project_company_id)
-        };
-        let file = self
-            .files
-            .upload(self.clock.now_ms(), req.into_inner(), authorize);
-        Ok(Response::new(file.await?))
+        self.core.upload_file(req, PermissionLevel::Admin).await
     }
 
-    type DownloadFileStream = Stream_<pb::DownloadFileResponse>;
+    type DownloadFileStream = Answers<pb::DownloadFileResponse>;
 
     async fn download_file(
         &self,
         req: Request<pb::DownloadFileRequest>,
     ) -> Result<Response<Self::DownloadFileStream>, Status> {
-        let caller = connectability_auth::caller(&req)?;
-        let file = self.files.get(&req.get_ref().id).await?;
-        let id = file.id.clone();
-        let mut conn = self.read().await?;
-        let (_, access) = self
-            .viewer(&caller, &file.project_id)
-            .await
-            .map_err(|_| not_found("file", id.as_str()))?;
+        let (file, viewer) = self.core.readable_file(&req).await?;
         // Files of unpublished revisions are for Drawings admins only (D5).
-        if !domain::is_admin(&access)
-            && !db::file_is_published(&mut conn, &file.id)
+        if !domain::is_admin(&viewer.access)
+            && !db::file_is_published(&mut *self.core.read().await?, &file.id)
                 .await
                 .map_err(db_err)?
         {
-            return Err(not_found("file", id.as_str()));
+            return Err(not_found("file", &file.id));
         }
-        Ok(Response::new(self.files.download(file).await?))
+        self.core.download(file).await
     }
 
     async fn create_drawing_revision(
@@ -254,11 +230,11 @@ impl DrawingService for DrawingApi {
                 "connected drawings cannot be deleted downstream",
             ));
         }
-        let now = self.clock.now_ms();
+        let now = self.core.clock.now_ms();
         d.deleted_ms = Some(now);
         d.version += 1;
         d.update_ms = now;
-        let mut tx = self.db.begin().await.map_err(db_err)?;
+        let mut tx = self.core.begin().await?;
         db::update_drawing(&mut tx, &d).await.map_err(db_err)?;
         let event = events::drawing_deleted(&d.project_id, &d.id, d.version, &user);
         connectability_store::outbox::enqueue(&mut tx, &[event])
@@ -287,7 +263,7 @@ impl DrawingService for DrawingApi {
         let id = Id::parse(DRAWING, "id", &req.get_ref().id)?;
         let (d, access, _) = self.visible_drawing(&caller, &id).await?;
         let current = db::revisions_of(
-            &mut *self.read().await?,
+            &mut *self.core.read().await?,
             std::slice::from_ref(&d.id),
             !domain::is_admin(&access),
         )
@@ -307,7 +283,7 @@ impl DrawingService for DrawingApi {
         let page = PageRequest::parse(r.page_size, &r.page_token)?;
         let (d, access, _) = self.visible_drawing(&caller, &id).await?;
         let mut rows: Vec<RevisionRow> = db::revisions_of(
-            &mut *self.read().await?,
+            &mut *self.core.read().await?,
             std::slice::from_ref(&d.id),
             !domain::is_admin(&access),
         )
@@ -334,7 +310,7 @@ impl DrawingService for DrawingApi {
         let page = PageRequest::parse(r.page_size, &r.page_token)?;
         self.admin(&caller, project.as_str()).await?;
         let mut rows = db::deleted_revisions(
-            &mut *self.read().await?,
+            &mut *self.core.read().await?,
             project.as_str(),
             &page.after,
             page.fetch_limit(),
@@ -383,7 +359,7 @@ impl DrawingService for DrawingApi {
         let page = PageRequest::parse(r.page_size, &r.page_token)?;
         let (_, access) = self.viewer(&caller, project.as_str()).await?;
         let mut rows = db::list_markups(
-            &mut *self.read().await?,
+            &mut *self.core.read().await?,
             project.as_str(),
             &revision,
             !domain::is_admin(&access),
@@ -403,27 +379,19 @@ impl DrawingService for DrawingApi {
         &self,
         req: Request<pb::GetSyncStatusRequest>,
     ) -> Result<Response<pb::SyncStatus>, Status> {
-        let caller = connectability_auth::caller(&req)?;
-        let connection_id = &req.get_ref().connection_id;
-        Ok(Response::new(
-            self.sync_status.get(&caller, connection_id).await?,
-        ))
+        self.core.get_sync_status(req).await
     }
 
-    type WatchSyncStatusStream = Stream_<pb::SyncStatus>;
+    type WatchSyncStatusStream = Answers<pb::SyncStatus>;
 
     async fn watch_sync_status(
         &self,
         req: Request<pb::WatchSyncStatusRequest>,
     ) -> Result<Response<Self::WatchSyncStatusStream>, Status> {
-        let caller = connectability_auth::caller(&req)?;
-        let connection_id = &req.get_ref().connection_id;
-        Ok(Response::new(
-            self.sync_status.watch(&caller, connection_id).await?,
-        ))
+        self.core.watch_sync_status(req).await
     }
 
-    type DownloadRevisionFileStream = Stream_<pb::DownloadFileResponse>;
+    type DownloadRevisionFileStream = Answers<pb::DownloadFileResponse>;
 
     async fn download_revision_file(
         &self,
@@ -446,7 +414,7 @@ impl DrawingService for DrawingApi {
             "GetPublishedRevisionCount",
         )?;
         let project = Id::parse(PROJECT, "project_id", &req.get_ref().project_id)?;
-        let count = db::published_revision_count(&mut *self.read().await?, project.as_str())
+        let count = db::published_revision_count(&mut *self.core.read().await?, project.as_str())
             .await
             .map_err(db_err)?;
         Ok(Response::new(pb::PublishedRevisionCount {

@@ -552,20 +552,13 @@ pub async fn update_set(conn: &mut AnyConnection, s: &SetRow) -> Result<()> {
     Ok(())
 }
 
-/// Removes every row a connection's copies made (an undone connection leaves none, C12);
-/// the engine removes their files.
-pub async fn withdraw_copies(conn: &mut AnyConnection, connection_id: &str) -> Result<()> {
-    for sql in [
-        "DELETE FROM markups WHERE revision_id IN (SELECT id FROM revisions WHERE connection_id = $1)",
-        "DELETE FROM revisions WHERE connection_id = $1",
-        "DELETE FROM drawings WHERE connection_id = $1",
-        "DELETE FROM sets WHERE connection_id = $1",
-        "DELETE FROM areas WHERE connection_id = $1",
-    ] {
-        sqlx::query(sql)
-            .bind(connection_id)
-            .execute(&mut *conn)
-            .await?;
-    }
-    Ok(())
-}
+/// Removes every copy a connection made, with the links to them (an undone connection leaves
+/// none, C12): the engine runs these in order with the connection id and then removes
+/// the connection's files.
+pub const WITHDRAW_COPIES: &[&str] = &[
+    "DELETE FROM markups WHERE revision_id IN (SELECT id FROM revisions WHERE connection_id = $1)",
+    "DELETE FROM revisions WHERE connection_id = $1",
+    "DELETE FROM drawings WHERE connection_id = $1",
+    "DELETE FROM sets WHERE connection_id = $1",
+    "DELETE FROM areas WHERE connection_id = $1",
+];

@@ -51,36 +51,21 @@ pub fn drawing_deleted(project_id: &str, drawing_id: &str, version: i64, actor: 
 }
 
 pub fn initial_sync_completed(s: &SyncRow) -> Envelope {
-    let msg = pb::InitialSyncCompleted {
-        connection_id: s.connection_id.clone(),
-        upstream_project_id: s.upstream_project_id.clone(),
-        downstream_project_id: s.downstream_project_id.clone(),
-        downstream_company_id: s.downstream_company_id.clone(),
+    connectability_sync::connection_event!(SOURCE, pb::InitialSyncCompleted, s, {
         drawings_copied: s.records_copied,
         revisions_copied: s.items_copied,
-    };
-    envelope(SOURCE, format!("connections/{}", s.connection_id), &msg)
+    })
 }
 
 pub fn drawings_copied(s: &SyncRow, publish_id: &str, revisions: i64) -> Envelope {
-    let msg = pb::DrawingsCopied {
-        connection_id: s.connection_id.clone(),
-        upstream_project_id: s.upstream_project_id.clone(),
-        downstream_project_id: s.downstream_project_id.clone(),
-        downstream_company_id: s.downstream_company_id.clone(),
+    connectability_sync::connection_event!(SOURCE, pb::DrawingsCopied, s, {
         publish_id: publish_id.into(),
         revisions_copied: revisions,
-    };
-    envelope(SOURCE, format!("connections/{}", s.connection_id), &msg)
+    })
 }
 
 pub fn drawings_deleted_upstream(s: &SyncRow, numbers: &[String]) -> Envelope {
-    let msg = pb::DrawingsDeletedUpstream {
-        connection_id: s.connection_id.clone(),
-        upstream_project_id: s.upstream_project_id.clone(),
-        downstream_project_id: s.downstream_project_id.clone(),
-        downstream_company_id: s.downstream_company_id.clone(),
+    connectability_sync::connection_event!(SOURCE, pb::DrawingsDeletedUpstream, s, {
         drawing_numbers: numbers.to_vec(),
-    };
-    envelope(SOURCE, format!("connections/{}", s.connection_id), &msg)
+    })
 }

@@ -17,7 +17,9 @@ struct Cli {
 async fn main() -> anyhow::Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
-    let _telemetry =
-        connectability_platform::telemetry::init(drawings_sync::NAME, cli.config.common.log_format);
+    let _telemetry = connectability_platform::telemetry::init(
+        drawings_sync::NAME,
+        cli.config.tool.common.log_format,
+    );
     drawings_sync::serve(cli.config).await
 }

@@ -330,6 +330,7 @@ pub struct DrawingSync(pub Engine);
 impl SyncedTool for DrawingSync {
     const FEATURE: Feature = Feature::Drawings;
     const CONTEXT: &'static str = "drawings";
+    const WITHDRAW: &'static [&'static str] = db::WITHDRAW_COPIES;
 
     fn engine(&self) -> &Engine {
         &self.0
@@ -411,10 +412,6 @@ impl SyncedTool for DrawingSync {
 
     fn initial_sync_completed(&self, s: &SyncRow) -> Envelope {
         events::initial_sync_completed(s)
-    }
-
-    async fn withdraw(&self, tx: &mut Tx, connection_id: &str) -> anyhow::Result<()> {
-        Ok(db::withdraw_copies(tx, connection_id).await?)
     }
 }
 

@@ -2,29 +2,28 @@
 //! gRPC), apply the rules in `domain`, write through `db` with events in one transaction.
 //! Copying downstream happens in `sync`, driven by those events.
 
-use std::{collections::HashMap, pin::Pin, sync::Arc};
+use std::collections::HashMap;
 
 use connectability_auth::Caller;
-use connectability_blobs::Blobs;
 use connectability_events::Envelope;
 use connectability_platform::{
-    clock::Clock,
-    directory::{DirectoryGateway, Tool},
+    directory::Tool,
     drawings::DrawingsGateway,
     errors::{failed_precondition, internal, invalid_argument, not_found, permission_denied},
     input::{Id, parse_request_id, parse_text},
     paging::PageRequest,
     time::timestamp,
 };
-use connectability_proto::{
-    directory::v1::{PermissionLevel, ProjectAccess},
-    rfis::v1::{self as pb, rfi_service_server::RfiService},
-};
-use connectability_store::{Db, Tx, outbox::RelayWaker};
-use futures::Stream;
+use connectability_proto::directory::v1::PermissionLevel;
+use connectability_proto::rfis::v1::{self as pb, rfi_service_server::RfiService};
+use connectability_store::{Tx, outbox::RelayWaker};
 use tonic::{Request, Response, Status, Streaming};
 
-use connectability_sync::messages::{FileApi, SyncStatusApi, UploadRules};
+use connectability_sync::{
+    Foundation,
+    api::{Member as Viewer, ToolApi, db_err},
+    messages::{Answers, UploadRules},
+};
 
 use crate::{
     db::{self, FileRow, ResponseRow, RfiRow},
@@ -42,20 +41,11 @@ mod usecases;
 use checks::*;
 use convert::*;
 
-type Stream_<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
-
 #[derive(Clone)]
 pub struct RfiApi {
-    /// UploadFile and DownloadFile, as every synced tool serves them.
-    files: FileApi,
-    /// GetSyncStatus and WatchSyncStatus, as every synced tool answers them.
-    sync_status: SyncStatusApi,
-    db: Db,
-    blobs: Blobs,
-    relay: RelayWaker,
-    directory: DirectoryGateway,
+    /// The parts every synced tool's handlers share (engine: `connectability_sync::api`).
+    core: ToolApi,
     drawings: DrawingsGateway,
-    clock: Arc<dyn Clock>,
 }
 
 /// Sizes the service enforces.
@@ -86,7 +76,7 @@ impl RfiService for RfiApi {
     async fn get_rfi(&self, req: Request<pb::GetRfiRequest>) -> Result<Response<pb::Rfi>, Status> {
         let caller = connectability_auth::caller(&req)?;
         let id = Id::parse(RFI, "id", &req.get_ref().id)?;
-        let mut conn = self.read().await?;
+        let mut conn = self.core.read().await?;
         let (r, v) = self.visible(&mut conn, &caller, &id).await?;
         Ok(Response::new(self.rfi_pb(&mut conn, &v, r).await?))
     }
@@ -119,7 +109,7 @@ impl RfiService for RfiApi {
             return Err(invalid_argument("body", "must not be empty"));
         }
         let file_ids = domain::parse_ids(FILE, "attachment_file_ids", &r.attachment_file_ids)?;
-        let mut conn = self.read().await?;
+        let mut conn = self.core.read().await?;
         let (rfi, v) = self.visible(&mut conn, &caller, &id).await?;
         must_be_own(&rfi)?;
         if !domain::can_contribute(&v.access) {
@@ -131,7 +121,7 @@ impl RfiService for RfiApi {
         self.check_files(&mut conn, "attachment_file_ids", &rfi.project_id, &file_ids)
             .await?;
         drop(conn);
-        let now = self.clock.now_ms();
+        let now = self.core.clock.now_ms();
         let response = ResponseRow {
             id: Id::generate(RESPONSE).to_string(),
             rfi_id: rfi.id.clone(),
@@ -152,7 +142,7 @@ impl RfiService for RfiApi {
         let r = req.into_inner();
         let id = Id::parse(RFI, "rfi_id", &r.rfi_id)?;
         let response = Id::parse(RESPONSE, "response_id", &r.response_id)?;
-        let mut conn = self.read().await?;
+        let mut conn = self.core.read().await?;
         let (rfi, v) = self.managed(&mut conn, &caller, &id).await?;
         must_be_open(&rfi)?;
         let responses = db::responses_of(&mut conn, std::slice::from_ref(&rfi.id))
@@ -162,13 +152,13 @@ impl RfiService for RfiApi {
             return Err(not_found("response", response.as_str()));
         }
         drop(conn);
-        let mut tx = self.begin().await?;
+        let mut tx = self.core.begin().await?;
         db::mark_official(&mut tx, &rfi.id, response.as_str())
             .await
             .map_err(db_err)?;
         let updated = RfiRow {
             version: rfi.version + 1,
-            update_ms: self.clock.now_ms(),
+            update_ms: self.core.clock.now_ms(),
             ..rfi.clone()
         };
         if !db::update_rfi(&mut tx, &updated, rfi.version)
@@ -179,7 +169,8 @@ impl RfiService for RfiApi {
         }
         self.commit(tx, &[]).await?;
         Ok(Response::new(
-            self.rfi_pb(&mut *self.read().await?, &v, updated).await?,
+            self.rfi_pb(&mut *self.core.read().await?, &v, updated)
+                .await?,
         ))
     }
 
@@ -197,7 +188,9 @@ impl RfiService for RfiApi {
     ) -> Result<Response<pb::Rfi>, Status> {
         let caller = connectability_auth::caller(&req)?;
         let id = Id::parse(RFI, "id", &req.get_ref().id)?;
-        let (rfi, v) = self.managed(&mut *self.read().await?, &caller, &id).await?;
+        let (rfi, v) = self
+            .managed(&mut *self.core.read().await?, &caller, &id)
+            .await?;
         if rfi.status != RfiStatus::Closed as i64 {
             return Err(failed_precondition(
                 reason::RFI_NOT_CLOSED,
@@ -208,7 +201,7 @@ impl RfiService for RfiApi {
             status: RfiStatus::Reopened as i64,
             close_ms: None,
             version: rfi.version + 1,
-            update_ms: self.clock.now_ms(),
+            update_ms: self.core.clock.now_ms(),
             ..rfi.clone()
         };
         let event = events::rfi_reopened(&updated, &v.user);
@@ -220,8 +213,10 @@ impl RfiService for RfiApi {
     async fn delete_rfi(&self, req: Request<pb::DeleteRfiRequest>) -> Result<Response<()>, Status> {
         let caller = connectability_auth::caller(&req)?;
         let id = Id::parse(RFI, "id", &req.get_ref().id)?;
-        let (rfi, v) = self.managed(&mut *self.read().await?, &caller, &id).await?;
-        let now = self.clock.now_ms();
+        let (rfi, v) = self
+            .managed(&mut *self.core.read().await?, &caller, &id)
+            .await?;
+        let now = self.core.clock.now_ms();
         let updated = RfiRow {
             status: RfiStatus::Deleted as i64,
             deleted_ms: Some(now),
@@ -238,47 +233,31 @@ impl RfiService for RfiApi {
         &self,
         req: Request<Streaming<pb::UploadFileRequest>>,
     ) -> Result<Response<pb::File>, Status> {
-        let caller = connectability_auth::caller(&req)?;
-        let authorize = |project: String| async move {
-            Ok(self
-                .contributor(&caller, &project)
-                .await?
-                .access
-                .project_company_id)
-        };
-        let file = self
-            .files
-            .upload(self.clock.now_ms(), req.into_inner(), authorize);
-        Ok(Response::new(file.await?))
+        self.core.upload_file(req, PermissionLevel::Standard).await
     }
 
-    type DownloadFileStream = Stream_<pb::DownloadFileResponse>;
+    type DownloadFileStream = Answers<pb::DownloadFileResponse>;
 
     async fn download_file(
         &self,
         req: Request<pb::DownloadFileRequest>,
     ) -> Result<Response<Self::DownloadFileStream>, Status> {
-        let caller = connectability_auth::caller(&req)?;
-        let file = self.files.get(&req.get_ref().id).await?;
-        let id = file.id.clone();
-        let v = self
-            .viewer(&caller, &file.project_id)
-            .await
-            .map_err(|_| not_found("file", id.as_str()))?;
+        let (file, v) = self.core.readable_file(&req).await?;
         // A file of an RFI is the RFI's: it downloads only for someone who sees one of the
         // RFIs holding it (a private RFI's attachments stay with its participants). A file
         // no RFI holds yet is an upload in progress, readable by the project's RFI members.
-        let holders = db::rfis_holding_file(&mut *self.read().await?, &file.project_id, &file.id)
-            .await
-            .map_err(db_err)?;
+        let holders =
+            db::rfis_holding_file(&mut *self.core.read().await?, &file.project_id, &file.id)
+                .await
+                .map_err(db_err)?;
         if !holders.is_empty()
             && !holders
                 .iter()
                 .any(|r| (r.copy.is_copy() || r.deleted_ms.is_none()) && v.sees(r))
         {
-            return Err(not_found("file", id.as_str()));
+            return Err(not_found("file", &file.id));
         }
-        Ok(Response::new(self.files.download(file).await?))
+        self.core.download(file).await
     }
 
     async fn get_rfi_settings(
@@ -287,10 +266,11 @@ impl RfiService for RfiApi {
     ) -> Result<Response<pb::RfiSettings>, Status> {
         let caller = connectability_auth::caller(&req)?;
         let project = Id::parse(PROJECT, "project_id", &req.get_ref().project_id)?;
-        self.viewer(&caller, project.as_str()).await?;
-        let official_responses_only = db::official_only(&mut *self.read().await?, project.as_str())
-            .await
-            .map_err(db_err)?;
+        self.core.viewer(&caller, project.as_str()).await?;
+        let official_responses_only =
+            db::official_only(&mut *self.core.read().await?, project.as_str())
+                .await
+                .map_err(db_err)?;
         Ok(Response::new(pb::RfiSettings {
             project_id: project.to_string(),
             official_responses_only,
@@ -304,17 +284,17 @@ impl RfiService for RfiApi {
         let caller = connectability_auth::caller(&req)?;
         let r = req.into_inner();
         let project = Id::parse(PROJECT, "project_id", &r.project_id)?;
-        let v = self.viewer(&caller, project.as_str()).await?;
+        let v = self.core.viewer(&caller, project.as_str()).await?;
         if !v.admin() {
             return Err(permission_denied(
                 "only RFI admins of this project change its settings",
             ));
         }
         db::set_official_only(
-            &mut *self.read().await?,
+            &mut *self.core.read().await?,
             project.as_str(),
             r.official_responses_only,
-            self.clock.now_ms(),
+            self.core.clock.now_ms(),
         )
         .await
         .map_err(db_err)?;
@@ -332,7 +312,7 @@ impl RfiService for RfiApi {
         let r = req.into_inner();
         let id = Id::parse(RFI, "rfi_id", &r.rfi_id)?;
         let copy_id = Id::parse(RFI, "connected_rfi_id", &r.connected_rfi_id)?;
-        let mut conn = self.read().await?;
+        let mut conn = self.core.read().await?;
         let (own, copy, v) = self.own_and_copy(&mut conn, &caller, &id, &copy_id).await?;
         db::link(
             &mut conn,
@@ -340,7 +320,7 @@ impl RfiService for RfiApi {
             &copy.id,
             &own.project_id,
             &v.user,
-            self.clock.now_ms(),
+            self.core.clock.now_ms(),
         )
         .await
         .map_err(db_err)?;
@@ -355,7 +335,7 @@ impl RfiService for RfiApi {
         let r = req.into_inner();
         let id = Id::parse(RFI, "rfi_id", &r.rfi_id)?;
         let copy_id = Id::parse(RFI, "connected_rfi_id", &r.connected_rfi_id)?;
-        let mut conn = self.read().await?;
+        let mut conn = self.core.read().await?;
         let (own, copy, v) = self.own_and_copy(&mut conn, &caller, &id, &copy_id).await?;
         must_be_open(&own)?;
         let official = db::responses_of(&mut conn, std::slice::from_ref(&copy.id))
@@ -370,7 +350,7 @@ impl RfiService for RfiApi {
                 )
             })?;
         drop(conn);
-        let now = self.clock.now_ms();
+        let now = self.core.clock.now_ms();
         let response = ResponseRow {
             id: Id::generate(RESPONSE).to_string(),
             rfi_id: own.id.clone(),
@@ -391,23 +371,15 @@ impl RfiService for RfiApi {
         &self,
         req: Request<pb::GetSyncStatusRequest>,
     ) -> Result<Response<pb::SyncStatus>, Status> {
-        let caller = connectability_auth::caller(&req)?;
-        let connection_id = &req.get_ref().connection_id;
-        Ok(Response::new(
-            self.sync_status.get(&caller, connection_id).await?,
-        ))
+        self.core.get_sync_status(req).await
     }
 
-    type WatchSyncStatusStream = Stream_<pb::SyncStatus>;
+    type WatchSyncStatusStream = Answers<pb::SyncStatus>;
 
     async fn watch_sync_status(
         &self,
         req: Request<pb::WatchSyncStatusRequest>,
     ) -> Result<Response<Self::WatchSyncStatusStream>, Status> {
-        let caller = connectability_auth::caller(&req)?;
-        let connection_id = &req.get_ref().connection_id;
-        Ok(Response::new(
-            self.sync_status.watch(&caller, connection_id).await?,
-        ))
+        self.core.watch_sync_status(req).await
     }
 }

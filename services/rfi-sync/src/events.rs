@@ -40,24 +40,14 @@ pub fn rfi_deleted(r: &RfiRow, actor: &str) -> Envelope {
 }
 
 pub fn initial_sync_completed(s: &SyncRow) -> Envelope {
-    let msg = pb::InitialSyncCompleted {
-        connection_id: s.connection_id.clone(),
-        upstream_project_id: s.upstream_project_id.clone(),
-        downstream_project_id: s.downstream_project_id.clone(),
-        downstream_company_id: s.downstream_company_id.clone(),
+    connectability_sync::connection_event!(SOURCE, pb::InitialSyncCompleted, s, {
         rfis_copied: s.items_copied,
-    };
-    envelope(SOURCE, format!("connections/{}", s.connection_id), &msg)
+    })
 }
 
 pub fn rfis_copied(s: &SyncRow, rfi_id: &str, copied: i64) -> Envelope {
-    let msg = pb::RfisCopied {
-        connection_id: s.connection_id.clone(),
-        upstream_project_id: s.upstream_project_id.clone(),
-        downstream_project_id: s.downstream_project_id.clone(),
-        downstream_company_id: s.downstream_company_id.clone(),
+    connectability_sync::connection_event!(SOURCE, pb::RfisCopied, s, {
         rfi_id: rfi_id.into(),
         rfis_copied: copied,
-    };
-    envelope(SOURCE, format!("connections/{}", s.connection_id), &msg)
+    })
 }

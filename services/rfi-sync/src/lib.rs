@@ -16,19 +16,10 @@ mod events;
 pub mod pdf;
 pub mod sync;
 
-use std::{sync::Arc, time::Duration};
-
-use connectability_blobs::Blobs;
-use connectability_events::EventBus;
-use connectability_platform::{
-    CommonConfig, GrpcServer,
-    clock::{Clock, SystemClock},
-    connections::ConnectionsGateway,
-    directory::DirectoryGateway,
-    standalone::Standalone,
-};
+use connectability_platform::GrpcServer;
 use connectability_proto::rfis::v1::rfi_service_server::RfiServiceServer;
-use connectability_store::{Db, ServiceMigrations};
+use connectability_store::ServiceMigrations;
+use connectability_sync::{Foundation, service::ToolConfig};
 
 pub use api::{Limits, RfiApi};
 pub use connectability_platform::drawings::DrawingsGateway;
@@ -44,15 +35,6 @@ pub fn migrations() -> ServiceMigrations {
     }
 }
 
-/// The services rfi-sync calls, each with rfi-sync's identity.
-pub struct Peers {
-    pub directory: DirectoryGateway,
-    /// Confirms connection events.
-    pub connections: ConnectionsGateway,
-    /// Linked drawing files.
-    pub drawings: DrawingsGateway,
-}
-
 /// The service's parts: the API, and the engine's relay, consumers and workers.
 pub struct RfiSync {
     pub api: RfiApi,
@@ -61,37 +43,16 @@ pub struct RfiSync {
 
 impl RfiSync {
     /// Wires the service and subscribes its consumers (before any relay runs, so in-process
-    /// events are not missed).
+    /// events are not missed). `drawings` serves linked drawing files, with rfi-sync's
+    /// identity.
     pub async fn start(
-        db: Db,
-        bus: Arc<dyn EventBus>,
-        blobs: Blobs,
-        peers: Peers,
-        clock: Arc<dyn Clock>,
+        base: Foundation,
+        drawings: DrawingsGateway,
         limits: Limits,
     ) -> anyhow::Result<Self> {
-        let Peers {
-            directory,
-            connections,
-            drawings,
-        } = peers;
-        let base = connectability_sync::Foundation {
-            db: db.clone(),
-            bus,
-            blobs: blobs.clone(),
-            clock: clock.clone(),
-            connections,
-        };
-        let workers = connectability_sync::Workers::start(NAME, base, sync::RfiSync).await?;
-        let api = RfiApi::new(
-            db,
-            blobs,
-            workers.relay_waker(),
-            directory,
-            drawings,
-            clock,
-            limits,
-        );
+        let workers =
+            connectability_sync::Workers::start(NAME, base.clone(), sync::RfiSync).await?;
+        let api = RfiApi::new(&base, workers.relay_waker(), drawings, limits);
         Ok(Self { api, workers })
     }
 
@@ -109,67 +70,26 @@ impl RfiSync {
 /// Settings of the standalone binary (and `connectability serve rfi-sync`).
 #[derive(Debug, Clone, clap::Args)]
 pub struct Config {
-    /// This service's own database: `sqlite://data/rfi-sync.db` or `postgres://…`.
-    #[arg(
-        long,
-        env = "DATABASE_URL",
-        default_value = "sqlite://data/rfi-sync.db"
-    )]
-    pub database_url: String,
-    /// Where files live: `file://PATH` or `s3://BUCKET/PREFIX`.
-    #[arg(long, env = "BLOBS_URL", default_value = "file://data/blobs")]
-    pub blobs_url: String,
-    /// Largest accepted file, in bytes.
-    #[arg(long, env = "MAX_UPLOAD_BYTES", default_value_t = 64 * 1024 * 1024)]
-    pub max_upload_bytes: usize,
-    /// Where the directory service answers.
-    #[arg(long, env = "DIRECTORY_URL", default_value = "http://127.0.0.1:50051")]
-    pub directory_url: String,
+    #[command(flatten)]
+    pub tool: ToolConfig,
     /// Where drawings-sync answers (linked drawing files for the linked drawings PDF).
     #[arg(long, env = "DRAWINGS_URL", default_value = "http://127.0.0.1:50051")]
     pub drawings_url: String,
-    /// Where connection-manager answers (connection events are confirmed with it).
-    #[arg(
-        long,
-        env = "CONNECTIONS_URL",
-        default_value = "http://127.0.0.1:50051"
-    )]
-    pub connections_url: String,
-    /// How long directory answers are cached, in milliseconds.
-    #[arg(long, env = "DIRECTORY_CACHE_TTL_MS", default_value_t = 2000)]
-    pub directory_cache_ttl_ms: u64,
-    #[command(flatten)]
-    pub common: CommonConfig,
 }
 
 /// Runs rfi-sync alone until SIGTERM or Ctrl-C.
 pub async fn serve(config: Config) -> anyhow::Result<()> {
-    let mut app =
-        Standalone::start(NAME, &config.common, &config.database_url, &migrations()).await?;
-    let directory = app.directory(
-        &config.directory_url,
-        Duration::from_millis(config.directory_cache_ttl_ms),
-    )?;
+    let (mut app, base) = config.tool.standalone(NAME, &migrations()).await?;
     let drawings = DrawingsGateway::new(
         connectability_platform::directory::channel(&config.drawings_url)?,
         &app.service_token()?,
     );
+    let limits = Limits {
+        max_upload_bytes: config.tool.max_upload_bytes,
+    };
     let max = app.max_message_bytes();
-    RfiSync::start(
-        app.db.clone(),
-        app.bus.clone(),
-        Blobs::from_url(&config.blobs_url)?,
-        Peers {
-            directory,
-            connections: app.connections(&config.connections_url)?,
-            drawings,
-        },
-        Arc::new(SystemClock),
-        Limits {
-            max_upload_bytes: config.max_upload_bytes,
-        },
-    )
-    .await?
-    .mount(&mut app.server, max);
+    RfiSync::start(base, drawings, limits)
+        .await?
+        .mount(&mut app.server, max);
     app.serve().await
 }

@@ -18,6 +18,6 @@ async fn main() -> anyhow::Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
     let _telemetry =
-        connectability_platform::telemetry::init(rfi_sync::NAME, cli.config.common.log_format);
+        connectability_platform::telemetry::init(rfi_sync::NAME, cli.config.tool.common.log_format);
     rfi_sync::serve(cli.config).await
 }

@@ -168,6 +168,9 @@ pub async fn reconcile(
 impl SyncedTool for RfiSync {
     const FEATURE: Feature = Feature::Rfis;
     const CONTEXT: &'static str = "rfis";
+    const WITHDRAW: &'static [&'static str] = db::WITHDRAW_COPIES;
+    /// R6: copies stay, marked disconnected.
+    const MARKS_DISCONNECTED: Option<&'static str> = Some("rfis");
 
     fn engine(&self) -> &Engine {
         &self.0
@@ -234,15 +237,5 @@ impl SyncedTool for RfiSync {
 
     fn initial_sync_completed(&self, s: &SyncRow) -> Envelope {
         events::initial_sync_completed(s)
-    }
-
-    /// R6: copies stay, marked disconnected.
-    async fn disconnected(&self, tx: &mut Tx, connection_id: &str) -> anyhow::Result<()> {
-        let now = self.0.clock.now_ms();
-        Ok(db::mark_disconnected(tx, connection_id, now).await?)
-    }
-
-    async fn withdraw(&self, tx: &mut Tx, connection_id: &str) -> anyhow::Result<()> {
-        Ok(db::withdraw_copies(tx, connection_id).await?)
     }
 }

@@ -2,14 +2,12 @@
 //! (directory over gRPC), apply the rules in `domain`, write through `db` with events in one
 //! transaction. Copying downstream happens in `sync`, driven by those events.
 
-use std::{collections::HashMap, pin::Pin, sync::Arc};
+use std::collections::HashMap;
 
 use connectability_auth::Caller;
-use connectability_blobs::Blobs;
 use connectability_events::Envelope;
 use connectability_platform::{
-    clock::Clock,
-    directory::{DirectoryGateway, Tool},
+    directory::Tool,
     errors::{
         bad_field, failed_precondition, internal, invalid_argument, not_found, permission_denied,
     },
@@ -17,15 +15,18 @@ use connectability_platform::{
     paging::PageRequest,
     time::timestamp,
 };
-use connectability_proto::{
-    directory::v1::{PermissionLevel, ProjectAccess},
-    submittals::v1::{self as pb, submittal_service_server::SubmittalService},
+use connectability_proto::directory::v1::PermissionLevel;
+use connectability_proto::submittals::v1::{
+    self as pb, submittal_service_server::SubmittalService,
 };
-use connectability_store::{Db, Tx, outbox::RelayWaker};
-use futures::Stream;
+use connectability_store::outbox::RelayWaker;
 use tonic::{Request, Response, Status, Streaming};
 
-use connectability_sync::messages::{FileApi, SyncStatusApi, UploadRules};
+use connectability_sync::{
+    Foundation,
+    api::{Member as Viewer, ToolApi, db_err},
+    messages::{Answers, UploadRules},
+};
 
 use crate::{
     db::{self, DistributionRow, FileRow, SubmittalRow},
@@ -43,19 +44,10 @@ mod usecases;
 use checks::*;
 use convert::*;
 
-type Stream_<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
-
 #[derive(Clone)]
 pub struct SubmittalApi {
-    /// UploadFile and DownloadFile, as every synced tool serves them.
-    files: FileApi,
-    /// GetSyncStatus and WatchSyncStatus, as every synced tool answers them.
-    sync_status: SyncStatusApi,
-    db: Db,
-    blobs: Blobs,
-    relay: RelayWaker,
-    directory: DirectoryGateway,
-    clock: Arc<dyn Clock>,
+    /// The parts every synced tool's handlers share (engine: `connectability_sync::api`).
+    core: ToolApi,
 }
 
 /// Sizes the service enforces.
@@ -89,7 +81,9 @@ impl SubmittalService for SubmittalApi {
     ) -> Result<Response<pb::Submittal>, Status> {
         let caller = connectability_auth::caller(&req)?;
         let id = Id::parse(SUBMITTAL, "id", &req.get_ref().id)?;
-        let (s, _) = self.visible(&mut *self.read().await?, &caller, &id).await?;
+        let (s, _) = self
+            .visible(&mut *self.core.read().await?, &caller, &id)
+            .await?;
         Ok(Response::new(self.submittal_pb(s).await?))
     }
 
@@ -113,8 +107,8 @@ impl SubmittalService for SubmittalApi {
                 Ok(s) => statuses.push(s as i64),
             }
         }
-        self.viewer(&caller, project.as_str()).await?;
-        let mut conn = self.read().await?;
+        self.core.viewer(&caller, project.as_str()).await?;
+        let mut conn = self.core.read().await?;
         let mut rows = db::list_submittals(
             &mut conn,
             project.as_str(),
@@ -150,7 +144,9 @@ impl SubmittalService for SubmittalApi {
         let r = req.into_inner();
         let id = Id::parse(SUBMITTAL, "submittal_id", &r.submittal_id)?;
         let attachments = domain::parse_ids(FILE, "attachment_file_ids", &r.attachment_file_ids)?;
-        let (current, v) = self.managed(&mut *self.read().await?, &caller, &id).await?;
+        let (current, v) = self
+            .managed(&mut *self.core.read().await?, &caller, &id)
+            .await?;
         must_be_open(&current)?;
         self.check_files("attachment_file_ids", &current.project_id, &attachments)
             .await?;
@@ -166,7 +162,7 @@ impl SubmittalService for SubmittalApi {
             general,
             attachment_file_ids: attachments,
             version: current.version + 1,
-            update_ms: self.clock.now_ms(),
+            update_ms: self.core.clock.now_ms(),
             ..current.clone()
         };
         let event = events::revised(&updated, &v.user);
@@ -199,7 +195,7 @@ impl SubmittalService for SubmittalApi {
     ) -> Result<Response<pb::ListDistributionsResponse>, Status> {
         let caller = connectability_auth::caller(&req)?;
         let id = Id::parse(SUBMITTAL, "submittal_id", &req.get_ref().submittal_id)?;
-        let mut conn = self.read().await?;
+        let mut conn = self.core.read().await?;
         let (s, _) = self.visible(&mut conn, &caller, &id).await?;
         let distributions = db::distributions_of(&mut conn, &s.id)
             .await
@@ -218,12 +214,14 @@ impl SubmittalService for SubmittalApi {
     ) -> Result<Response<pb::Submittal>, Status> {
         let caller = connectability_auth::caller(&req)?;
         let id = Id::parse(SUBMITTAL, "id", &req.get_ref().id)?;
-        let (current, v) = self.managed(&mut *self.read().await?, &caller, &id).await?;
+        let (current, v) = self
+            .managed(&mut *self.core.read().await?, &caller, &id)
+            .await?;
         must_be_open(&current)?;
         let updated = SubmittalRow {
             status: SubmittalStatus::Closed as i64,
             version: current.version + 1,
-            update_ms: self.clock.now_ms(),
+            update_ms: self.core.clock.now_ms(),
             ..current.clone()
         };
         let event = events::status_changed(&updated, &v.user);
@@ -238,7 +236,9 @@ impl SubmittalService for SubmittalApi {
     ) -> Result<Response<pb::Submittal>, Status> {
         let caller = connectability_auth::caller(&req)?;
         let id = Id::parse(SUBMITTAL, "id", &req.get_ref().id)?;
-        let (current, v) = self.managed(&mut *self.read().await?, &caller, &id).await?;
+        let (current, v) = self
+            .managed(&mut *self.core.read().await?, &caller, &id)
+            .await?;
         if current.status != SubmittalStatus::Closed as i64 {
             return Err(failed_precondition(
                 reason::SUBMITTAL_NOT_CLOSED,
@@ -248,7 +248,7 @@ impl SubmittalService for SubmittalApi {
         let updated = SubmittalRow {
             status: SubmittalStatus::Reopened as i64,
             version: current.version + 1,
-            update_ms: self.clock.now_ms(),
+            update_ms: self.core.clock.now_ms(),
             ..current.clone()
         };
         let event = events::status_changed(&updated, &v.user);
@@ -263,8 +263,10 @@ impl SubmittalService for SubmittalApi {
     ) -> Result<Response<()>, Status> {
         let caller = connectability_auth::caller(&req)?;
         let id = Id::parse(SUBMITTAL, "id", &req.get_ref().id)?;
-        let (current, v) = self.managed(&mut *self.read().await?, &caller, &id).await?;
-        let now = self.clock.now_ms();
+        let (current, v) = self
+            .managed(&mut *self.core.read().await?, &caller, &id)
+            .await?;
+        let now = self.core.clock.now_ms();
         let updated = SubmittalRow {
             status: SubmittalStatus::Deleted as i64,
             deleted_ms: Some(now),
@@ -281,34 +283,18 @@ impl SubmittalService for SubmittalApi {
         &self,
         req: Request<Streaming<pb::UploadFileRequest>>,
     ) -> Result<Response<pb::File>, Status> {
-        let caller = connectability_auth::caller(&req)?;
-        let authorize = |project: String| async move {
-            // Approvers with READ_ONLY attach files to their answers, so viewers may upload.
-            Ok(self
-                .viewer(&caller, &project)
-                .await?
-                .access
-                .project_company_id)
-        };
-        let file = self
-            .files
-            .upload(self.clock.now_ms(), req.into_inner(), authorize);
-        Ok(Response::new(file.await?))
+        // Approvers with READ_ONLY attach files to their answers, so viewers may upload.
+        self.core.upload_file(req, PermissionLevel::ReadOnly).await
     }
 
-    type DownloadFileStream = Stream_<pb::DownloadFileResponse>;
+    type DownloadFileStream = Answers<pb::DownloadFileResponse>;
 
     async fn download_file(
         &self,
         req: Request<pb::DownloadFileRequest>,
     ) -> Result<Response<Self::DownloadFileStream>, Status> {
-        let caller = connectability_auth::caller(&req)?;
-        let file = self.files.get(&req.get_ref().id).await?;
-        let id = file.id.clone();
-        self.viewer(&caller, &file.project_id)
-            .await
-            .map_err(|_| not_found("file", id.as_str()))?;
-        Ok(Response::new(self.files.download(file).await?))
+        let (file, _) = self.core.readable_file(&req).await?;
+        self.core.download(file).await
     }
 
     async fn link_submittal(
@@ -323,7 +309,7 @@ impl SubmittalService for SubmittalApi {
             "connected_submittal_id",
             &r.connected_submittal_id,
         )?;
-        let mut conn = self.read().await?;
+        let mut conn = self.core.read().await?;
         let (own, v) = self.visible(&mut conn, &caller, &id).await?;
         must_be_own(&own)?;
         if !domain::can_contribute(&v.access) {
@@ -347,7 +333,7 @@ impl SubmittalService for SubmittalApi {
             &copy.id,
             &own.project_id,
             &v.user,
-            self.clock.now_ms(),
+            self.core.clock.now_ms(),
         )
         .await
         .map_err(db_err)?;
@@ -359,23 +345,15 @@ impl SubmittalService for SubmittalApi {
         &self,
         req: Request<pb::GetSyncStatusRequest>,
     ) -> Result<Response<pb::SyncStatus>, Status> {
-        let caller = connectability_auth::caller(&req)?;
-        let connection_id = &req.get_ref().connection_id;
-        Ok(Response::new(
-            self.sync_status.get(&caller, connection_id).await?,
-        ))
+        self.core.get_sync_status(req).await
     }
 
-    type WatchSyncStatusStream = Stream_<pb::SyncStatus>;
+    type WatchSyncStatusStream = Answers<pb::SyncStatus>;
 
     async fn watch_sync_status(
         &self,
         req: Request<pb::WatchSyncStatusRequest>,
     ) -> Result<Response<Self::WatchSyncStatusStream>, Status> {
-        let caller = connectability_auth::caller(&req)?;
-        let connection_id = &req.get_ref().connection_id;
-        Ok(Response::new(
-            self.sync_status.watch(&caller, connection_id).await?,
-        ))
+        self.core.watch_sync_status(req).await
     }
 }

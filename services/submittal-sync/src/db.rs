@@ -330,32 +330,11 @@ pub async fn links_in_project(
         .collect()
 }
 
-/// A disconnected connection's copies say so.
-pub async fn mark_disconnected(
-    conn: &mut AnyConnection,
-    connection_id: &str,
-    now_ms: i64,
-) -> Result<()> {
-    sqlx::query("UPDATE submittals SET disconnected = 1, update_ms = $2 WHERE connection_id = $1")
-        .bind(connection_id)
-        .bind(now_ms)
-        .execute(conn)
-        .await?;
-    Ok(())
-}
-
-/// Removes every copy a connection made (an undone connection leaves none, C12) with the
-/// links to them; the engine removes their files.
-pub async fn withdraw_copies(conn: &mut AnyConnection, connection_id: &str) -> Result<()> {
-    for sql in [
-        "DELETE FROM submittal_links WHERE connected_submittal_id IN (SELECT id FROM submittals WHERE connection_id = $1)",
-        "DELETE FROM distributions WHERE connection_id = $1",
-        "DELETE FROM submittals WHERE connection_id = $1",
-    ] {
-        sqlx::query(sql)
-            .bind(connection_id)
-            .execute(&mut *conn)
-            .await?;
-    }
-    Ok(())
-}
+/// Removes every copy a connection made, with the links to them (an undone connection leaves
+/// none, C12): the engine runs these in order with the connection id and then removes
+/// the connection's files.
+pub const WITHDRAW_COPIES: &[&str] = &[
+    "DELETE FROM submittal_links WHERE connected_submittal_id IN (SELECT id FROM submittals WHERE connection_id = $1)",
+    "DELETE FROM distributions WHERE connection_id = $1",
+    "DELETE FROM submittals WHERE connection_id = $1",
+];

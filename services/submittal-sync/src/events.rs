@@ -47,12 +47,7 @@ pub fn status_changed(s: &SubmittalRow, actor: &str) -> Envelope {
 }
 
 pub fn initial_sync_completed(s: &SyncRow) -> Envelope {
-    let msg = pb::InitialSyncCompleted {
-        connection_id: s.connection_id.clone(),
-        upstream_project_id: s.upstream_project_id.clone(),
-        downstream_project_id: s.downstream_project_id.clone(),
-        downstream_company_id: s.downstream_company_id.clone(),
+    connectability_sync::connection_event!(SOURCE, pb::InitialSyncCompleted, s, {
         submittals_copied: s.items_copied,
-    };
-    envelope(SOURCE, format!("connections/{}", s.connection_id), &msg)
+    })
 }

@@ -19,7 +19,7 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let _telemetry = connectability_platform::telemetry::init(
         submittal_sync::NAME,
-        cli.config.common.log_format,
+        cli.config.tool.common.log_format,
     );
     submittal_sync::serve(cli.config).await
 }

@@ -187,6 +187,9 @@ pub async fn reconcile(
 impl SyncedTool for SubmittalSync {
     const FEATURE: Feature = Feature::Submittals;
     const CONTEXT: &'static str = "submittals";
+    const WITHDRAW: &'static [&'static str] = db::WITHDRAW_COPIES;
+    /// S6: copies stay, marked disconnected.
+    const MARKS_DISCONNECTED: Option<&'static str> = Some("submittals");
 
     fn engine(&self) -> &Engine {
         &self.0
@@ -249,15 +252,5 @@ impl SyncedTool for SubmittalSync {
 
     fn initial_sync_completed(&self, s: &SyncRow) -> Envelope {
         events::initial_sync_completed(s)
-    }
-
-    /// S6: copies stay, marked disconnected.
-    async fn disconnected(&self, tx: &mut Tx, connection_id: &str) -> anyhow::Result<()> {
-        let now = self.0.clock.now_ms();
-        Ok(db::mark_disconnected(tx, connection_id, now).await?)
-    }
-
-    async fn withdraw(&self, tx: &mut Tx, connection_id: &str) -> anyhow::Result<()> {
-        Ok(db::withdraw_copies(tx, connection_id).await?)
     }
 }

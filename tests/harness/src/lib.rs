@@ -99,13 +99,90 @@ pub struct TestEnv {
     pub dir: PathBuf,
 }
 
-/// A test's folder goes with it (uploads and SQLite files add up to gigabytes over a
-/// full run); `KEEP_TEST_DIRS=1` keeps them for a post-mortem.
+/// A test's folder, Postgres databases and JetStream streams go with it: a full run
+/// creates about a thousand databases (≈ 7 MB each) and gigabytes of uploads, enough to fill
+/// a shared disk before the next run's age-based cleanup. `KEEP_TEST_DIRS=1` keeps them all
+/// for a post-mortem.
 impl Drop for TestEnv {
     fn drop(&mut self) {
-        if std::env::var_os("KEEP_TEST_DIRS").is_none() {
-            let _ = std::fs::remove_dir_all(&self.dir);
+        if std::env::var_os("KEEP_TEST_DIRS").is_some() {
+            return;
         }
+        let _ = std::fs::remove_dir_all(&self.dir);
+        if let Backend::Production {
+            database_url,
+            nats_url,
+        } = &self.backend
+        {
+            // Drop runs inside the test's runtime, which cannot be blocked on; a thread with
+            // its own small runtime does the async cleanup, and is waited for so the next
+            // test starts on a clean server.
+            let (database_url, nats_url, prefix) =
+                (database_url.clone(), nats_url.clone(), self.prefix.clone());
+            let cleanup = std::thread::spawn(move || {
+                let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                else {
+                    return;
+                };
+                runtime.block_on(async {
+                    let work = async {
+                        drop_databases(&database_url, &prefix).await;
+                        drop_streams(&nats_url, &prefix).await;
+                    };
+                    if tokio::time::timeout(Duration::from_secs(20), work)
+                        .await
+                        .is_err()
+                    {
+                        eprintln!("test cleanup of {prefix} timed out; a later run removes it");
+                    }
+                });
+            });
+            let _ = cleanup.join();
+        }
+    }
+}
+
+/// Drops this test's databases (those named `{prefix}_…`), closing any connection still open.
+/// (`datname::text`: sqlx's Any driver cannot decode Postgres's `name` type; reading it
+/// uncast once made every cleanup silently find nothing.)
+async fn drop_databases(database_url: &str, prefix: &str) {
+    let Ok(admin) = Db::connect(database_url).await else {
+        return;
+    };
+    let names: Vec<String> =
+        sqlx::query_scalar("SELECT datname::text FROM pg_database WHERE starts_with(datname, $1)")
+            .bind(format!("{prefix}_"))
+            .fetch_all(admin.pool())
+            .await
+            .unwrap_or_default();
+    for name in names {
+        let _ = sqlx::raw_sql(AssertSqlSafe(format!(
+            "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
+        )))
+        .execute(admin.pool())
+        .await;
+    }
+    admin.close().await;
+}
+
+/// Deletes this test's JetStream streams (named with its prefix).
+async fn drop_streams(nats_url: &str, prefix: &str) {
+    use futures_lite::StreamExt as _;
+    let Ok(client) = async_nats::connect(nats_url).await else {
+        return;
+    };
+    let js = async_nats::jetstream::new(client);
+    let mut names = js.stream_names();
+    let mut ours = Vec::new();
+    while let Some(Ok(name)) = names.next().await {
+        if name.starts_with(prefix) {
+            ours.push(name);
+        }
+    }
+    for name in ours {
+        let _ = js.delete_stream(&name).await;
     }
 }
 
@@ -207,7 +284,7 @@ async fn cleanup_stale_databases(admin: &Db) {
     static ONCE: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
     ONCE.get_or_init(|| async {
         let names: Vec<String> =
-            sqlx::query_scalar("SELECT datname FROM pg_database WHERE datname LIKE 'ct%'")
+            sqlx::query_scalar("SELECT datname::text FROM pg_database WHERE datname LIKE 'ct%'")
                 .fetch_all(admin.pool())
                 .await
                 .unwrap_or_default();

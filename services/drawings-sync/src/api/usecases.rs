@@ -5,43 +5,16 @@ use super::*;
 use connectability_platform::requests::{self, EmptyMask};
 
 impl DrawingApi {
-    pub fn new(
-        db: Db,
-        blobs: Blobs,
-        relay: RelayWaker,
-        directory: DirectoryGateway,
-        clock: Arc<dyn Clock>,
-        limits: Limits,
-    ) -> Self {
-        let sync_status = SyncStatusApi {
-            db: db.clone(),
-            clock: clock.clone(),
-            directory: directory.clone(),
-            tool: connectability_platform::directory::Tool::Drawings,
-        };
-        let files = FileApi {
-            db: db.clone(),
-            blobs,
-            rules: UploadRules {
-                file_prefix: FILE,
-                max_bytes: limits.max_upload_bytes,
-                only_content_type: Some("application/pdf"),
-                accept: Some((domain::looks_like_pdf, "the content is not a PDF")),
-            },
+    pub fn new(base: &Foundation, relay: RelayWaker, limits: Limits) -> Self {
+        let upload = UploadRules {
+            only_content_type: Some("application/pdf"),
+            accept: Some((domain::looks_like_pdf, "the content is not a PDF")),
+            ..UploadRules::any(FILE, limits.max_upload_bytes)
         };
         Self {
-            files,
-            sync_status,
-            db,
-            relay,
-            directory,
-            clock,
+            core: ToolApi::new(Tool::Drawings, base, relay, upload),
             limits,
         }
-    }
-
-    pub(super) async fn read(&self) -> Result<sqlx::pool::PoolConnection<sqlx::Any>, Status> {
-        self.db.pool().acquire().await.map_err(db_err)
     }
 
     /// The caller's access to a project they may see (else NOT_FOUND), with at least
@@ -51,19 +24,8 @@ impl DrawingApi {
         caller: &Caller,
         project_id: &str,
     ) -> Result<(String, ProjectAccess), Status> {
-        let user = user_of(caller)?;
-        let access = self
-            .directory
-            .project_access(project_id, user)
-            .await?
-            .filter(sees_project)
-            .ok_or_else(|| not_found("project", project_id))?;
-        if !domain::can_view(&access) {
-            return Err(permission_denied(
-                "you need at least READ_ONLY on Drawings in this project",
-            ));
-        }
-        Ok((user.to_string(), access))
+        let m = self.core.viewer(caller, project_id).await?;
+        Ok((m.user, m.access))
     }
 
     /// Like [`Self::viewer`], and a Drawings admin.
@@ -72,13 +34,11 @@ impl DrawingApi {
         caller: &Caller,
         project_id: &str,
     ) -> Result<(String, ProjectAccess), Status> {
-        let (user, access) = self.viewer(caller, project_id).await?;
-        if !domain::is_admin(&access) {
-            return Err(permission_denied(
-                "only Drawings admins of this project may do this",
-            ));
-        }
-        Ok((user, access))
+        let m = self
+            .core
+            .member(caller, project_id, PermissionLevel::Admin)
+            .await?;
+        Ok((m.user, m.access))
     }
 
     /// A drawing the caller may see: live, and with a published revision unless they are admin.
@@ -87,19 +47,16 @@ impl DrawingApi {
         caller: &Caller,
         id: &Id,
     ) -> Result<(DrawingRow, ProjectAccess, String), Status> {
-        let mut conn = self.read().await?;
+        let mut conn = self.core.read().await?;
         let d = db::get::<DrawingRow>(&mut conn, id.as_str())
             .await
             .map_err(db_err)?
             .filter(|d| d.deleted_ms.is_none())
             .ok_or_else(|| not_found("drawing", id.as_str()))?;
-        let (user, access) = self.viewer(caller, &d.project_id).await.map_err(|e| {
-            if e.code() == tonic::Code::PermissionDenied {
-                e
-            } else {
-                not_found("drawing", id.as_str())
-            }
-        })?;
+        let Member { user, access } = self
+            .core
+            .viewer_of_record(caller, &d.project_id, || not_found("drawing", id.as_str()))
+            .await?;
         if !domain::is_admin(&access)
             && db::revisions_of(&mut conn, std::slice::from_ref(&d.id), true)
                 .await
@@ -112,7 +69,7 @@ impl DrawingApi {
     }
 
     pub(super) fn commit_events(&self) {
-        self.relay.wake();
+        self.core.relay.wake();
     }
 }
 
@@ -135,8 +92,8 @@ impl DrawingApi {
         let drawing_date = domain::parse_date("drawing_date", &r.drawing_date, true)?;
         let received_date = domain::parse_date("received_date", &r.received_date, true)?;
         self.admin(caller, project.as_str()).await?;
-        let now = self.clock.now_ms();
-        let mut tx = self.db.begin().await.map_err(db_err)?;
+        let now = self.core.clock.now_ms();
+        let mut tx = self.core.begin().await?;
         let area = db::get::<AreaRow>(&mut tx, area_id.as_str())
             .await
             .map_err(db_err)?
@@ -252,7 +209,7 @@ impl DrawingApi {
                 "connected drawings are read-only downstream",
             ));
         }
-        let mut tx = self.db.begin().await.map_err(db_err)?;
+        let mut tx = self.core.begin().await?;
         for path in paths {
             match path {
                 "title" => d.title = parse_name("drawing.title", &input.title)?,
@@ -285,7 +242,7 @@ impl DrawingApi {
             }
         }
         d.version += 1;
-        d.update_ms = self.clock.now_ms();
+        d.update_ms = self.core.clock.now_ms();
         db::update_drawing(&mut tx, &d).await.map_err(db_err)?;
         let event = events::drawing_updated(&d.project_id, &d.id, d.version, &user);
         connectability_store::outbox::enqueue(&mut tx, &[event])
@@ -321,7 +278,7 @@ impl DrawingApi {
             .map(|id| Id::parse(REVISION, "revision_ids", id).map(|i| i.to_string()))
             .collect::<Result<Vec<_>, _>>()?;
         let (user, _) = self.admin(caller, project.as_str()).await?;
-        let mut tx = self.db.begin().await.map_err(db_err)?;
+        let mut tx = self.core.begin().await?;
         let mut current = Vec::with_capacity(ids.len());
         for id in &ids {
             let rev = db::get::<RevisionRow>(&mut tx, id)
@@ -331,7 +288,7 @@ impl DrawingApi {
             current.push(rev.ok_or_else(|| not_found("revision", id))?);
         }
         let publish_id = Id::generate(PUBLISH).to_string();
-        let newly = db::publish(&mut tx, project.as_str(), &ids, self.clock.now_ms())
+        let newly = db::publish(&mut tx, project.as_str(), &ids, self.core.clock.now_ms())
             .await
             .map_err(db_err)?;
         if !newly.is_empty() {
@@ -389,7 +346,7 @@ impl DrawingApi {
         }
         let published_only = !admin || filter == pb::PublishedFilter::Published;
         let unpublished_only = filter == pb::PublishedFilter::Unpublished;
-        let mut conn = self.read().await?;
+        let mut conn = self.core.read().await?;
         let mut rows = db::list_drawings(
             &mut conn,
             project.as_str(),
@@ -445,7 +402,7 @@ impl DrawingApi {
             .viewer(&on_behalf, project.as_str())
             .await
             .map_err(|_| missing())?;
-        let mut conn = self.read().await?;
+        let mut conn = self.core.read().await?;
         let rev = db::get::<RevisionRow>(&mut conn, revision.as_str())
             .await
             .map_err(db_err)?
@@ -466,7 +423,7 @@ impl DrawingApi {
         if r.metadata_only {
             return Ok(messages::metadata_only(file));
         }
-        self.files.download(file).await
+        self.core.files.download(file).await
     }
 }
 
@@ -482,7 +439,7 @@ impl DrawingApi {
         if body.is_empty() {
             return Err(invalid_argument("body", "must not be empty"));
         }
-        let rev = db::get::<RevisionRow>(&mut *self.read().await?, revision_id.as_str())
+        let rev = db::get::<RevisionRow>(&mut *self.core.read().await?, revision_id.as_str())
             .await
             .map_err(db_err)?
             .ok_or_else(|| not_found("revision", revision_id.as_str()))?;
@@ -503,9 +460,9 @@ impl DrawingApi {
             revision_id: rev.id,
             author_id: user,
             body,
-            create_ms: self.clock.now_ms(),
+            create_ms: self.core.clock.now_ms(),
         };
-        db::insert_markup(&mut *self.read().await?, &markup)
+        db::insert_markup(&mut *self.core.read().await?, &markup)
             .await
             .map_err(db_err)?;
         Ok(markup_pb(markup))

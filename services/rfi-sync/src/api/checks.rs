@@ -2,19 +2,6 @@
 
 use super::*;
 
-pub(super) fn db_err(e: sqlx::Error) -> Status {
-    internal(e)
-}
-
-pub(super) fn user_of(caller: &Caller) -> Result<&str, Status> {
-    match caller {
-        Caller::User { user_id } => Ok(user_id),
-        _ => Err(permission_denied(
-            "the RFIs tool is used by project members",
-        )),
-    }
-}
-
 pub(super) fn participants(r: &RfiRow) -> Participants {
     Participants {
         creator_id: r.creator_id.clone(),
@@ -67,23 +54,24 @@ pub(super) fn changed_meanwhile() -> Status {
     Status::aborted("the RFI changed meanwhile; read it again and retry")
 }
 
-/// Who may see what of an RFI: the caller's user id and access in its project.
-pub(super) struct Viewer {
-    pub(super) user: String,
-    pub(super) access: ProjectAccess,
+/// Who may see what of an RFI, by the caller's user id and access in its project.
+pub(super) trait RfiViewer {
+    fn admin(&self) -> bool;
+    /// Admins and the RFI's manager manage it (edit, official response, close, reopen, delete).
+    fn manages(&self, r: &RfiRow) -> bool;
+    fn sees(&self, r: &RfiRow) -> bool;
 }
 
-impl Viewer {
-    pub(super) fn admin(&self) -> bool {
+impl RfiViewer for Viewer {
+    fn admin(&self) -> bool {
         domain::is_admin(&self.access)
     }
 
-    /// Admins and the RFI's manager manage it (edit, official response, close, reopen, delete).
-    pub(super) fn manages(&self, r: &RfiRow) -> bool {
+    fn manages(&self, r: &RfiRow) -> bool {
         self.admin() || r.manager_id == self.user
     }
 
-    pub(super) fn sees(&self, r: &RfiRow) -> bool {
+    fn sees(&self, r: &RfiRow) -> bool {
         !r.private || self.admin() || participants(r).includes(&self.user)
     }
 }

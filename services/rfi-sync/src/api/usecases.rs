@@ -6,81 +6,16 @@ use connectability_platform::requests::{self, EmptyMask};
 
 impl RfiApi {
     pub fn new(
-        db: Db,
-        blobs: Blobs,
+        base: &Foundation,
         relay: RelayWaker,
-        directory: DirectoryGateway,
         drawings: DrawingsGateway,
-        clock: Arc<dyn Clock>,
         limits: Limits,
     ) -> Self {
-        let sync_status = SyncStatusApi {
-            db: db.clone(),
-            clock: clock.clone(),
-            directory: directory.clone(),
-            tool: connectability_platform::directory::Tool::Rfis,
-        };
-        let files = FileApi {
-            db: db.clone(),
-            blobs: blobs.clone(),
-            rules: UploadRules {
-                file_prefix: FILE,
-                max_bytes: limits.max_upload_bytes,
-                only_content_type: None,
-                accept: None,
-            },
-        };
+        let upload = UploadRules::any(FILE, limits.max_upload_bytes);
         Self {
-            files,
-            sync_status,
-            db,
-            blobs,
-            relay,
-            directory,
+            core: ToolApi::new(Tool::Rfis, base, relay, upload),
             drawings,
-            clock,
         }
-    }
-
-    pub(super) async fn read(&self) -> Result<sqlx::pool::PoolConnection<sqlx::Any>, Status> {
-        self.db.pool().acquire().await.map_err(db_err)
-    }
-
-    pub(super) async fn begin(&self) -> Result<Tx, Status> {
-        self.db.begin().await.map_err(db_err)
-    }
-
-    /// The caller's access to a project they may see (else NOT_FOUND), with at least
-    /// `min` on Rfis (else PERMISSION_DENIED).
-    pub(super) async fn member(
-        &self,
-        caller: &Caller,
-        project_id: &str,
-        min: PermissionLevel,
-    ) -> Result<Viewer, Status> {
-        let user = user_of(caller)?;
-        let access = self
-            .directory
-            .tool_access(user, project_id, Tool::Rfis, min)
-            .await?;
-        Ok(Viewer {
-            user: user.to_string(),
-            access,
-        })
-    }
-
-    pub(super) async fn viewer(&self, caller: &Caller, project_id: &str) -> Result<Viewer, Status> {
-        self.member(caller, project_id, PermissionLevel::ReadOnly)
-            .await
-    }
-
-    pub(super) async fn contributor(
-        &self,
-        caller: &Caller,
-        project_id: &str,
-    ) -> Result<Viewer, Status> {
-        self.member(caller, project_id, PermissionLevel::Standard)
-            .await
     }
 
     /// An RFI the caller may see: a live original or any copy, public or naming the caller
@@ -98,12 +33,9 @@ impl RfiApi {
             .filter(|r| r.copy.is_copy() || r.deleted_ms.is_none())
             .ok_or_else(missing)?;
         let v = self
-            .viewer(caller, &r.project_id)
-            .await
-            .map_err(|e| match e.code() {
-                tonic::Code::PermissionDenied => e,
-                _ => missing(),
-            })?;
+            .core
+            .viewer_of_record(caller, &r.project_id, missing)
+            .await?;
         if !v.sees(&r) {
             return Err(missing());
         }
@@ -190,6 +122,7 @@ impl RfiApi {
                 continue;
             }
             let user = self
+                .core
                 .directory
                 .user(id)
                 .await?
@@ -231,7 +164,7 @@ impl RfiApi {
 
     /// Commits the change with its events and wakes the relay.
     pub(super) async fn commit(&self, tx: Tx, events: &[Envelope]) -> Result<(), Status> {
-        connectability_store::commit(tx, events, None, &self.relay)
+        connectability_store::commit(tx, events, None, &self.core.relay)
             .await
             .map_err(db_err)?;
         Ok(())
@@ -246,7 +179,7 @@ impl RfiApi {
         closer: &str,
         now: i64,
     ) -> Result<Vec<FileRow>, Status> {
-        let mut conn = self.read().await?;
+        let mut conn = self.core.read().await?;
         let official_only = db::official_only(&mut conn, &r.project_id)
             .await
             .map_err(db_err)?;
@@ -258,7 +191,7 @@ impl RfiApi {
             if id.is_empty() {
                 return String::new();
             }
-            match self.directory.user(&id).await {
+            match self.core.directory.user(&id).await {
                 Ok(Some(u)) => format!("{} ({id})", u.display_name),
                 _ => id,
             }
@@ -337,7 +270,8 @@ impl RfiApi {
                 &bytes,
                 now,
             );
-            self.blobs
+            self.core
+                .blobs
                 .put(&file.object_key, bytes.into())
                 .await
                 .map_err(internal)?;
@@ -348,6 +282,7 @@ impl RfiApi {
 
     pub(super) async fn company_of_project(&self, project_id: &str) -> Result<String, Status> {
         Ok(self
+            .core
             .directory
             .project(project_id)
             .await?
@@ -362,7 +297,7 @@ impl RfiApi {
         rfi: &RfiRow,
         response: ResponseRow,
     ) -> Result<pb::Rfi, Status> {
-        let mut tx = self.begin().await?;
+        let mut tx = self.core.begin().await?;
         db::insert(&mut tx, std::slice::from_ref(&response))
             .await
             .map_err(db_err)?;
@@ -378,7 +313,7 @@ impl RfiApi {
             return Err(changed_meanwhile());
         }
         self.commit(tx, &[]).await?;
-        self.rfi_pb(&mut *self.read().await?, v, updated).await
+        self.rfi_pb(&mut *self.core.read().await?, v, updated).await
     }
 
     /// Writes `updated` if `r` is unchanged, with `events`; answers the new state.
@@ -389,7 +324,7 @@ impl RfiApi {
         updated: RfiRow,
         events: Vec<Envelope>,
     ) -> Result<pb::Rfi, Status> {
-        let mut tx = self.begin().await?;
+        let mut tx = self.core.begin().await?;
         if !db::update_rfi(&mut tx, &updated, expected_version)
             .await
             .map_err(db_err)?
@@ -397,7 +332,7 @@ impl RfiApi {
             return Err(changed_meanwhile());
         }
         self.commit(tx, &events).await?;
-        self.rfi_pb(&mut *self.read().await?, v, updated).await
+        self.rfi_pb(&mut *self.core.read().await?, v, updated).await
     }
 }
 
@@ -526,9 +461,9 @@ impl RfiApi {
             drawing_revision_ids: r.drawing_revision_ids,
             ..Default::default()
         })?;
-        let v = self.contributor(caller, project.as_str()).await?;
+        let v = self.core.contributor(caller, project.as_str()).await?;
         let scope = format!("rfis.CreateRfi:{}", v.user);
-        let now = self.clock.now_ms();
+        let now = self.core.clock.now_ms();
         let mut row = RfiRow {
             id: Id::generate(RFI).to_string(),
             project_id: project.to_string(),
@@ -560,11 +495,11 @@ impl RfiApi {
             update_ms: now,
         };
         let linker = v.user.clone();
-        self.apply_fields(&mut *self.read().await?, &mut row, fields, &linker)
+        self.apply_fields(&mut *self.core.read().await?, &mut row, fields, &linker)
             .await?;
         // The number comes from the project's counter, in this transaction: concurrent
         // creates queue on its row and each gets the next number.
-        let mut tx = self.begin().await?;
+        let mut tx = self.core.begin().await?;
         if let Some(earlier) = requests::earlier(&mut tx, &scope, request_id.as_deref()).await? {
             return Ok(earlier);
         }
@@ -575,7 +510,15 @@ impl RfiApi {
             .await
             .map_err(db_err)?;
         let out = rfi_pb(row.clone(), Vec::new(), Vec::new());
-        requests::commit_once(tx, &[], &scope, request_id.as_deref(), &out, &self.relay).await?;
+        requests::commit_once(
+            tx,
+            &[],
+            &scope,
+            request_id.as_deref(),
+            &out,
+            &self.core.relay,
+        )
+        .await?;
         Ok(out)
     }
 }
@@ -604,7 +547,7 @@ impl RfiApi {
             "drawing_revision_ids",
         ];
         let paths = requests::field_mask(r.update_mask, &updatable, EmptyMask::Refused)?;
-        let mut conn = self.read().await?;
+        let mut conn = self.core.read().await?;
         let (current, v) = self.managed(&mut conn, caller, &id).await?;
         must_be_open(&current)?;
         // Start from the stored fields and take the masked ones from the request.
@@ -644,7 +587,7 @@ impl RfiApi {
             .await?;
         drop(conn);
         updated.version += 1;
-        updated.update_ms = self.clock.now_ms();
+        updated.update_ms = self.core.clock.now_ms();
         self.save(&v, current.version, updated, Vec::new()).await
     }
 }
@@ -670,8 +613,8 @@ impl RfiApi {
                 Ok(s) => statuses.push(s as i64),
             }
         }
-        let v = self.viewer(caller, project.as_str()).await?;
-        let mut conn = self.read().await?;
+        let v = self.core.viewer(caller, project.as_str()).await?;
+        let mut conn = self.core.read().await?;
         let sees_all = if v.admin() { "" } else { v.user.as_str() };
         let mut rows = db::list_rfis(
             &mut conn,
@@ -700,9 +643,11 @@ impl RfiApi {
         r: pb::CloseRfiRequest,
     ) -> Result<pb::Rfi, Status> {
         let id = Id::parse(RFI, "id", &r.id)?;
-        let (rfi, v) = self.managed(&mut *self.read().await?, caller, &id).await?;
+        let (rfi, v) = self
+            .managed(&mut *self.core.read().await?, caller, &id)
+            .await?;
         must_be_open(&rfi)?;
-        let now = self.clock.now_ms();
+        let now = self.core.clock.now_ms();
         let files = self.render_close(&rfi, &v.user, now).await?;
         let updated = RfiRow {
             status: RfiStatus::Closed as i64,
@@ -714,7 +659,7 @@ impl RfiApi {
             ..rfi.clone()
         };
         let saved = async {
-            let mut tx = self.begin().await?;
+            let mut tx = self.core.begin().await?;
             db::insert(&mut tx, &files).await.map_err(db_err)?;
             if !db::update_rfi(&mut tx, &updated, rfi.version)
                 .await
@@ -729,10 +674,11 @@ impl RfiApi {
         if let Err(e) = saved {
             // Nothing half-stored: the rendered files go if the close did not commit.
             for f in &files {
-                let _ = self.blobs.delete(&f.object_key).await;
+                let _ = self.core.blobs.delete(&f.object_key).await;
             }
             return Err(e);
         }
-        self.rfi_pb(&mut *self.read().await?, &v, updated).await
+        self.rfi_pb(&mut *self.core.read().await?, &v, updated)
+            .await
     }
 }

@@ -2,19 +2,6 @@
 
 use super::*;
 
-pub(super) fn db_err(e: sqlx::Error) -> Status {
-    internal(e)
-}
-
-pub(super) fn user_of(caller: &Caller) -> Result<&str, Status> {
-    match caller {
-        Caller::User { user_id } => Ok(user_id),
-        _ => Err(permission_denied(
-            "the Submittals tool is used by project members",
-        )),
-    }
-}
-
 pub(super) fn response_label(response: i32) -> &'static str {
     match pb::ApproverResponse::try_from(response) {
         Ok(pb::ApproverResponse::Approved) => "Approved",
@@ -67,15 +54,14 @@ pub(super) fn changed_meanwhile() -> Status {
     Status::aborted("the submittal changed meanwhile; read it again and retry")
 }
 
-/// The caller's user id and access in a project.
-pub(super) struct Viewer {
-    pub(super) user: String,
-    pub(super) access: ProjectAccess,
+/// What a submittal's viewer may do.
+pub(super) trait SubmittalViewer {
+    /// Admins and the submittal's manager manage it.
+    fn manages(&self, s: &SubmittalRow) -> bool;
 }
 
-impl Viewer {
-    /// Admins and the submittal's manager manage it.
-    pub(super) fn manages(&self, s: &SubmittalRow) -> bool {
+impl SubmittalViewer for Viewer {
+    fn manages(&self, s: &SubmittalRow) -> bool {
         domain::is_admin(&self.access) || s.general.manager_id == self.user
     }
 }

@@ -5,80 +5,11 @@ use super::*;
 use connectability_platform::requests::{self, EmptyMask};
 
 impl SubmittalApi {
-    pub fn new(
-        db: Db,
-        blobs: Blobs,
-        relay: RelayWaker,
-        directory: DirectoryGateway,
-        clock: Arc<dyn Clock>,
-        limits: Limits,
-    ) -> Self {
-        let sync_status = SyncStatusApi {
-            db: db.clone(),
-            clock: clock.clone(),
-            directory: directory.clone(),
-            tool: connectability_platform::directory::Tool::Submittals,
-        };
-        let files = FileApi {
-            db: db.clone(),
-            blobs: blobs.clone(),
-            rules: UploadRules {
-                file_prefix: FILE,
-                max_bytes: limits.max_upload_bytes,
-                only_content_type: None,
-                accept: None,
-            },
-        };
+    pub fn new(base: &Foundation, relay: RelayWaker, limits: Limits) -> Self {
+        let upload = UploadRules::any(FILE, limits.max_upload_bytes);
         Self {
-            files,
-            sync_status,
-            db,
-            blobs,
-            relay,
-            directory,
-            clock,
+            core: ToolApi::new(Tool::Submittals, base, relay, upload),
         }
-    }
-
-    pub(super) async fn read(&self) -> Result<sqlx::pool::PoolConnection<sqlx::Any>, Status> {
-        self.db.pool().acquire().await.map_err(db_err)
-    }
-
-    pub(super) async fn begin(&self) -> Result<Tx, Status> {
-        self.db.begin().await.map_err(db_err)
-    }
-
-    /// The caller's access to a project they may see (else NOT_FOUND), with at least
-    /// `min` on Submittals (else PERMISSION_DENIED).
-    pub(super) async fn member(
-        &self,
-        caller: &Caller,
-        project_id: &str,
-        min: PermissionLevel,
-    ) -> Result<Viewer, Status> {
-        let user = user_of(caller)?;
-        let access = self
-            .directory
-            .tool_access(user, project_id, Tool::Submittals, min)
-            .await?;
-        Ok(Viewer {
-            user: user.to_string(),
-            access,
-        })
-    }
-
-    pub(super) async fn viewer(&self, caller: &Caller, project_id: &str) -> Result<Viewer, Status> {
-        self.member(caller, project_id, PermissionLevel::ReadOnly)
-            .await
-    }
-
-    pub(super) async fn contributor(
-        &self,
-        caller: &Caller,
-        project_id: &str,
-    ) -> Result<Viewer, Status> {
-        self.member(caller, project_id, PermissionLevel::Standard)
-            .await
     }
 
     /// A submittal the caller may see: a live original or any copy. Else NOT_FOUND.
@@ -95,6 +26,7 @@ impl SubmittalApi {
             .filter(|s| s.copy.is_copy() || s.deleted_ms.is_none())
             .ok_or_else(missing)?;
         let v = self
+            .core
             .viewer(caller, &s.project_id)
             .await
             .map_err(|e| match e.code() {
@@ -148,7 +80,7 @@ impl SubmittalApi {
     pub(super) async fn submittal_pb(&self, row: SubmittalRow) -> Result<pb::Submittal, Status> {
         let project = row.project_id.clone();
         Ok(self
-            .submittals_pb(&mut *self.read().await?, &project, vec![row])
+            .submittals_pb(&mut *self.core.read().await?, &project, vec![row])
             .await?
             .pop()
             .unwrap_or_default())
@@ -188,6 +120,7 @@ impl SubmittalApi {
         let mut companies = HashMap::new();
         for (field, id) in fields.iter().filter(|(_, id)| !id.is_empty()) {
             let user = self
+                .core
                 .directory
                 .user(id)
                 .await?
@@ -210,7 +143,7 @@ impl SubmittalApi {
         project_id: &str,
         ids: &[String],
     ) -> Result<(), Status> {
-        let found = db::by_ids::<FileRow>(&mut *self.read().await?, ids)
+        let found = db::by_ids::<FileRow>(&mut *self.core.read().await?, ids)
             .await
             .map_err(db_err)?;
         for id in ids {
@@ -234,14 +167,14 @@ impl SubmittalApi {
         updated: SubmittalRow,
         events: Vec<Envelope>,
     ) -> Result<pb::Submittal, Status> {
-        let mut tx = self.begin().await?;
+        let mut tx = self.core.begin().await?;
         if !db::update_submittal(&mut tx, &updated, expected_version)
             .await
             .map_err(db_err)?
         {
             return Err(changed_meanwhile());
         }
-        connectability_store::commit(tx, &events, None, &self.relay)
+        connectability_store::commit(tx, &events, None, &self.core.relay)
             .await
             .map_err(db_err)?;
         self.submittal_pb(updated).await
@@ -251,7 +184,7 @@ impl SubmittalApi {
         if id.is_empty() {
             return String::new();
         }
-        match self.directory.user(id).await {
+        match self.core.directory.user(id).await {
             Ok(Some(u)) => format!("{} ({id})", u.display_name),
             _ => id.to_string(),
         }
@@ -278,7 +211,7 @@ impl SubmittalApi {
         for r in &d.recipient_ids {
             recipients.push(self.name(r).await);
         }
-        let attached = db::by_ids::<FileRow>(&mut *self.read().await?, &d.attachment_file_ids)
+        let attached = db::by_ids::<FileRow>(&mut *self.core.read().await?, &d.attachment_file_ids)
             .await
             .map_err(db_err)?;
         let bytes = pdf::cover_sheet(&pdf::CoverSheet {
@@ -311,7 +244,8 @@ impl SubmittalApi {
             &bytes,
             d.create_ms,
         );
-        self.blobs
+        self.core
+            .blobs
             .put(&file.object_key, bytes.into())
             .await
             .map_err(internal)?;
@@ -331,7 +265,9 @@ impl SubmittalApi {
         let mut recipients = domain::parse_ids(USER, "recipient_ids", &r.recipient_ids)?;
         let message = parse_text("message", &r.message, MAX_TEXT)?;
         let selected = domain::parse_ids(FILE, "attachment_file_ids", &r.attachment_file_ids)?;
-        let (current, v) = self.managed(&mut *self.read().await?, caller, &id).await?;
+        let (current, v) = self
+            .managed(&mut *self.core.read().await?, caller, &id)
+            .await?;
         if current.status == SubmittalStatus::Deleted as i64 {
             return Err(not_found("submittal", id.as_str()));
         }
@@ -351,7 +287,7 @@ impl SubmittalApi {
                 ),
             ));
         }
-        let dists = db::distributions_of(&mut *self.read().await?, &current.id)
+        let dists = db::distributions_of(&mut *self.core.read().await?, &current.id)
             .await
             .map_err(db_err)?;
         let mut all_recipients: Vec<String> =
@@ -363,7 +299,7 @@ impl SubmittalApi {
                 format!("approvers[{i}].user_id")
             })
             .await?;
-        let now = self.clock.now_ms();
+        let now = self.core.clock.now_ms();
         let mut distribution = DistributionRow {
             id: Id::generate(DISTRIBUTION).to_string(),
             submittal_id: current.id.clone(),
@@ -392,7 +328,7 @@ impl SubmittalApi {
             ..current.clone()
         };
         let saved = async {
-            let mut tx = self.begin().await?;
+            let mut tx = self.core.begin().await?;
             db::insert(&mut tx, std::slice::from_ref(&cover))
                 .await
                 .map_err(db_err)?;
@@ -406,14 +342,14 @@ impl SubmittalApi {
                 return Err(changed_meanwhile());
             }
             let event = events::distributed(&updated, &distribution.id, &v.user);
-            connectability_store::commit(tx, &[event], None, &self.relay)
+            connectability_store::commit(tx, &[event], None, &self.core.relay)
                 .await
                 .map_err(db_err)
         }
         .await;
         if let Err(e) = saved {
             // Nothing half-stored: the rendered cover sheet goes if the distribution did not.
-            let _ = self.blobs.delete(&cover.object_key).await;
+            let _ = self.core.blobs.delete(&cover.object_key).await;
             return Err(e);
         }
         Ok(distribution_pb(distribution))
@@ -454,7 +390,7 @@ impl SubmittalApi {
             "",
         )?;
         let attachments = domain::parse_ids(FILE, "attachment_file_ids", &r.attachment_file_ids)?;
-        let v = self.contributor(caller, project.as_str()).await?;
+        let v = self.core.contributor(caller, project.as_str()).await?;
         if general.manager_id.is_empty() {
             general.manager_id = v.user.clone();
         }
@@ -464,7 +400,7 @@ impl SubmittalApi {
             .participant_companies(&general, &[], |i| format!("approver_ids[{i}]"))
             .await?;
         let scope = format!("submittals.CreateSubmittal:{}", v.user);
-        let now = self.clock.now_ms();
+        let now = self.core.clock.now_ms();
         let mut row = SubmittalRow {
             id: Id::generate(SUBMITTAL).to_string(),
             project_id: project.to_string(),
@@ -487,7 +423,7 @@ impl SubmittalApi {
         };
         // The number comes from the project's counter, in this transaction: concurrent
         // creates queue on its row and each gets the next number.
-        let mut tx = self.begin().await?;
+        let mut tx = self.core.begin().await?;
         if let Some(earlier) = requests::earlier(&mut tx, &scope, request_id.as_deref()).await? {
             return Ok(earlier);
         }
@@ -498,7 +434,15 @@ impl SubmittalApi {
             .await
             .map_err(db_err)?;
         let out = submittal_pb(row.clone(), Vec::new());
-        requests::commit_once(tx, &[], &scope, request_id.as_deref(), &out, &self.relay).await?;
+        requests::commit_once(
+            tx,
+            &[],
+            &scope,
+            request_id.as_deref(),
+            &out,
+            &self.core.relay,
+        )
+        .await?;
         Ok(out)
     }
 }
@@ -526,7 +470,9 @@ impl SubmittalApi {
             "received_date",
         ];
         let paths = requests::field_mask(r.update_mask, &updatable, EmptyMask::Refused)?;
-        let (current, _) = self.managed(&mut *self.read().await?, caller, &id).await?;
+        let (current, _) = self
+            .managed(&mut *self.core.read().await?, caller, &id)
+            .await?;
         must_be_open(&current)?;
         let mut merged = submittal_pb(current.clone(), Vec::new());
         for path in paths {
@@ -568,7 +514,7 @@ impl SubmittalApi {
                 *a = old.clone();
             }
         }
-        let dists = db::distributions_of(&mut *self.read().await?, &current.id)
+        let dists = db::distributions_of(&mut *self.core.read().await?, &current.id)
             .await
             .map_err(db_err)?;
         let recipients: Vec<String> = dists.into_iter().flat_map(|d| d.recipient_ids).collect();
@@ -587,7 +533,7 @@ impl SubmittalApi {
             general,
             participant_company_ids,
             version: current.version + 1,
-            update_ms: self.clock.now_ms(),
+            update_ms: self.core.clock.now_ms(),
             ..current.clone()
         };
         self.save(current.version, updated, Vec::new()).await
@@ -610,7 +556,9 @@ impl SubmittalApi {
         };
         let comment = parse_text("comment", &r.comment, MAX_TEXT)?;
         let attachments = domain::parse_ids(FILE, "attachment_file_ids", &r.attachment_file_ids)?;
-        let (current, v) = self.visible(&mut *self.read().await?, caller, &id).await?;
+        let (current, v) = self
+            .visible(&mut *self.core.read().await?, caller, &id)
+            .await?;
         must_be_own(&current)?;
         must_be_open(&current)?;
         if !current
@@ -632,7 +580,7 @@ impl SubmittalApi {
         }
         self.check_files("attachment_file_ids", &current.project_id, &attachments)
             .await?;
-        let now = self.clock.now_ms();
+        let now = self.core.clock.now_ms();
         let mut general = current.general.clone();
         if let Some(a) = general.approvers.iter_mut().find(|a| a.user_id == v.user) {
             a.response = response;
