@@ -91,11 +91,20 @@ pub trait EventHandler: Send + Sync + 'static {
     async fn dead_letter(&self, delivery: &Delivery, error: &anyhow::Error) -> anyhow::Result<()>;
 }
 
+/// NATS's default `max_payload`.
+pub const DEFAULT_MAX_EVENT_BYTES: usize = 1024 * 1024;
+
 /// The bus: at-least-once delivery of published events to every durable consumer.
 #[async_trait]
 pub trait EventBus: Send + Sync + 'static {
     /// `nats` or `inproc`, for logs and test output.
     fn kind(&self) -> &'static str;
+
+    /// The largest event (see [`Envelope::wire_size`]) the bus accepts: the NATS server's
+    /// `max_payload`; in process the NATS default, 1 MiB, so both backends refuse alike.
+    fn max_event_bytes(&self) -> usize {
+        DEFAULT_MAX_EVENT_BYTES
+    }
 
     /// Publishes a batch. Returns once the bus holds every event durably (JetStream acked
     /// it) or, in process, once every subscriber handled or dead-lettered it. Publishing an

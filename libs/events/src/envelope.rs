@@ -65,6 +65,18 @@ impl Envelope {
     }
 
     /// The `ce-*` headers of CloudEvents' binary content mode.
+    /// The bytes the event takes on the bus: payload plus headers (what a NATS server's
+    /// `max_payload` is compared with).
+    pub fn wire_size(&self) -> usize {
+        self.data.len()
+            + self
+                .headers()
+                .iter()
+                .map(|(k, v)| k.len() + v.len() + 4)
+                .sum::<usize>()
+            + 16
+    }
+
     pub fn headers(&self) -> Vec<(&'static str, String)> {
         let mut headers = vec![
             ("ce-specversion", "1.0".to_string()),

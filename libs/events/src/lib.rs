@@ -15,8 +15,8 @@ pub mod trace;
 use std::sync::Arc;
 
 pub use bus::{
-    Delivery, EventBus, EventHandler, RetryPolicy, Subscription, SubscriptionSpec, Transient,
-    is_transient,
+    DEFAULT_MAX_EVENT_BYTES, Delivery, EventBus, EventHandler, RetryPolicy, Subscription,
+    SubscriptionSpec, Transient, is_transient,
 };
 pub use envelope::{Envelope, EnvelopeError};
 pub use inproc::InprocBus;

@@ -19,6 +19,8 @@ const FETCH_EXPIRES: Duration = Duration::from_millis(500);
 pub struct NatsBus {
     js: jetstream::Context,
     prefix: String,
+    /// The server's `max_payload`, as it said when we connected.
+    max_payload: usize,
 }
 
 /// A NATS user and its password.
@@ -58,9 +60,14 @@ impl NatsBus {
             .connect(url)
             .await
             .with_context(|| format!("connecting to NATS at {url}"))?;
+        let max_payload = match client.server_info().max_payload {
+            0 => crate::bus::DEFAULT_MAX_EVENT_BYTES,
+            n => n,
+        };
         Ok(Self {
             js: jetstream::new(client),
             prefix: prefix.to_string(),
+            max_payload,
         })
     }
 
@@ -101,6 +108,10 @@ impl NatsBus {
 impl EventBus for NatsBus {
     fn kind(&self) -> &'static str {
         "nats"
+    }
+
+    fn max_event_bytes(&self) -> usize {
+        self.max_payload
     }
 
     async fn publish(&self, events: &[Envelope]) -> anyhow::Result<()> {

@@ -3,6 +3,13 @@
 //!
 //! A relay that dies after publishing but before marking publishes again on restart; the
 //! repeat is harmless (JetStream drops the duplicate `Nats-Msg-Id`, inboxes ignore it).
+//!
+//! No event can stop the outbox: [`enqueue`] refuses one larger than
+//! [`MAX_EVENT_BYTES`] (the change rolls back and the caller answers an error), and a row
+//! the bus still refuses as too large (a server with a smaller `max_payload`) is *parked*:
+//! moved to `dead_letters` under the consumer name [`PARKED`], counted in the dead-letter
+//! metric, listed by `connectability dead-letters`, and published again when an operator
+//! replays it (`connectability dead-letters replay`), while every other row flows on.
 
 use std::{sync::Arc, time::Duration};
 
@@ -14,8 +21,25 @@ use crate::{Db, Tx, now_ms, placeholders};
 
 const COLUMNS: usize = 7;
 
-/// Writes events in the caller's transaction: they exist if and only if it commits.
+/// The largest event the outbox takes (payload and headers, [`Envelope::wire_size`]):
+/// under NATS's default 1 MiB `max_payload`, with room to spare.
+pub const MAX_EVENT_BYTES: usize = 900 * 1024;
+
+/// The `dead_letters.consumer` of outbox rows the bus refused.
+pub const PARKED: &str = "outbox";
+
+/// Writes events in the caller's transaction: they exist if and only if it commits. An
+/// event over [`MAX_EVENT_BYTES`] is refused (`sqlx::Error::InvalidArgument`) so that the
+/// transaction rolls back rather than commit an event no bus would carry.
 pub async fn enqueue(tx: &mut Tx, events: &[Envelope]) -> Result<(), sqlx::Error> {
+    if let Some(big) = events.iter().find(|e| e.wire_size() > MAX_EVENT_BYTES) {
+        return Err(sqlx::Error::InvalidArgument(format!(
+            "event {} ({}) is {} bytes, over the {MAX_EVENT_BYTES}-byte event limit",
+            big.id,
+            big.event_type,
+            big.wire_size()
+        )));
+    }
     // Many rows per statement, within SQLite's and Postgres' bind limits.
     for chunk in events.chunks(500) {
         let values = (0..chunk.len())
@@ -142,11 +166,32 @@ impl Relay {
         self.waker.clone()
     }
 
-    /// Publishes one batch and marks it sent; returns how many events it moved.
+    /// Publishes one batch and marks it sent; returns how many events it moved (parked
+    /// ones included).
     pub async fn run_once(&self) -> anyhow::Result<usize> {
-        let pending = fetch_unsent(&self.db, self.batch_size).await?;
+        let mut pending = fetch_unsent(&self.db, self.batch_size).await?;
         if pending.is_empty() {
             return Ok(0);
+        }
+        let max = self.bus.max_event_bytes();
+        let (too_large, fits): (Vec<Pending>, Vec<Pending>) = pending
+            .drain(..)
+            .partition(|p| p.envelope.wire_size() > max);
+        for p in &too_large {
+            park(
+                &self.db,
+                p,
+                &format!(
+                    "{} bytes, over the bus's {max}-byte limit (NATS max_payload)",
+                    p.envelope.wire_size()
+                ),
+            )
+            .await?;
+        }
+        let moved = too_large.len();
+        let pending = fits;
+        if pending.is_empty() {
+            return Ok(moved);
         }
         let envelopes: Vec<Envelope> = pending.iter().map(|p| p.envelope.clone()).collect();
         self.bus.publish(&envelopes).await?;
@@ -161,7 +206,13 @@ impl Relay {
         }
         let seqs: Vec<i64> = pending.iter().map(|p| p.seq).collect();
         mark_sent(&self.db, &seqs).await?;
-        Ok(pending.len())
+        Ok(moved + pending.len())
+    }
+
+    /// Puts the parked events an operator asked to replay back in the outbox (the running
+    /// relay does this whenever it is idle).
+    pub async fn replay_parked(&self) -> Result<(), sqlx::Error> {
+        unpark_requested(&self.db).await
     }
 
     /// Runs until `shutdown` resolves: drains the outbox, then waits for a wake-up or the
@@ -185,6 +236,9 @@ impl Relay {
             if moved > 0 {
                 continue;
             }
+            if let Err(e) = self.replay_parked().await {
+                tracing::warn!(error = %e, "replaying parked outbox events failed");
+            }
             if now_ms() - last_prune > 3_600_000 {
                 last_prune = now_ms();
                 let cutoff = now_ms() - self.retention.as_millis() as i64;
@@ -204,4 +258,80 @@ impl Relay {
             }
         }
     }
+}
+
+/// Moves an unpublishable row to `dead_letters` (consumer [`PARKED`]) and marks it sent, in
+/// one transaction, so the rows after it flow on.
+async fn park(db: &Db, p: &Pending, error: &str) -> Result<(), sqlx::Error> {
+    let e = &p.envelope;
+    tracing::error!(
+        event_id = %e.id,
+        event_type = %e.event_type,
+        error,
+        "outbox event parked: the bus refuses it; see `connectability dead-letters`"
+    );
+    let mut tx = db.begin().await?;
+    sqlx::query(
+        "INSERT INTO dead_letters (id, consumer, event_id, event_type, source, subject, time_ms,
+            traceparent, data, error, attempts, created_ms)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 1, $11)
+         ON CONFLICT (consumer, event_id) DO UPDATE SET error = $10, replay_requested_ms = NULL",
+    )
+    .bind(uuid::Uuid::now_v7().to_string())
+    .bind(PARKED)
+    .bind(&e.id)
+    .bind(&e.event_type)
+    .bind(&e.source)
+    .bind(&e.subject)
+    .bind(e.time_ms)
+    .bind(e.traceparent.clone())
+    .bind(e.data.clone())
+    .bind(error)
+    .bind(now_ms())
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query("UPDATE outbox SET sent_ms = $2 WHERE seq = $1")
+        .bind(p.seq)
+        .bind(now_ms())
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    crate::metrics::DEAD_LETTERED
+        .with_label_values(&[PARKED])
+        .inc();
+    Ok(())
+}
+
+/// Puts parked events an operator asked to replay back in the outbox (same event id, so a
+/// consumer that somehow saw it ignores the repeat).
+async fn unpark_requested(db: &Db) -> Result<(), sqlx::Error> {
+    let ids: Vec<String> = sqlx::query_scalar(
+        "SELECT id FROM dead_letters WHERE consumer = $1 AND replay_requested_ms IS NOT NULL",
+    )
+    .bind(PARKED)
+    .fetch_all(db.pool())
+    .await?;
+    for id in ids {
+        let mut tx = db.begin().await?;
+        sqlx::query(
+            "DELETE FROM outbox WHERE event_id = (SELECT event_id FROM dead_letters WHERE id = $1)",
+        )
+        .bind(&id)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO outbox (event_id, event_type, source, subject, time_ms, traceparent, data)
+             SELECT event_id, event_type, source, subject, time_ms, traceparent, data
+             FROM dead_letters WHERE id = $1",
+        )
+        .bind(&id)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("DELETE FROM dead_letters WHERE id = $1")
+            .bind(&id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+    }
+    Ok(())
 }

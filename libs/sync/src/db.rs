@@ -104,6 +104,9 @@ pub struct SyncRow {
     pub update_ms: i64,
     /// The connection version of the last connection event applied (lower ones are stale).
     pub connection_version: i64,
+    /// Why copying stopped, when a work item of the connection is parked (read by
+    /// [`get_sync`] only; never stored here).
+    pub failure: Option<String>,
 }
 
 impl SyncRow {
@@ -122,6 +125,8 @@ impl SyncRow {
             last_copy_ms: r.try_get("last_copy_ms")?,
             update_ms: r.try_get("update_ms")?,
             connection_version: r.try_get("connection_version")?,
+            // Only `get_sync` selects it; other reads leave it out.
+            failure: r.try_get("failure").ok().flatten(),
         })
     }
 }
@@ -134,7 +139,12 @@ const SYNC_COLUMNS: &str =
 pub async fn get_sync(conn: &mut AnyConnection, connection_id: &str) -> Result<Option<SyncRow>> {
     Ok(fetch(
         conn,
-        format!("SELECT {SYNC_COLUMNS} FROM sync_connections WHERE connection_id = $1"),
+        format!(
+            "SELECT {SYNC_COLUMNS},
+               (SELECT w.last_error FROM sync_work w WHERE w.connection_id = sync_connections.connection_id
+                  AND w.parked_ms IS NOT NULL ORDER BY w.id LIMIT 1) AS failure
+             FROM sync_connections WHERE connection_id = $1"
+        ),
         &[connection_id],
         SyncRow::read,
     )
@@ -403,12 +413,15 @@ pub async fn enqueue_work(conn: &mut AnyConnection, items: &[WorkRow]) -> Result
 /// changes apply in order), unclaimed or claimed before `stale_before`.
 pub async fn claimable_work(
     conn: &mut AnyConnection,
+    now_ms: i64,
     stale_before: i64,
     limit: i64,
 ) -> Result<Vec<WorkRow>> {
+    // A parked head is never taken and, as the head, holds back its connection's later items.
     let sql = format!(
         "SELECT w.id, w.connection_id, w.record_ids, w.action_id, w.event_ms, w.traceparent FROM sync_work w
          WHERE (w.claimed_by = '' OR w.claim_ms < {stale_before})
+           AND w.parked_ms IS NULL AND w.not_before_ms <= {now_ms}
            AND NOT EXISTS (SELECT 1 FROM sync_work p WHERE p.connection_id = w.connection_id AND p.id < w.id)
          ORDER BY w.id LIMIT {limit}"
     );
@@ -429,7 +442,7 @@ pub async fn claim_work(
     }
     let sql = format!(
         "UPDATE sync_work SET claimed_by = $1, claim_ms = $2
-         WHERE (claimed_by = '' OR claim_ms < $3) AND id IN ({}) RETURNING id",
+         WHERE (claimed_by = '' OR claim_ms < $3) AND parked_ms IS NULL AND id IN ({}) RETURNING id",
         placeholders(4, ids.len())
     );
     let mut q = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
@@ -457,6 +470,80 @@ pub async fn finish_work(conn: &mut AnyConnection, ids: &[String], worker: &str)
         q = q.bind(id);
     }
     Ok(q.execute(conn).await?.rows_affected() == ids.len() as u64)
+}
+
+/// Extends `worker`'s claim on these items (its heartbeat while it copies them).
+pub async fn extend_claim(
+    conn: &mut AnyConnection,
+    ids: &[String],
+    worker: &str,
+    now_ms: i64,
+) -> Result<()> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let sql = format!(
+        "UPDATE sync_work SET claim_ms = $2 WHERE claimed_by = $1 AND id IN ({})",
+        placeholders(3, ids.len())
+    );
+    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(worker)
+        .bind(now_ms);
+    for id in ids {
+        q = q.bind(id);
+    }
+    q.execute(conn).await?;
+    Ok(())
+}
+
+/// Records a failed attempt at an item `worker` holds and releases it: tried again from
+/// `not_before_ms`, or parked when `park` (its error kept). The attempts so far; `None`
+/// when the claim was lost meanwhile.
+pub async fn fail_work(
+    conn: &mut AnyConnection,
+    id: &str,
+    worker: &str,
+    error: &str,
+    not_before_ms: i64,
+    parked_ms: Option<i64>,
+) -> Result<Option<i64>> {
+    sqlx::query_scalar(
+        "UPDATE sync_work SET attempts = attempts + 1, last_error = $3, claimed_by = '', claim_ms = 0,
+           not_before_ms = $4, parked_ms = $5
+         WHERE id = $1 AND claimed_by = $2 RETURNING attempts",
+    )
+    .bind(id)
+    .bind(worker)
+    .bind(error)
+    .bind(not_before_ms)
+    .bind(parked_ms)
+    .fetch_optional(conn)
+    .await
+}
+
+/// How many attempts an item has failed so far.
+pub async fn work_attempts(conn: &mut AnyConnection, id: &str) -> Result<i64> {
+    Ok(
+        sqlx::query_scalar::<_, i64>("SELECT attempts FROM sync_work WHERE id = $1")
+            .bind(id)
+            .fetch_optional(conn)
+            .await?
+            .unwrap_or(0),
+    )
+}
+
+/// Takes a parked item back into the queue with a fresh attempt count (an operator's
+/// replay); false when no such parked item exists.
+pub async fn unpark_work(conn: &mut AnyConnection, id: &str) -> Result<bool> {
+    let n = sqlx::query(
+        "UPDATE sync_work SET parked_ms = NULL, attempts = 0, not_before_ms = 0, last_error = NULL
+         WHERE id = $1 AND parked_ms IS NOT NULL",
+    )
+    .bind(id)
+    .execute(conn)
+    .await?
+    .rows_affected();
+    Ok(n == 1)
 }
 
 /// Work items still queued (for tests and metrics).

@@ -125,3 +125,21 @@ mod tests {
         assert!(!confirms("SomethingElse", &active, &active, d));
     }
 }
+
+/// The error reasons the engine answers with.
+pub mod reason {
+    connectability_platform::reasons!(CONNECTED_READ_ONLY);
+}
+
+/// Copies change only upstream: changing a connected copy (`what`, as people name it:
+/// "RFI #3") is FAILED_PRECONDITION `CONNECTED_READ_ONLY`.
+pub fn must_be_own(copy: &crate::Copy, what: &str) -> Result<(), tonic::Status> {
+    if copy.is_copy() {
+        Err(connectability_platform::errors::failed_precondition(
+            reason::CONNECTED_READ_ONLY,
+            format!("{what} is a connected copy and read-only here; it changes only upstream"),
+        ))
+    } else {
+        Ok(())
+    }
+}

@@ -85,6 +85,8 @@ pub struct Engine {
     pub backfill: Arc<Notify>,
     /// Confirms what a connection event claims before copying starts or stops.
     pub connections: connectability_platform::connections::ConnectionsGateway,
+    /// How often a failing copy work item is tried before it is parked.
+    pub work_retry: WorkRetry,
 }
 
 impl Engine {
@@ -102,8 +104,50 @@ impl Engine {
             relay,
             backfill: Arc::default(),
             connections,
+            work_retry: WorkRetry::default(),
         }
     }
+}
+
+/// Attempts at a copy work item: after a failure it waits `first_backoff`, doubling each
+/// time up to `max_backoff`; the `max_attempts`-th failure parks it. A worker's claim on an
+/// item lasts `lease` unless its heartbeat extends it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WorkRetry {
+    pub max_attempts: i64,
+    pub first_backoff: Duration,
+    pub max_backoff: Duration,
+    pub lease: Duration,
+}
+
+impl Default for WorkRetry {
+    /// Ten attempts over about nine minutes: long enough to ride out a storage or database
+    /// outage, short enough that a poison item shows (FAILED, a dead letter, the alert) the
+    /// same hour.
+    fn default() -> Self {
+        Self {
+            max_attempts: 10,
+            first_backoff: Duration::from_secs(1),
+            max_backoff: Duration::from_secs(300),
+            lease: Duration::from_secs(10),
+        }
+    }
+}
+
+impl WorkRetry {
+    /// The wait after the `attempts`-th failure.
+    pub fn backoff(&self, attempts: i64) -> Duration {
+        let doublings = attempts.saturating_sub(1).clamp(0, 30) as u32;
+        self.first_backoff
+            .saturating_mul(2u32.saturating_pow(doublings))
+            .min(self.max_backoff)
+    }
+}
+
+/// The `dead_letters.consumer` under which a tool's parked copy work is listed (and from
+/// which an operator's replay takes it back): `<context>-copy-work`.
+pub fn parked_work_consumer(context: &str) -> String {
+    format!("{context}-copy-work")
 }
 
 /// One tool's side of the sync. Every method that takes a transaction runs inside the
@@ -200,6 +244,7 @@ fn row_of(c: &cpb::Connection, state: SyncState, now_ms: i64, version: i64) -> S
         last_copy_ms: None,
         update_ms: now_ms,
         connection_version: version,
+        failure: None,
     }
 }
 
@@ -369,9 +414,6 @@ pub async fn apply_tool_event<T: SyncedTool>(
     Ok(())
 }
 
-/// A claim older than this is free again (its worker died or failed).
-pub const WORK_STALE_MS: i64 = 10_000;
-
 /// Copies queued work until `shutdown`: batches of the oldest item of many connections, each
 /// batch reconciled, counted and announced in one transaction that also removes its items
 /// ([`work_once`]). Several workers (and replicas) share the queue; a connection's items
@@ -381,7 +423,14 @@ pub async fn run_work<T: SyncedTool>(
     worker: String,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
+    let mut last_replay_check = std::time::Instant::now();
     loop {
+        if last_replay_check.elapsed() >= Duration::from_secs(1) {
+            last_replay_check = std::time::Instant::now();
+            if let Err(e) = replay_parked_work(&*tool).await {
+                tracing::warn!(error = %e, context = T::CONTEXT, "replaying parked copy work failed");
+            }
+        }
         match work_once(&*tool, &worker).await {
             Ok(true) => continue,
             Ok(false) => {}
@@ -410,11 +459,11 @@ pub const WORK_BATCH_RECORDS: usize = 5_000;
 pub async fn work_once<T: SyncedTool>(tool: &T, worker: &str) -> anyhow::Result<bool> {
     let parts = tool.engine();
     let now = connectability_store::now_ms();
-    let stale_before = now - WORK_STALE_MS;
+    let stale_before = now - parts.work_retry.lease.as_millis() as i64;
     let mut conn = parts.db.pool().acquire().await?;
     let mut wanted = Vec::new();
     let mut records = 0;
-    for w in db::claimable_work(&mut conn, stale_before, WORK_BATCH_ITEMS).await? {
+    for w in db::claimable_work(&mut conn, now, stale_before, WORK_BATCH_ITEMS).await? {
         if !wanted.is_empty() && records + w.record_ids.len() > WORK_BATCH_RECORDS {
             break;
         }
@@ -432,20 +481,148 @@ pub async fn work_once<T: SyncedTool>(tool: &T, worker: &str) -> anyhow::Result<
     if mine.is_empty() {
         return Ok(false);
     }
-    match apply_work(tool, worker, &mine).await {
+    let lease = parts.work_retry.lease;
+    match with_heartbeat(
+        &parts.db,
+        lease,
+        &mine,
+        worker,
+        apply_work(tool, worker, &mine),
+    )
+    .await
+    {
         Ok(()) => {}
         Err(e) if mine.len() > 1 => {
             tracing::warn!(error = %e, context = T::CONTEXT, items = mine.len(), "copy batch failed; applying its items one by one");
             for w in &mine {
-                if let Err(e) = apply_work(tool, worker, std::slice::from_ref(w)).await {
-                    // The claim goes stale and the item is tried again later.
-                    tracing::warn!(error = %e, context = T::CONTEXT, item = %w.id, connection = %w.connection_id, "copy failed; retrying");
+                let one = std::slice::from_ref(w);
+                let work = apply_work(tool, worker, one);
+                if let Err(e) = with_heartbeat(&parts.db, lease, one, worker, work).await {
+                    fail_work(tool, worker, w, &e).await?;
                 }
             }
         }
-        Err(e) => return Err(e),
+        Err(e) => fail_work(tool, worker, &mine[0], &e).await?,
     }
     Ok(true)
+}
+
+/// Runs `work` on claimed `items` while extending the claim every third of the `lease`,
+/// so a copy that takes longer than the lease (thousands of objects on slow storage) is
+/// never taken over while it runs; a worker that dies stops extending it and another takes
+/// the items over once the lease ends. (SQLite has one writer and one worker.)
+async fn with_heartbeat<F: std::future::Future>(
+    db: &Db,
+    lease: Duration,
+    items: &[db::WorkRow],
+    worker: &str,
+    work: F,
+) -> F::Output {
+    if db.backend() == connectability_store::Backend::Sqlite {
+        return work.await;
+    }
+    let ids: Vec<String> = items.iter().map(|w| w.id.clone()).collect();
+    let beat = async {
+        loop {
+            tokio::time::sleep(lease / 3).await;
+            let extended = async {
+                let mut conn = db.pool().acquire().await?;
+                db::extend_claim(&mut conn, &ids, worker, connectability_store::now_ms()).await
+            };
+            if let Err(e) = extended.await {
+                tracing::warn!(error = %e, "extending a copy claim failed");
+            }
+        }
+    };
+    tokio::pin!(work);
+    tokio::select! {
+        out = &mut work => out,
+        never = beat => never,
+    }
+}
+
+/// Records a failed attempt at `w`: it is tried again after a backoff, or parked after
+/// [`WorkRetry::max_attempts`]. A parked item holds back only its own connection, whose
+/// status then says FAILED with the error; it is listed as a dead letter (consumer
+/// [`parked_work_consumer`]) and replayed from there.
+async fn fail_work<T: SyncedTool>(
+    tool: &T,
+    worker: &str,
+    w: &db::WorkRow,
+    e: &anyhow::Error,
+) -> anyhow::Result<()> {
+    let parts = tool.engine();
+    let retry = parts.work_retry;
+    let now = connectability_store::now_ms();
+    let error: String = format!("{e:#}").chars().take(2_000).collect();
+    let mut conn = parts.db.pool().acquire().await?;
+    let attempts = db::work_attempts(&mut conn, &w.id).await? + 1;
+    let park = attempts >= retry.max_attempts;
+    let not_before = now + retry.backoff(attempts).as_millis() as i64;
+    let recorded = db::fail_work(
+        &mut conn,
+        &w.id,
+        worker,
+        &error,
+        not_before,
+        park.then_some(now),
+    )
+    .await?;
+    if recorded.is_none() {
+        return Ok(()); // Another worker took the item over meanwhile.
+    }
+    if !park {
+        tracing::warn!(error = %error, context = T::CONTEXT, item = %w.id, connection = %w.connection_id, attempts, "copy failed; retrying");
+        return Ok(());
+    }
+    tracing::error!(error = %error, context = T::CONTEXT, item = %w.id, connection = %w.connection_id, attempts, "copy parked: its connection is FAILED until an operator replays it (`connectability dead-letters`)");
+    let consumer = parked_work_consumer(T::CONTEXT);
+    sqlx::query(
+        "INSERT INTO dead_letters (id, consumer, event_id, event_type, source, subject, time_ms,
+            traceparent, data, error, attempts, created_ms)
+         VALUES ($1, $2, $3, 'connectability.sync.v1.CopyWork', 'connectability/sync', $4, $5, $6, $7, $8, $9, $10)
+         ON CONFLICT (consumer, event_id) DO UPDATE SET error = $8, attempts = $9, replay_requested_ms = NULL",
+    )
+    .bind(uuid::Uuid::now_v7().to_string())
+    .bind(&consumer)
+    .bind(&w.id)
+    .bind(format!("connections/{}", w.connection_id))
+    .bind(w.event_ms)
+    .bind(w.traceparent.clone())
+    .bind(w.record_ids.join(",").into_bytes())
+    .bind(&error)
+    .bind(attempts)
+    .bind(now)
+    .execute(&mut *conn)
+    .await?;
+    connectability_store::metrics::DEAD_LETTERED
+        .with_label_values(&[consumer.as_str()])
+        .inc();
+    Ok(())
+}
+
+/// Takes back into the queue the parked items an operator asked to replay.
+pub async fn replay_parked_work<T: SyncedTool>(tool: &T) -> anyhow::Result<()> {
+    let db = &tool.engine().db;
+    let consumer = parked_work_consumer(T::CONTEXT);
+    let letters: Vec<(String, String)> = sqlx::query_as(
+        "SELECT id, event_id FROM dead_letters WHERE consumer = $1 AND replay_requested_ms IS NOT NULL",
+    )
+    .bind(&consumer)
+    .fetch_all(db.pool())
+    .await?;
+    for (letter, item) in letters {
+        let mut tx = db.begin().await?;
+        // An item gone meanwhile (its connection was undone) just drops the letter.
+        db::unpark_work(&mut tx, &item).await?;
+        sqlx::query("DELETE FROM dead_letters WHERE id = $1")
+            .bind(&letter)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        tracing::info!(item = %item, context = T::CONTEXT, "parked copy work replayed");
+    }
+    Ok(())
 }
 
 /// A work item and its connection, in a group of items reconciled together.
@@ -644,6 +821,8 @@ pub struct Foundation {
     pub connections: connectability_platform::connections::ConnectionsGateway,
     /// Who may do what in which project.
     pub directory: connectability_platform::directory::DirectoryGateway,
+    /// How often a failing copy is tried before it is parked.
+    pub work_retry: WorkRetry,
 }
 
 impl<T: SyncedTool> Workers<T> {
@@ -656,13 +835,17 @@ impl<T: SyncedTool> Workers<T> {
         tool: fn(Engine) -> T,
     ) -> anyhow::Result<Self> {
         let relay = outbox::Relay::new(base.db.clone(), base.bus.clone());
-        let core = Arc::new(tool(Engine::new(
-            base.db.clone(),
-            base.blobs,
-            base.clock,
-            relay.waker(),
-            base.connections,
-        )));
+        let engine = Engine {
+            work_retry: base.work_retry,
+            ..Engine::new(
+                base.db.clone(),
+                base.blobs,
+                base.clock,
+                relay.waker(),
+                base.connections,
+            )
+        };
+        let core = Arc::new(tool(engine));
         let subscriptions = Self::subscribe(base.bus.as_ref(), base.db, service, &core).await?;
         Ok(Self {
             service,

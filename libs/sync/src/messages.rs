@@ -33,12 +33,18 @@ pub fn file_pb(f: FileRow) -> pb::File {
 }
 
 pub fn sync_status_pb(s: SyncRow, now_ms: i64) -> pb::SyncStatus {
+    // A parked copy shows as FAILED while the connection is otherwise running.
+    let state = match &s.failure {
+        Some(_) if s.state != crate::SyncState::Stopped as i64 => pb::SyncState::Failed as i32,
+        _ => s.state as i32,
+    };
     pb::SyncStatus {
         lag: Some(status::lag(&s, now_ms)),
+        failure: s.failure.clone().unwrap_or_default(),
         connection_id: s.connection_id,
         upstream_project_id: s.upstream_project_id,
         downstream_project_id: s.downstream_project_id,
-        state: s.state as i32,
+        state,
         items_total: s.items_total,
         items_copied: s.items_copied,
         last_copy_time: s.last_copy_ms.map(timestamp),

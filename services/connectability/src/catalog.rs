@@ -35,6 +35,8 @@ pub struct InProcess {
     pub rfis: rfi_sync::Limits,
     pub submittals: submittal_sync::Limits,
     pub mail: notification::MailSettings,
+    /// How often the tool services try a failing copy before parking it.
+    pub work_retry: connectability_sync::WorkRetry,
 }
 
 impl InProcess {
@@ -63,6 +65,7 @@ impl InProcess {
             clock: self.clock.clone(),
             connections: self.connections(service),
             directory: self.directory(service),
+            work_retry: self.work_retry,
         }
     }
 }

@@ -306,6 +306,7 @@ async fn dev(args: DevArgs) -> anyhow::Result<()> {
         drawings: Default::default(),
         rfis: Default::default(),
         submittals: Default::default(),
+        work_retry: Default::default(),
         mail: notification::MailSettings {
             smtp_url: std::env::var("SMTP_URL").ok().filter(|u| !u.is_empty()),
             dir: args.data_dir.join("mail"),

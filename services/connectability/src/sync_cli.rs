@@ -77,7 +77,8 @@ impl Progress {
     /// sync may still be copying a publish).
     pub fn settled(&self) -> bool {
         match self.state {
-            State::Stopped => true,
+            // A parked copy waits for an operator: watching longer changes nothing.
+            State::Stopped | State::Failed => true,
             State::InSync => self.copied >= self.total,
             State::Backfilling | State::Unknown => false,
         }
@@ -89,6 +90,7 @@ pub enum State {
     Backfilling,
     InSync,
     Stopped,
+    Failed,
     Unknown,
 }
 
@@ -99,6 +101,7 @@ impl State {
             1 => State::Backfilling,
             2 => State::InSync,
             3 => State::Stopped,
+            4 => State::Failed,
             _ => State::Unknown,
         }
     }
@@ -108,6 +111,7 @@ impl State {
             State::Backfilling => "backfilling",
             State::InSync => "in sync",
             State::Stopped => "stopped",
+            State::Failed => "FAILED: a copy is parked (connectability dead-letters)",
             State::Unknown => "unknown",
         }
     }

@@ -16,6 +16,11 @@ pub const USER: &str = "usr";
 /// C17: the documented limit of published revisions for a DRAWINGS connection.
 pub const MAX_CONNECTED_REVISIONS: i64 = 100_000;
 
+/// Revisions one `PublishDrawingRevisions` call may name. One call is one publish: one
+/// event (whose ids must fit the bus's 1 MiB message limit with room to spare, about
+/// 80 bytes an id) and one answer listing them; larger sets are published in several calls.
+pub const MAX_PUBLISH_REVISIONS: usize = 5_000;
+
 pub mod reason {
     connectability_platform::reasons!(
         CONNECTED_READ_ONLY,

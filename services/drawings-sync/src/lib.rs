@@ -13,49 +13,22 @@ pub mod domain;
 mod events;
 pub mod sync;
 
-use connectability_platform::GrpcServer;
 use connectability_proto::drawings::v1::drawing_service_server::DrawingServiceServer;
 use connectability_store::ServiceMigrations;
-use connectability_sync::{Foundation, service::ToolConfig};
+use connectability_sync::service::ToolConfig;
 
 pub use api::{DrawingApi, Limits};
 
 pub const NAME: &str = "drawings-sync";
 
-/// The DDL is portable, so both backends share one folder.
+/// The tool's migrations, after the engine's.
 pub fn migrations() -> ServiceMigrations {
-    ServiceMigrations {
-        postgres: sqlx::migrate!("./migrations"),
-        sqlite: sqlx::migrate!("./migrations"),
-        libraries: vec![connectability_sync::migrations()],
-    }
+    connectability_sync::tool_migrations!()
 }
 
-/// The service's parts: the API, and the engine's relay, consumers and workers.
-pub struct DrawingsSync {
-    pub api: DrawingApi,
-    workers: connectability_sync::Workers<sync::DrawingSync>,
-}
-
-impl DrawingsSync {
-    /// Wires the service and subscribes its consumers (before any relay runs, so in-process
-    /// events are not missed).
-    pub async fn start(base: Foundation, limits: Limits) -> anyhow::Result<Self> {
-        let workers =
-            connectability_sync::Workers::start(NAME, base.clone(), sync::DrawingSync).await?;
-        let api = DrawingApi::new(&base, workers.relay_waker(), limits);
-        Ok(Self { api, workers })
-    }
-
-    /// Mounts the gRPC service and the engine's relay, consumers and workers on `server`.
-    pub fn mount(self, server: &mut GrpcServer, max_message_bytes: usize) {
-        self.workers.mount(server);
-        server.add_service(
-            DrawingServiceServer::new(self.api)
-                .max_decoding_message_size(max_message_bytes)
-                .max_encoding_message_size(max_message_bytes),
-        );
-    }
+connectability_sync::tool_service! {
+    DrawingsSync(sync::DrawingSync, DrawingApi, DrawingServiceServer)
+    start(limits: Limits) => |base, relay| DrawingApi::new(base, relay, limits)
 }
 
 /// Settings of the standalone binary (and `connectability serve drawings-sync`).

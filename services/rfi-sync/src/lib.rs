@@ -16,55 +16,24 @@ mod events;
 pub mod pdf;
 pub mod sync;
 
-use connectability_platform::GrpcServer;
 use connectability_proto::rfis::v1::rfi_service_server::RfiServiceServer;
 use connectability_store::ServiceMigrations;
-use connectability_sync::{Foundation, service::ToolConfig};
+use connectability_sync::service::ToolConfig;
 
 pub use api::{Limits, RfiApi};
 pub use connectability_platform::drawings::DrawingsGateway;
 
 pub const NAME: &str = "rfi-sync";
 
-/// The DDL is portable, so both backends share one folder.
+/// The tool's migrations, after the engine's.
 pub fn migrations() -> ServiceMigrations {
-    ServiceMigrations {
-        postgres: sqlx::migrate!("./migrations"),
-        sqlite: sqlx::migrate!("./migrations"),
-        libraries: vec![connectability_sync::migrations()],
-    }
+    connectability_sync::tool_migrations!()
 }
 
-/// The service's parts: the API, and the engine's relay, consumers and workers.
-pub struct RfiSync {
-    pub api: RfiApi,
-    workers: connectability_sync::Workers<sync::RfiSync>,
-}
-
-impl RfiSync {
-    /// Wires the service and subscribes its consumers (before any relay runs, so in-process
-    /// events are not missed). `drawings` serves linked drawing files, with rfi-sync's
-    /// identity.
-    pub async fn start(
-        base: Foundation,
-        drawings: DrawingsGateway,
-        limits: Limits,
-    ) -> anyhow::Result<Self> {
-        let workers =
-            connectability_sync::Workers::start(NAME, base.clone(), sync::RfiSync).await?;
-        let api = RfiApi::new(&base, workers.relay_waker(), drawings, limits);
-        Ok(Self { api, workers })
-    }
-
-    /// Mounts the gRPC service and the engine's relay, consumers and workers on `server`.
-    pub fn mount(self, server: &mut GrpcServer, max_message_bytes: usize) {
-        self.workers.mount(server);
-        server.add_service(
-            RfiServiceServer::new(self.api)
-                .max_decoding_message_size(max_message_bytes)
-                .max_encoding_message_size(max_message_bytes),
-        );
-    }
+// `drawings` serves linked drawing files, with rfi-sync's identity.
+connectability_sync::tool_service! {
+    RfiSync(sync::RfiSync, RfiApi, RfiServiceServer)
+    start(drawings: DrawingsGateway, limits: Limits) => |base, relay| RfiApi::new(base, relay, drawings, limits)
 }
 
 /// Settings of the standalone binary (and `connectability serve rfi-sync`).

@@ -15,49 +15,22 @@ mod events;
 pub mod pdf;
 pub mod sync;
 
-use connectability_platform::GrpcServer;
 use connectability_proto::submittals::v1::submittal_service_server::SubmittalServiceServer;
 use connectability_store::ServiceMigrations;
-use connectability_sync::{Foundation, service::ToolConfig};
+use connectability_sync::service::ToolConfig;
 
 pub use api::{Limits, SubmittalApi};
 
 pub const NAME: &str = "submittal-sync";
 
-/// The DDL is portable, so both backends share one folder.
+/// The tool's migrations, after the engine's.
 pub fn migrations() -> ServiceMigrations {
-    ServiceMigrations {
-        postgres: sqlx::migrate!("./migrations"),
-        sqlite: sqlx::migrate!("./migrations"),
-        libraries: vec![connectability_sync::migrations()],
-    }
+    connectability_sync::tool_migrations!()
 }
 
-/// The service's parts: the API, and the engine's relay, consumers and workers.
-pub struct SubmittalSync {
-    pub api: SubmittalApi,
-    workers: connectability_sync::Workers<sync::SubmittalSync>,
-}
-
-impl SubmittalSync {
-    /// Wires the service and subscribes its consumers (before any relay runs, so in-process
-    /// events are not missed).
-    pub async fn start(base: Foundation, limits: Limits) -> anyhow::Result<Self> {
-        let workers =
-            connectability_sync::Workers::start(NAME, base.clone(), sync::SubmittalSync).await?;
-        let api = SubmittalApi::new(&base, workers.relay_waker(), limits);
-        Ok(Self { api, workers })
-    }
-
-    /// Mounts the gRPC service and the engine's relay, consumers and workers on `server`.
-    pub fn mount(self, server: &mut GrpcServer, max_message_bytes: usize) {
-        self.workers.mount(server);
-        server.add_service(
-            SubmittalServiceServer::new(self.api)
-                .max_decoding_message_size(max_message_bytes)
-                .max_encoding_message_size(max_message_bytes),
-        );
-    }
+connectability_sync::tool_service! {
+    SubmittalSync(sync::SubmittalSync, SubmittalApi, SubmittalServiceServer)
+    start(limits: Limits) => |base, relay| SubmittalApi::new(base, relay, limits)
 }
 
 /// Settings of the standalone binary (and `connectability serve submittal-sync`).

@@ -380,7 +380,18 @@ pub struct Options {
     pub submittals: submittal_sync::Limits,
     /// SMTP server for the notification service (`smtp://127.0.0.1:PORT`).
     pub smtp_url: Option<String>,
+    /// Copy retries; by default [`FAST_WORK_RETRY`].
+    pub work_retry: Option<connectability_sync::WorkRetry>,
 }
+
+/// Tests' copy retries: as many attempts as in production, with short waits (a failing
+/// item is parked after about five seconds).
+pub const FAST_WORK_RETRY: connectability_sync::WorkRetry = connectability_sync::WorkRetry {
+    max_attempts: 10,
+    first_backoff: Duration::from_millis(50),
+    max_backoff: Duration::from_secs(1),
+    lease: Duration::from_secs(10),
+};
 
 /// Services running on port 0 with fresh storage, and clients for them.
 pub struct TestApp {
@@ -455,6 +466,7 @@ impl TestApp {
             drawings: options.drawings,
             rfis: options.rfis,
             submittals: options.submittals,
+            work_retry: options.work_retry.unwrap_or(FAST_WORK_RETRY),
             mail: notification::MailSettings {
                 smtp_url: options.smtp_url.clone(),
                 dir: env.dir.join("mail"),

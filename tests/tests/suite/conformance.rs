@@ -440,7 +440,112 @@ async fn consumer_restarted_mid_stream_loses_nothing(backend: Backend) {
     second.stop().await;
 }
 
+/// Issue 18: no event stops the outbox. `enqueue` refuses an event over the limit (the
+/// change rolls back); a row the bus still refuses is parked in `dead_letters` while the rows
+/// before and after it are delivered, and an operator's replay puts it back in the outbox.
+async fn an_event_the_bus_refuses_is_parked_and_the_rest_flow_on(backend: Backend) {
+    let env = TestEnv::new(backend).await;
+    let producer = env.migrated_db("producer", &migrations()).await;
+    let consumer = env.migrated_db("consumer", &migrations()).await;
+    let sub = inbox::subscribe(
+        env.bus.as_ref(),
+        consumer.clone(),
+        spec("c", fast_retry(3)),
+        Arc::new(Recorder::new("c")),
+    )
+    .await
+    .unwrap();
+    let sized = |n: usize, bytes: usize| {
+        Envelope::new(
+            "connectability/conformance",
+            "connectability.conformance.v1.Ping",
+            format!("pings/{n}"),
+            vec![b'x'; bytes],
+        )
+    };
+
+    let mut tx = producer.begin().await.unwrap();
+    let refused = outbox::enqueue(&mut tx, &[sized(0, outbox::MAX_EVENT_BYTES)])
+        .await
+        .unwrap_err();
+    assert!(
+        refused.to_string().contains("event limit"),
+        "a clear error: {refused}"
+    );
+    tx.rollback().await.unwrap();
+    assert_eq!(outbox::backlog(&producer).await.unwrap().0, 0);
+
+    // A row past enqueue's check (an older version wrote it, or the bus's max_payload is
+    // smaller than ours): 1.5 MiB, over any bus's limit here.
+    let (before, after) = (event(1), event(2));
+    commit_events(&producer, std::slice::from_ref(&before)).await;
+    let huge = sized(9, 1536 * 1024);
+    sqlx::query(
+        "INSERT INTO outbox (event_id, event_type, source, subject, time_ms, traceparent, data)
+         VALUES ($1, $2, $3, $4, $5, NULL, $6)",
+    )
+    .bind(&huge.id)
+    .bind(&huge.event_type)
+    .bind(&huge.source)
+    .bind(&huge.subject)
+    .bind(huge.time_ms)
+    .bind(huge.data.clone())
+    .execute(producer.pool())
+    .await
+    .unwrap();
+    commit_events(&producer, std::slice::from_ref(&after)).await;
+
+    let relay = Relay::new(producer.clone(), env.bus.clone());
+    assert_eq!(
+        relay.run_once().await.unwrap(),
+        3,
+        "one pass moves all three"
+    );
+    assert_eq!(outbox::backlog(&producer).await.unwrap().0, 0);
+    for e in [&before, &after] {
+        eventually("the events around it delivered", WAIT, || async {
+            (effects(&consumer, &e.id).await == 1).then_some(())
+        })
+        .await;
+    }
+    let parked = inbox::list_dead_letters(&producer, Some(outbox::PARKED))
+        .await
+        .unwrap();
+    assert_eq!(parked.len(), 1);
+    assert_eq!(parked[0].envelope.id, huge.id);
+    assert!(
+        parked[0].error.contains("max_payload"),
+        "{}",
+        parked[0].error
+    );
+    assert_eq!(effects(&consumer, &huge.id).await, 0);
+
+    // Replayed, it is back in the outbox; this bus still refuses it, so it is parked again.
+    assert!(
+        inbox::request_replay(&producer, &parked[0].id)
+            .await
+            .unwrap()
+    );
+    relay.replay_parked().await.unwrap();
+    assert_eq!(outbox::backlog(&producer).await.unwrap().0, 1);
+    assert!(
+        inbox::list_dead_letters(&producer, Some(outbox::PARKED))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(relay.run_once().await.unwrap(), 1);
+    let again = inbox::list_dead_letters(&producer, Some(outbox::PARKED))
+        .await
+        .unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].envelope.id, huge.id);
+    assert_eq!(outbox::backlog(&producer).await.unwrap().0, 0);
+    sub.stop().await;
+}
+
 on_both_backends!(
+    an_event_the_bus_refuses_is_parked_and_the_rest_flow_on,
     committed_event_reaches_every_durable_subscriber,
     rolled_back_event_is_never_delivered,
     relay_dying_after_publish_causes_no_second_effect,

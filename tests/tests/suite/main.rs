@@ -32,6 +32,7 @@ mod bus_trust;
 mod cli;
 mod conformance;
 mod connections;
+mod delivery;
 mod directory;
 mod drawings;
 mod hostile;

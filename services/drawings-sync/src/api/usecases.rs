@@ -272,20 +272,36 @@ impl DrawingApi {
                 "name at least one revision",
             ));
         }
-        let ids = r
+        if r.revision_ids.len() > domain::MAX_PUBLISH_REVISIONS {
+            return Err(invalid_argument(
+                "revision_ids",
+                format!(
+                    "at most {} revisions per publish (this one names {}); publish larger sets in several calls",
+                    domain::MAX_PUBLISH_REVISIONS,
+                    r.revision_ids.len()
+                ),
+            ));
+        }
+        let mut ids = r
             .revision_ids
             .iter()
             .map(|id| Id::parse(REVISION, "revision_ids", id).map(|i| i.to_string()))
             .collect::<Result<Vec<_>, _>>()?;
+        // A revision named twice is published once and answered once.
+        let mut seen = std::collections::HashSet::with_capacity(ids.len());
+        ids.retain(|id| seen.insert(id.clone()));
         let (user, _) = self.admin(caller, project.as_str()).await?;
         let mut tx = self.core.begin().await?;
-        let mut current = Vec::with_capacity(ids.len());
-        for id in &ids {
-            let rev = db::get::<RevisionRow>(&mut tx, id)
-                .await
-                .map_err(db_err)?
-                .filter(|x| x.project_id == project.as_str());
-            current.push(rev.ok_or_else(|| not_found("revision", id))?);
+        let found = db::by_ids::<RevisionRow>(&mut tx, &ids)
+            .await
+            .map_err(db_err)?;
+        let in_project: std::collections::HashSet<&str> = found
+            .iter()
+            .filter(|x| x.project_id == project.as_str())
+            .map(|x| x.id.as_str())
+            .collect();
+        if let Some(missing) = ids.iter().find(|id| !in_project.contains(id.as_str())) {
+            return Err(not_found("revision", missing));
         }
         let publish_id = Id::generate(PUBLISH).to_string();
         let newly = db::publish(&mut tx, project.as_str(), &ids, self.core.clock.now_ms())
@@ -306,17 +322,23 @@ impl DrawingApi {
                 .await
                 .map_err(db_err)?;
         }
-        let mut revisions = Vec::with_capacity(ids.len());
-        for id in &ids {
-            if let Some(rev) = db::get::<RevisionRow>(&mut tx, id).await.map_err(db_err)? {
-                revisions.push(revision_pb(rev));
-            }
-        }
+        let mut after: HashMap<String, RevisionRow> = db::by_ids::<RevisionRow>(&mut tx, &ids)
+            .await
+            .map_err(db_err)?
+            .into_iter()
+            .map(|r| (r.id.clone(), r))
+            .collect();
+        let revisions: Vec<pb::DrawingRevision> = ids
+            .iter()
+            .filter_map(|id| after.remove(id))
+            .map(revision_pb)
+            .collect();
         tx.commit().await.map_err(db_err)?;
         self.commit_events();
         Ok(pb::PublishDrawingRevisionsResponse {
             revisions,
             publish_id,
+            newly_published: newly.len() as i64,
         })
     }
 }

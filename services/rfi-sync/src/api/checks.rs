@@ -28,17 +28,7 @@ pub(super) fn must_be_open(r: &RfiRow) -> Result<(), Status> {
 }
 
 pub(super) fn must_be_own(r: &RfiRow) -> Result<(), Status> {
-    if r.copy.is_copy() {
-        Err(failed_precondition(
-            reason::CONNECTED_READ_ONLY,
-            format!(
-                "RFI #{} is a connected copy and read-only here; it changes only upstream",
-                r.number
-            ),
-        ))
-    } else {
-        Ok(())
-    }
+    connectability_sync::domain::must_be_own(&r.copy, &format!("RFI #{}", r.number))
 }
 
 pub(super) fn linked_drawing_not_found(rev: &str) -> Status {

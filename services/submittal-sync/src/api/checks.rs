@@ -37,17 +37,7 @@ pub(super) fn must_be_open(s: &SubmittalRow) -> Result<(), Status> {
 }
 
 pub(super) fn must_be_own(s: &SubmittalRow) -> Result<(), Status> {
-    if s.copy.is_copy() {
-        Err(failed_precondition(
-            reason::CONNECTED_READ_ONLY,
-            format!(
-                "submittal #{} is a connected copy and read-only here; it changes only upstream",
-                s.number
-            ),
-        ))
-    } else {
-        Ok(())
-    }
+    connectability_sync::domain::must_be_own(&s.copy, &format!("submittal #{}", s.number))
 }
 
 pub(super) fn changed_meanwhile() -> Status {

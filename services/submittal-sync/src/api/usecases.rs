@@ -27,12 +27,8 @@ impl SubmittalApi {
             .ok_or_else(missing)?;
         let v = self
             .core
-            .viewer(caller, &s.project_id)
-            .await
-            .map_err(|e| match e.code() {
-                tonic::Code::PermissionDenied => e,
-                _ => missing(),
-            })?;
+            .viewer_of_record(caller, &s.project_id, missing)
+            .await?;
         Ok((s, v))
     }
 
