@@ -198,20 +198,52 @@ async fn consume(
                 continue;
             }
         };
-        while let Some(next) = batch.next().await {
-            let msg = match next {
-                Ok(m) => m,
-                Err(e) => {
-                    tracing::warn!(durable = %spec.durable, error = %e, "bad message in batch");
-                    continue;
+        // Messages of the batch received and not yet answered, oldest first. They are handled
+        // one at a time, so while one is handled the others wait: every third of the ack
+        // wait each of them is told "in progress", so none is redelivered for waiting, and a
+        // delivery count means an attempt.
+        let held: std::sync::Mutex<std::collections::VecDeque<jetstream::Message>> =
+            Default::default();
+        let (queue, mut received) = tokio::sync::mpsc::unbounded_channel();
+        let reader = async {
+            while let Some(next) = batch.next().await {
+                match next {
+                    Ok(m) => {
+                        held.lock().expect("held lock").push_back(m.clone());
+                        let _ = queue.send(m);
+                    }
+                    Err(e) => {
+                        tracing::warn!(durable = %spec.durable, error = %e, "bad message in batch")
+                    }
                 }
-            };
-            if *stop.borrow() {
-                // Hand back what we fetched so the next consumer instance gets it at once.
-                let _ = msg.ack_with(AckKind::Nak(None)).await;
-                continue;
             }
-            handle_message(&spec, handler.as_ref(), msg).await;
+            drop(queue);
+        };
+        let handling = async {
+            while let Some(msg) = received.recv().await {
+                if *stop.borrow() {
+                    // Hand back what we fetched so the next consumer instance gets it at once.
+                    let _ = msg.ack_with(AckKind::Nak(None)).await;
+                } else {
+                    handle_message(&spec, handler.as_ref(), msg).await;
+                }
+                held.lock().expect("held lock").pop_front();
+            }
+        };
+        let heartbeat = async {
+            loop {
+                tokio::time::sleep(spec.retry.ack_wait / 3).await;
+                let waiting: Vec<jetstream::Message> =
+                    held.lock().expect("held lock").iter().cloned().collect();
+                for m in waiting {
+                    // A message answered meanwhile ignores it.
+                    let _ = m.ack_with(AckKind::Progress).await;
+                }
+            }
+        };
+        tokio::select! {
+            _ = async { tokio::join!(reader, handling) } => {}
+            _ = heartbeat => {}
         }
     }
 }

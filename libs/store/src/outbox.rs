@@ -134,8 +134,16 @@ fn abort_after_publish() -> bool {
     *SET.get_or_init(|| std::env::var(ABORT_AFTER_PUBLISH).is_ok_and(|v| v == "1"))
 }
 
-/// Moves events from one service's outbox to the bus.
+/// How long a relayer's lease lasts unless renewed: the longest a replica's crash leaves
+/// its service's events unpublished before another replica takes over.
+pub const RELAY_LEASE: Duration = Duration::from_secs(5);
+
+/// Moves events from one service's outbox to the bus. Of a service's replicas, only the one
+/// holding the relay lease publishes (so rows go out once, in order); the others take over
+/// when it stops or its lease lapses.
 pub struct Relay {
+    /// This relayer's lease holder id.
+    id: String,
     db: Db,
     bus: Arc<dyn EventBus>,
     waker: RelayWaker,
@@ -153,6 +161,7 @@ impl Relay {
 
     pub fn new(db: Db, bus: Arc<dyn EventBus>) -> Self {
         Self {
+            id: uuid::Uuid::now_v7().to_string(),
             db,
             bus,
             waker: RelayWaker::default(),
@@ -209,18 +218,69 @@ impl Relay {
         Ok(moved + pending.len())
     }
 
+    /// Takes or renews the relay lease; true while this relayer holds it.
+    pub async fn try_lease(&self) -> Result<bool, sqlx::Error> {
+        let now = now_ms();
+        let holder: Option<String> = sqlx::query_scalar(
+            "INSERT INTO relay_lease (name, holder, until_ms) VALUES ('outbox', $1, $2)
+             ON CONFLICT (name) DO UPDATE SET holder = $1, until_ms = $2
+             WHERE relay_lease.holder = $1 OR relay_lease.until_ms < $3
+             RETURNING holder",
+        )
+        .bind(&self.id)
+        .bind(now + RELAY_LEASE.as_millis() as i64)
+        .bind(now)
+        .fetch_optional(self.db.pool())
+        .await?;
+        Ok(holder.is_some())
+    }
+
+    /// Gives the lease up (a graceful stop), so another replica takes over at once.
+    pub async fn release_lease(&self) -> Result<(), sqlx::Error> {
+        sqlx::query("UPDATE relay_lease SET until_ms = 0 WHERE name = 'outbox' AND holder = $1")
+            .bind(&self.id)
+            .execute(self.db.pool())
+            .await?;
+        Ok(())
+    }
+
     /// Puts the parked events an operator asked to replay back in the outbox (the running
     /// relay does this whenever it is idle).
     pub async fn replay_parked(&self) -> Result<(), sqlx::Error> {
         unpark_requested(&self.db).await
     }
 
-    /// Runs until `shutdown` resolves: drains the outbox, then waits for a wake-up or the
-    /// next poll (other replicas of the service may have written events too).
+    /// Runs until `shutdown` resolves: while it holds the relay lease, drains the outbox, then
+    /// waits for a wake-up or the next poll (other replicas of the service may have written
+    /// events too); on shutdown it releases the lease.
     pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) {
+        self.run_leased(shutdown).await;
+        if let Err(e) = self.release_lease().await {
+            tracing::warn!(error = %e, "releasing the relay lease failed; it lapses by itself");
+        }
+    }
+
+    async fn run_leased(&self, shutdown: impl std::future::Future<Output = ()>) {
         tokio::pin!(shutdown);
         let mut last_prune = 0i64;
+        // Renewed when a third of it is gone; while another replica holds it, this one waits.
+        let mut renew_at = std::time::Instant::now();
         loop {
+            if std::time::Instant::now() >= renew_at {
+                let leased = self.try_lease().await;
+                if let Err(e) = &leased {
+                    tracing::warn!(error = %e, "relay lease failed; retrying");
+                }
+                if leased.unwrap_or(false) {
+                    renew_at = std::time::Instant::now() + RELAY_LEASE / 3;
+                } else {
+                    tokio::select! {
+                        _ = &mut shutdown => return,
+                        _ = tokio::time::sleep(self.poll_interval) => {}
+                    }
+                    continue;
+                }
+            }
             // A publish may wait on consumers (in process) that are stopping too: shutdown
             // interrupts it. Nothing is lost: unmarked events are published again next time.
             let moved = tokio::select! {

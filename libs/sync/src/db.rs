@@ -496,19 +496,20 @@ pub async fn extend_claim(
     Ok(())
 }
 
-/// Records a failed attempt at an item `worker` holds and releases it: tried again from
-/// `not_before_ms`, or parked when `park` (its error kept). The attempts so far; `None`
+/// Records a failure of an item `worker` holds (an attempt when `counted`) and releases it:
+/// tried again from `not_before_ms`, or parked at `parked_ms` (its error kept). The attempts so far; `None`
 /// when the claim was lost meanwhile.
 pub async fn fail_work(
     conn: &mut AnyConnection,
     id: &str,
     worker: &str,
     error: &str,
+    counted: bool,
     not_before_ms: i64,
     parked_ms: Option<i64>,
 ) -> Result<Option<i64>> {
     sqlx::query_scalar(
-        "UPDATE sync_work SET attempts = attempts + 1, last_error = $3, claimed_by = '', claim_ms = 0,
+        "UPDATE sync_work SET attempts = attempts + $6, last_error = $3, claimed_by = '', claim_ms = 0,
            not_before_ms = $4, parked_ms = $5
          WHERE id = $1 AND claimed_by = $2 RETURNING attempts",
     )
@@ -517,6 +518,7 @@ pub async fn fail_work(
     .bind(error)
     .bind(not_before_ms)
     .bind(parked_ms)
+    .bind(i64::from(counted))
     .fetch_optional(conn)
     .await
 }

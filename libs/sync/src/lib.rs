@@ -555,15 +555,24 @@ async fn fail_work<T: SyncedTool>(
     let retry = parts.work_retry;
     let now = connectability_store::now_ms();
     let error: String = format!("{e:#}").chars().take(2_000).collect();
+    // A dependency that is down (the database, a service answering UNAVAILABLE) says
+    // nothing about the item: not an attempt, and tried again soon, as consumers do.
+    let counted = !connectability_store::inbox::is_dependency_failure(e);
     let mut conn = parts.db.pool().acquire().await?;
-    let attempts = db::work_attempts(&mut conn, &w.id).await? + 1;
-    let park = attempts >= retry.max_attempts;
-    let not_before = now + retry.backoff(attempts).as_millis() as i64;
+    let attempts = db::work_attempts(&mut conn, &w.id).await? + i64::from(counted);
+    let park = counted && attempts >= retry.max_attempts;
+    let wait = if counted {
+        retry.backoff(attempts)
+    } else {
+        retry.first_backoff
+    };
+    let not_before = now + wait.as_millis() as i64;
     let recorded = db::fail_work(
         &mut conn,
         &w.id,
         worker,
         &error,
+        counted,
         not_before,
         park.then_some(now),
     )

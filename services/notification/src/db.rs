@@ -201,7 +201,8 @@ pub struct Email {
 pub async fn due_emails(conn: &mut AnyConnection, now_ms: i64, limit: i64) -> Result<Vec<Email>> {
     let rows = sqlx::query(AssertSqlSafe(format!(
         "SELECT id, to_address, subject, text_body, html_body, attempts, traceparent FROM emails
-         WHERE sent_ms IS NULL AND next_attempt_ms <= $1 ORDER BY create_ms, id LIMIT {limit}"
+         WHERE sent_ms IS NULL AND parked_ms IS NULL AND next_attempt_ms <= $1
+         ORDER BY create_ms, id LIMIT {limit}"
     )))
     .bind(now_ms)
     .fetch_all(conn)
@@ -250,17 +251,82 @@ pub async fn email_sent(conn: &mut AnyConnection, id: &str, now_ms: i64) -> Resu
     Ok(())
 }
 
+/// Records a failed send: tried again at `next_attempt_ms`, or parked when `parked_ms` is set.
 pub async fn email_failed(
     conn: &mut AnyConnection,
     id: &str,
     error: &str,
     next_attempt_ms: i64,
+    parked_ms: Option<i64>,
 ) -> Result<()> {
-    sqlx::query("UPDATE emails SET attempts = attempts + 1, last_error = $2, next_attempt_ms = $3 WHERE id = $1")
-        .bind(id)
-        .bind(error)
-        .bind(next_attempt_ms)
-        .execute(conn)
+    sqlx::query(
+        "UPDATE emails SET attempts = attempts + 1, last_error = $2, next_attempt_ms = $3, parked_ms = $4
+         WHERE id = $1",
+    )
+    .bind(id)
+    .bind(error)
+    .bind(next_attempt_ms)
+    .bind(parked_ms)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Lists a parked email as a dead letter (consumer [`PARKED_EMAILS`]), where operators see
+/// it and replay it.
+pub async fn dead_letter_email(
+    conn: &mut AnyConnection,
+    email: &Email,
+    error: &str,
+    attempts: i64,
+    now_ms: i64,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO dead_letters (id, consumer, event_id, event_type, source, subject, time_ms,
+            traceparent, data, error, attempts, created_ms)
+         VALUES ($1, $2, $3, 'connectability.notifications.v1.Email', 'connectability/notification',
+            $4, $5, $6, $7, $8, $9, $5)
+         ON CONFLICT (consumer, event_id) DO UPDATE SET error = $8, attempts = $9, replay_requested_ms = NULL",
+    )
+    .bind(uuid::Uuid::now_v7().to_string())
+    .bind(PARKED_EMAILS)
+    .bind(&email.id)
+    .bind(format!("emails/{}", email.id))
+    .bind(now_ms)
+    .bind(email.traceparent.clone())
+    .bind(email.to_address.clone().into_bytes())
+    .bind(error)
+    .bind(attempts)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// The `dead_letters.consumer` of parked emails.
+pub const PARKED_EMAILS: &str = "email";
+
+/// Takes back the parked emails an operator asked to replay: due now, with a fresh count.
+pub async fn unpark_requested_emails(db: &connectability_store::Db, now_ms: i64) -> Result<()> {
+    let letters: Vec<(String, String)> = sqlx::query_as(
+        "SELECT id, event_id FROM dead_letters WHERE consumer = $1 AND replay_requested_ms IS NOT NULL",
+    )
+    .bind(PARKED_EMAILS)
+    .fetch_all(db.pool())
+    .await?;
+    for (letter, email) in letters {
+        let mut tx = db.begin().await?;
+        sqlx::query(
+            "UPDATE emails SET parked_ms = NULL, attempts = 0, next_attempt_ms = $2 WHERE id = $1",
+        )
+        .bind(&email)
+        .bind(now_ms)
+        .execute(&mut *tx)
         .await?;
+        sqlx::query("DELETE FROM dead_letters WHERE id = $1")
+            .bind(&letter)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+    }
     Ok(())
 }

@@ -79,6 +79,10 @@ pub const EMAIL_LEASE: Duration = Duration::from_secs(60);
 /// Per SMTP command.
 pub const SMTP_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Attempts at an email before it is parked (with backoff doubling from 1 s up to the
+/// service's `max_backoff`: about 13 minutes at the default 5-minute cap).
+pub const MAX_EMAIL_ATTEMPTS: i64 = 10;
+
 /// Sends due emails until `shutdown`. Retries are scheduled by the wall clock: they are
 /// about the mail server's health, not about any rule of the product.
 pub struct Outgoing {
@@ -158,9 +162,23 @@ impl Outgoing {
                 }
                 Err(e) => {
                     EMAILS.with_label_values(&["failed"]).inc();
-                    tracing::warn!(email = %email.id, attempt = email.attempts + 1, error = %e, "email not sent; will retry");
-                    let next = now_ms() + self.backoff_ms(email.attempts);
-                    db::email_failed(&mut conn, &email.id, &e.to_string(), next).await?;
+                    let attempts = email.attempts + 1;
+                    let error: String = format!("{e:#}").chars().take(2_000).collect();
+                    let now = now_ms();
+                    let next = now + self.backoff_ms(email.attempts);
+                    if attempts < MAX_EMAIL_ATTEMPTS {
+                        tracing::warn!(email = %email.id, attempt = attempts, error = %error, "email not sent; will retry");
+                        db::email_failed(&mut conn, &email.id, &error, next, None).await?;
+                    } else {
+                        tracing::error!(email = %email.id, attempts, error = %error, "email parked after its last attempt; see `connectability dead-letters`");
+                        let mut tx = self.db.begin().await?;
+                        db::email_failed(&mut tx, &email.id, &error, next, Some(now)).await?;
+                        db::dead_letter_email(&mut tx, &email, &error, attempts, now).await?;
+                        tx.commit().await?;
+                        connectability_store::metrics::DEAD_LETTERED
+                            .with_label_values(&[db::PARKED_EMAILS])
+                            .inc();
+                    }
                 }
             }
         }
@@ -189,6 +207,9 @@ impl Outgoing {
 
     pub async fn run(self, mut shutdown: tokio::sync::watch::Receiver<bool>) {
         loop {
+            if let Err(e) = db::unpark_requested_emails(&self.db, now_ms()).await {
+                tracing::warn!(error = %e, "replaying parked emails failed");
+            }
             if let Err(e) = self.send_due().await {
                 tracing::warn!(error = %e, "mail worker failed; retrying");
             }

@@ -544,7 +544,115 @@ async fn an_event_the_bus_refuses_is_parked_and_the_rest_flow_on(backend: Backen
     sub.stop().await;
 }
 
+/// Issue 18: a consumer handles a fetched batch one event at a time; events waiting their turn
+/// (and the one being handled) are kept "in progress", so slow handling — here five events
+/// of 600 ms against a 1 s ack wait, with a second, idle replica ready to take any event
+/// whose ack wait lapsed — redelivers nothing and a delivery count is an attempt.
+async fn slow_handling_is_kept_in_progress_and_never_redelivered(backend: Backend) {
+    let env = TestEnv::new(backend).await;
+    let producer = env.migrated_db("producer", &migrations()).await;
+    let consumer = env.migrated_db("consumer", &migrations()).await;
+    let recorder = Arc::new(Recorder {
+        consumer: "slow".into(),
+        delay: Duration::from_millis(600),
+        ..Default::default()
+    });
+    let retry = RetryPolicy {
+        ack_wait: Duration::from_secs(1),
+        ..fast_retry(5)
+    };
+    // Two replicas of the consumer: an idle one would take over whatever the busy one let
+    // lapse.
+    let mut subs = Vec::new();
+    for _ in 0..2 {
+        subs.push(
+            inbox::subscribe(
+                env.bus.as_ref(),
+                consumer.clone(),
+                spec("slow", retry.clone()),
+                recorder.clone(),
+            )
+            .await
+            .unwrap(),
+        );
+    }
+    let events: Vec<Envelope> = (0..5).map(event).collect();
+    commit_events(&producer, &events).await;
+    let relay = Relay::new(producer.clone(), env.bus.clone());
+    let relaying = tokio::spawn(async move { relay.run_once().await });
+    eventually("every slow event applied", WAIT, || async {
+        (total_effects(&consumer).await == 5).then_some(())
+    })
+    .await;
+    relaying.await.unwrap().unwrap();
+    for e in &events {
+        assert_eq!(recorder.attempts(&e.id), 1);
+    }
+    assert_eq!(
+        connectability_store::metrics::REDELIVERIES
+            .with_label_values(&["slow"])
+            .get(),
+        0,
+        "nothing was redelivered for waiting"
+    );
+    for sub in subs {
+        sub.stop().await;
+    }
+}
+
+/// Issue 18: of a service's replicas, one relays at a time. While one relayer holds the
+/// lease another one running beside it publishes nothing; when the holder stops (releasing
+/// the lease) the other takes over at once, and stopping releases it for the next.
+async fn one_relayer_holds_the_lease_and_another_takes_over(backend: Backend) {
+    let env = TestEnv::new(backend).await;
+    let producer = env.migrated_db("producer", &migrations()).await;
+    let consumer = env.migrated_db("consumer", &migrations()).await;
+    let sub = inbox::subscribe(
+        env.bus.as_ref(),
+        consumer.clone(),
+        spec("c", fast_retry(3)),
+        Arc::new(Recorder::new("c")),
+    )
+    .await
+    .unwrap();
+    let holder = Relay::new(producer.clone(), env.bus.clone());
+    assert!(holder.try_lease().await.unwrap());
+    assert!(holder.try_lease().await.unwrap(), "renewed by its holder");
+    let standby = Relay::new(producer.clone(), env.bus.clone());
+    assert!(!standby.try_lease().await.unwrap(), "held by another");
+
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let standby = tokio::spawn(standby.run(wait_for(stopped)));
+    let e = event(1);
+    commit_events(&producer, std::slice::from_ref(&e)).await;
+    // For a while (well under the lease), nothing is published by the standby.
+    let watch_until = std::time::Instant::now() + Duration::from_millis(1500);
+    while std::time::Instant::now() < watch_until {
+        assert_eq!(outbox::backlog(&producer).await.unwrap().0, 1);
+        assert!(holder.try_lease().await.unwrap(), "still the holder");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    holder.release_lease().await.unwrap();
+    eventually("the standby took over and relayed", WAIT, || async {
+        (effects(&consumer, &e.id).await == 1).then_some(())
+    })
+    .await;
+    assert!(!holder.try_lease().await.unwrap(), "now the standby's");
+    let _ = stop.send(true);
+    standby.await.unwrap();
+    assert!(
+        Relay::new(producer.clone(), env.bus.clone())
+            .try_lease()
+            .await
+            .unwrap(),
+        "released on stop"
+    );
+    sub.stop().await;
+}
+
 on_both_backends!(
+    one_relayer_holds_the_lease_and_another_takes_over,
+    slow_handling_is_kept_in_progress_and_never_redelivered,
     an_event_the_bus_refuses_is_parked_and_the_rest_flow_on,
     committed_event_reaches_every_durable_subscriber,
     rolled_back_event_is_never_delivered,

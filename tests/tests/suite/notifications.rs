@@ -734,6 +734,83 @@ async fn smtp_delivery_speaks_the_protocol_and_survives_failures_exactly_once(ba
     w.app.stop().await;
 }
 
+/// Issue 18: emails are not retried forever. With the mail server refusing everything, each
+/// email is tried `MAX_EMAIL_ATTEMPTS` times, then parked and listed as a dead letter
+/// (consumer `email`); once the server is back, an operator's replay sends each exactly once.
+async fn an_email_refused_at_every_attempt_is_parked_then_replayed_once(backend: Backend) {
+    use notification::mailer::MAX_EMAIL_ATTEMPTS;
+    let sink = smtp_sink().await;
+    sink.fail.store(usize::MAX / 2, Ordering::SeqCst);
+    let w = world_with(
+        backend,
+        Options {
+            smtp_url: Some(sink.url.clone()),
+            ..Default::default()
+        },
+    )
+    .await;
+    w.connected().await;
+    w.until(&w.sub_admin, K::ConnectionCreated).await;
+    let db = w.app.db(Service::Notification).clone();
+    let count = |sql: &'static str| {
+        let db = db.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>(sql)
+                .fetch_one(db.pool())
+                .await
+                .unwrap()
+        }
+    };
+    let emails = eventually("every email parked", WAIT, || async {
+        let all = count("SELECT COUNT(*) FROM emails").await;
+        let parked = count("SELECT COUNT(*) FROM emails WHERE parked_ms IS NOT NULL").await;
+        (all > 0 && parked == all).then_some(all)
+    })
+    .await;
+    assert_eq!(
+        count("SELECT MIN(attempts) FROM emails").await,
+        MAX_EMAIL_ATTEMPTS
+    );
+    assert_eq!(
+        count("SELECT MAX(attempts) FROM emails").await,
+        MAX_EMAIL_ATTEMPTS,
+        "no attempt after parking"
+    );
+    let letters = connectability_store::inbox::list_dead_letters(&db, Some("email"))
+        .await
+        .unwrap();
+    assert_eq!(letters.len() as i64, emails);
+    assert!(
+        letters.iter().all(|l| l.error.contains("451")),
+        "{:?}",
+        letters[0].error
+    );
+    assert!(sink.messages.lock().unwrap().is_empty());
+
+    sink.fail.store(0, Ordering::SeqCst);
+    for l in &letters {
+        assert!(
+            connectability_store::inbox::request_replay(&db, &l.id)
+                .await
+                .unwrap()
+        );
+    }
+    let all = eventually("every replayed email sent", WAIT, || async {
+        let all = count("SELECT COUNT(*) FROM emails").await;
+        let sent = count("SELECT COUNT(*) FROM emails WHERE sent_ms IS NOT NULL").await;
+        (all >= emails && sent == all).then_some(all)
+    })
+    .await;
+    assert_eq!(sink.messages.lock().unwrap().len() as i64, all, "each once");
+    assert!(
+        connectability_store::inbox::list_dead_letters(&db, Some("email"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    w.app.stop().await;
+}
+
 async fn inbox_pages_filters_unread_and_marks_read(backend: Backend) {
     let w = world(backend).await;
     let c = w.connected().await;
@@ -788,6 +865,7 @@ on_both_backends!(
     n08_each_recipient_once_in_the_inbox_and_by_email,
     distribution_lists_narrow_and_add_company_admins,
     smtp_delivery_speaks_the_protocol_and_survives_failures_exactly_once,
+    an_email_refused_at_every_attempt_is_parked_then_replayed_once,
     inbox_pages_filters_unread_and_marks_read,
     two_replicas_sending_mail_send_each_email_once,
 );
