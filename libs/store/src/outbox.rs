@@ -72,12 +72,18 @@ pub struct Pending {
     pub envelope: Envelope,
 }
 
-/// The oldest unsent events, in commit order.
+/// The oldest unsent events, in commit order: on Postgres only rows whose transaction is
+/// older than every transaction still running, so no row with a lower `seq` can commit
+/// after them (see the `3_outbox_commit_order` migration).
 pub async fn fetch_unsent(db: &Db, limit: i64) -> Result<Vec<Pending>, sqlx::Error> {
-    let rows = sqlx::query(
+    let settled = match db.backend() {
+        crate::Backend::Postgres => "AND tx_id < pg_snapshot_xmin(pg_current_snapshot())",
+        crate::Backend::Sqlite => "",
+    };
+    let rows = sqlx::query(AssertSqlSafe(format!(
         "SELECT seq, event_id, event_type, source, subject, time_ms, traceparent, data
-         FROM outbox WHERE sent_ms IS NULL ORDER BY seq LIMIT $1",
-    )
+         FROM outbox WHERE sent_ms IS NULL {settled} ORDER BY seq LIMIT $1"
+    )))
     .bind(limit)
     .fetch_all(db.pool())
     .await?;

@@ -340,6 +340,39 @@ pub async fn finish_backfill(
     Ok(n == 1)
 }
 
+/// Takes or renews `holder`'s claim on a connection's backfill until `until_ms`; false
+/// while another replica's claim runs.
+pub async fn claim_backfill(
+    conn: &mut AnyConnection,
+    connection_id: &str,
+    holder: &str,
+    now_ms: i64,
+    until_ms: i64,
+) -> Result<bool> {
+    let got: Option<String> = sqlx::query_scalar(
+        "INSERT INTO sync_backfill_claims (connection_id, holder, until_ms) VALUES ($1, $2, $3)
+         ON CONFLICT (connection_id) DO UPDATE SET holder = $2, until_ms = $3
+         WHERE sync_backfill_claims.holder = $2 OR sync_backfill_claims.until_ms < $4
+         RETURNING holder",
+    )
+    .bind(connection_id)
+    .bind(holder)
+    .bind(until_ms)
+    .bind(now_ms)
+    .fetch_optional(conn)
+    .await?;
+    Ok(got.is_some())
+}
+
+/// Ends a finished backfill's claim.
+pub async fn release_backfill(conn: &mut AnyConnection, connection_id: &str) -> Result<()> {
+    sqlx::query("DELETE FROM sync_backfill_claims WHERE connection_id = $1")
+        .bind(connection_id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
 /// One connection's share of a tool event, waiting to be copied (see `crate::run_work`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WorkRow {

@@ -12,7 +12,8 @@
 //!   workers ([`run_work`], several per replica, shared by all replicas) reconcile each item
 //!   in its own transaction, a connection's items in order;
 //! - [`run_backfills`]: batches of upstream records per transaction behind a cursor moved by
-//!   a conditional update (so replicas never copy twice), then IN_SYNC and the tool's
+//!   a conditional update, each connection's backfill claimed by one replica at a time (so
+//!   replicas never copy twice), then IN_SYNC and the tool's
 //!   "initial sync complete" event;
 //! - [`status`]: sync status and the stream `WatchSyncStatus` serves.
 //!
@@ -749,8 +750,9 @@ pub async fn run_backfills<T: SyncedTool>(
     tool: Arc<T>,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
+    let holder = uuid::Uuid::now_v7().to_string();
     loop {
-        if let Err(e) = backfill_once(&*tool).await {
+        if let Err(e) = backfill_once(&*tool, &holder).await {
             tracing::warn!(error = %e, context = T::CONTEXT, "backfill failed; retrying");
         }
         tokio::select! {
@@ -761,12 +763,24 @@ pub async fn run_backfills<T: SyncedTool>(
     }
 }
 
-/// Advances every backfilling connection to completion (or until another worker moves it).
-pub async fn backfill_once<T: SyncedTool>(tool: &T) -> anyhow::Result<()> {
+/// How long a replica's claim on a connection's backfill lasts; renewed before each batch.
+pub const BACKFILL_LEASE: Duration = Duration::from_secs(30);
+
+/// Advances every backfilling connection that `holder` can claim to completion (or until
+/// another worker moves it); a connection another replica is backfilling is left to it.
+pub async fn backfill_once<T: SyncedTool>(tool: &T, holder: &str) -> anyhow::Result<()> {
     let parts = tool.engine();
     let pending = db::backfilling(&mut *parts.db.pool().acquire().await?).await?;
     for mut s in pending {
         loop {
+            // Wall clock, like every lease: replicas compare these times.
+            let wall = connectability_store::now_ms();
+            let until = wall + BACKFILL_LEASE.as_millis() as i64;
+            let mut conn = parts.db.pool().acquire().await?;
+            if !db::claim_backfill(&mut conn, &s.connection_id, holder, wall, until).await? {
+                break;
+            }
+            drop(conn);
             let now = parts.clock.now_ms();
             let mut tx = parts.db.begin().await?;
             let batch = tool
@@ -779,6 +793,7 @@ pub async fn backfill_once<T: SyncedTool>(tool: &T) -> anyhow::Result<()> {
                         .unwrap_or(s.clone());
                     outbox::enqueue(&mut tx, &[tool.initial_sync_completed(&done)]).await?;
                 }
+                db::release_backfill(&mut tx, &s.connection_id).await?;
                 tx.commit().await?;
                 parts.relay.wake();
                 break;

@@ -202,7 +202,72 @@ async fn a_copy_that_always_fails_is_parked_and_replayed_while_others_stay_in_sy
     .unwrap();
 }
 
+/// A connection's backfill is claimed by one replica at a time: while another replica's
+/// claim runs, this service's backfill worker leaves the connection to it (it stays
+/// BACKFILLING); once that claim lapses (its replica died), this one takes over and finishes.
+async fn a_backfill_claimed_by_another_replica_is_left_to_it(backend: Backend) {
+    let world = Fanout::new(backend, 1, 64).await.unwrap();
+    let (_, connection) = world.downstreams[0].clone();
+    let db = world.db();
+    let now = connectability_store::now_ms();
+    let mut tx = db.begin().await.unwrap();
+    assert!(
+        connectability_sync::db::claim_backfill(
+            &mut tx,
+            &connection,
+            "another replica",
+            now,
+            now + 600_000
+        )
+        .await
+        .unwrap()
+    );
+    sqlx::query(
+        "UPDATE sync_connections SET state = 1, backfill_cursor = '' WHERE connection_id = $1",
+    )
+    .bind(&connection)
+    .execute(&mut *tx)
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    let state = || {
+        let db = db.clone();
+        let connection = connection.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>(
+                "SELECT state FROM sync_connections WHERE connection_id = $1",
+            )
+            .bind(connection)
+            .fetch_one(db.pool())
+            .await
+            .unwrap()
+        }
+    };
+    // The backfill worker runs at least every 500 ms: for four of its rounds it leaves the
+    // claimed connection alone.
+    let watch_until = std::time::Instant::now() + Duration::from_secs(2);
+    while std::time::Instant::now() < watch_until {
+        assert_eq!(state().await, 1, "left to the replica that claimed it");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    sqlx::query("UPDATE sync_backfill_claims SET until_ms = 0 WHERE connection_id = $1")
+        .bind(&connection)
+        .execute(db.pool())
+        .await
+        .unwrap();
+    eventually("taken over and finished", WAIT, || async {
+        (state().await == 2).then_some(())
+    })
+    .await;
+    let claims: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM sync_backfill_claims")
+        .fetch_one(db.pool())
+        .await
+        .unwrap();
+    assert_eq!(claims, 0, "a finished backfill's claim is released");
+}
+
 on_both_backends!(
+    a_backfill_claimed_by_another_replica_is_left_to_it,
     a_publish_is_bounded_answered_once_per_revision_and_never_stops_the_outbox,
     a_copy_that_always_fails_is_parked_and_replayed_while_others_stay_in_sync,
 );

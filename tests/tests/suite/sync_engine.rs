@@ -223,7 +223,9 @@ async fn a_late_activation_never_restarts_an_undone_connection(backend: Backend)
         Arc::new(connectability_sync::ConnectionEvents(core.clone())),
     );
     assert_eq!(consumer.apply(&activated).await.unwrap(), Applied::Now);
-    connectability_sync::backfill_once(&*core).await.unwrap();
+    connectability_sync::backfill_once(&*core, "test-backfill")
+        .await
+        .unwrap();
     assert_eq!(
         state_and_copies().await,
         (Some(3), 0),
