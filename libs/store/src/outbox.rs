@@ -72,18 +72,12 @@ pub struct Pending {
     pub envelope: Envelope,
 }
 
-/// The oldest unsent events, in commit order: on Postgres only rows whose transaction is
-/// older than every transaction still running, so no row with a lower `seq` can commit
-/// after them (see the `3_outbox_commit_order` migration).
+/// The oldest unsent events, in `seq` order.
 pub async fn fetch_unsent(db: &Db, limit: i64) -> Result<Vec<Pending>, sqlx::Error> {
-    let settled = match db.backend() {
-        crate::Backend::Postgres => "AND tx_id < pg_snapshot_xmin(pg_current_snapshot())",
-        crate::Backend::Sqlite => "",
-    };
-    let rows = sqlx::query(AssertSqlSafe(format!(
+    let rows = sqlx::query(
         "SELECT seq, event_id, event_type, source, subject, time_ms, traceparent, data
-         FROM outbox WHERE sent_ms IS NULL {settled} ORDER BY seq LIMIT $1"
-    )))
+         FROM outbox WHERE sent_ms IS NULL ORDER BY seq LIMIT $1",
+    )
     .bind(limit)
     .fetch_all(db.pool())
     .await?;

@@ -783,6 +783,19 @@ pub async fn backfill_once<T: SyncedTool>(tool: &T, holder: &str) -> anyhow::Res
             drop(conn);
             let now = parts.clock.now_ms();
             let mut tx = parts.db.begin().await?;
+            // The connection's row is held as a copy batch holds it: a live copy of the same
+            // records and this batch never run at once (both would copy the files, one would
+            // fail on the copy's unique key and leave its objects behind), and a stop cannot
+            // commit in between.
+            let current = db::lock_syncs(&mut tx, std::slice::from_ref(&s.connection_id))
+                .await?
+                .pop();
+            if !current.is_some_and(|c| {
+                c.state == SyncState::Backfilling as i64 && c.backfill_cursor == s.backfill_cursor
+            }) {
+                tx.rollback().await?;
+                break;
+            }
             let batch = tool
                 .backfill_batch(&mut tx, &s, &s.backfill_cursor, Some(BACKFILL_BATCH))
                 .await?;

@@ -662,37 +662,3 @@ on_both_backends!(
     failing_event_is_dead_lettered_then_replayed,
     consumer_restarted_mid_stream_loses_nothing,
 );
-
-/// Issue 18, Postgres (SQLite has one writer, so commit order is `seq` order): an event whose
-/// transaction commits after a later-numbered one is still published first. While an earlier
-/// transaction with an event runs, the relayer holds back the events committed after it.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn events_are_relayed_in_commit_order() {
-    let Some(backend) = Backend::production().await else {
-        return;
-    };
-    let env = TestEnv::new(backend).await;
-    let producer = env.migrated_db("producer", &migrations()).await;
-    let (first, second) = (event(1), event(2));
-    let mut earlier = producer.begin().await.unwrap();
-    outbox::enqueue(&mut earlier, std::slice::from_ref(&first))
-        .await
-        .unwrap();
-    commit_events(&producer, std::slice::from_ref(&second)).await;
-    let relay = Relay::new(producer.clone(), env.bus.clone());
-    assert_eq!(
-        relay.run_once().await.unwrap(),
-        0,
-        "the later event waits while an earlier transaction may still add one before it"
-    );
-    earlier.commit().await.unwrap();
-    let pending: Vec<String> = outbox::fetch_unsent(&producer, 10)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|p| p.envelope.id)
-        .collect();
-    assert_eq!(pending, vec![first.id.clone(), second.id.clone()]);
-    assert_eq!(relay.run_once().await.unwrap(), 2);
-    assert_eq!(outbox::backlog(&producer).await.unwrap().0, 0);
-}
