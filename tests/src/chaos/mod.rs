@@ -746,6 +746,12 @@ fn inject(
                 ) {
                     eprintln!("chaos: relay crash setup failed: {e:#}");
                 }
+                // Only the replica holding the relay lease publishes: drawings-sync#0 stays
+                // down past the lease (`RELAY_LEASE`), so #1 takes the lease and keeps it
+                // until its armed relay crashes.
+                let other = c.find("drawings-sync#0");
+                c.procs[other]
+                    .kill(connectability_store::outbox::RELAY_LEASE + Duration::from_secs(2));
                 armed = Some("drawings-sync#1".into());
                 // Not one of the kills.
                 next = Instant::now() + rng.millis(250, 900);
