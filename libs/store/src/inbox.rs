@@ -152,30 +152,15 @@ impl EventHandler for InboxConsumer {
     }
 
     async fn dead_letter(&self, delivery: &Delivery, error: &anyhow::Error) -> anyhow::Result<()> {
-        let e = &delivery.envelope;
-        sqlx::query(
-            "INSERT INTO dead_letters (id, consumer, event_id, event_type, source, subject, time_ms,
-                traceparent, data, error, attempts, created_ms)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
-             ON CONFLICT (consumer, event_id) DO NOTHING",
+        let mut conn = self.db.pool().acquire().await?;
+        record_dead_letter(
+            &mut conn,
+            &self.consumer,
+            &delivery.envelope,
+            &format!("{error:#}"),
+            i64::from(delivery.attempt),
         )
-        .bind(uuid::Uuid::now_v7().to_string())
-        .bind(&self.consumer)
-        .bind(&e.id)
-        .bind(&e.event_type)
-        .bind(&e.source)
-        .bind(&e.subject)
-        .bind(e.time_ms)
-        .bind(e.traceparent.clone())
-        .bind(e.data.clone())
-        .bind(format!("{error:#}"))
-        .bind(i64::from(delivery.attempt))
-        .bind(now_ms())
-        .execute(self.db.pool())
         .await?;
-        metrics::DEAD_LETTERED
-            .with_label_values(&[self.consumer.as_str()])
-            .inc();
         Ok(())
     }
 }
@@ -231,6 +216,56 @@ pub async fn subscribe(
         stop_replayer,
         replayer,
     })
+}
+
+/// Records `envelope` as a dead letter of `consumer` (an inbox consumer, or a queue that
+/// parked an item: `outbox`, `<tool>-copy-work`, `email`), counted in the dead-letter metric.
+/// Recording it again updates its error and attempts and clears a pending replay request.
+pub async fn record_dead_letter(
+    conn: &mut sqlx::AnyConnection,
+    consumer: &str,
+    envelope: &Envelope,
+    error: &str,
+    attempts: i64,
+) -> Result<(), sqlx::Error> {
+    let e = envelope;
+    sqlx::query(
+        "INSERT INTO dead_letters (id, consumer, event_id, event_type, source, subject, time_ms,
+            traceparent, data, error, attempts, created_ms)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+         ON CONFLICT (consumer, event_id) DO UPDATE SET error = $10, attempts = $11,
+            replay_requested_ms = NULL",
+    )
+    .bind(uuid::Uuid::now_v7().to_string())
+    .bind(consumer)
+    .bind(&e.id)
+    .bind(&e.event_type)
+    .bind(&e.source)
+    .bind(&e.subject)
+    .bind(e.time_ms)
+    .bind(e.traceparent.clone())
+    .bind(e.data.clone())
+    .bind(error)
+    .bind(attempts)
+    .bind(now_ms())
+    .execute(conn)
+    .await?;
+    metrics::DEAD_LETTERED.with_label_values(&[consumer]).inc();
+    Ok(())
+}
+
+/// The dead letters of `consumer` an operator asked to replay: (dead letter id, event id).
+pub async fn replays_requested(
+    db: &Db,
+    consumer: &str,
+) -> Result<Vec<(String, String)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT id, event_id FROM dead_letters WHERE consumer = $1 AND replay_requested_ms IS NOT NULL
+         ORDER BY created_ms",
+    )
+    .bind(consumer)
+    .fetch_all(db.pool())
+    .await
 }
 
 /// Asks the running consumer to re-apply a dead letter. Returns false if there is none

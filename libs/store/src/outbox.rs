@@ -331,47 +331,21 @@ async fn park(db: &Db, p: &Pending, error: &str) -> Result<(), sqlx::Error> {
         "outbox event parked: the bus refuses it; see `connectability dead-letters`"
     );
     let mut tx = db.begin().await?;
-    sqlx::query(
-        "INSERT INTO dead_letters (id, consumer, event_id, event_type, source, subject, time_ms,
-            traceparent, data, error, attempts, created_ms)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 1, $11)
-         ON CONFLICT (consumer, event_id) DO UPDATE SET error = $10, replay_requested_ms = NULL",
-    )
-    .bind(uuid::Uuid::now_v7().to_string())
-    .bind(PARKED)
-    .bind(&e.id)
-    .bind(&e.event_type)
-    .bind(&e.source)
-    .bind(&e.subject)
-    .bind(e.time_ms)
-    .bind(e.traceparent.clone())
-    .bind(e.data.clone())
-    .bind(error)
-    .bind(now_ms())
-    .execute(&mut *tx)
-    .await?;
+    crate::inbox::record_dead_letter(&mut tx, PARKED, e, error, 1).await?;
     sqlx::query("UPDATE outbox SET sent_ms = $2 WHERE seq = $1")
         .bind(p.seq)
         .bind(now_ms())
         .execute(&mut *tx)
         .await?;
     tx.commit().await?;
-    crate::metrics::DEAD_LETTERED
-        .with_label_values(&[PARKED])
-        .inc();
     Ok(())
 }
 
 /// Puts parked events an operator asked to replay back in the outbox (same event id, so a
 /// consumer that somehow saw it ignores the repeat).
 async fn unpark_requested(db: &Db) -> Result<(), sqlx::Error> {
-    let ids: Vec<String> = sqlx::query_scalar(
-        "SELECT id FROM dead_letters WHERE consumer = $1 AND replay_requested_ms IS NOT NULL",
-    )
-    .bind(PARKED)
-    .fetch_all(db.pool())
-    .await?;
-    for id in ids {
+    let requested = crate::inbox::replays_requested(db, PARKED).await?;
+    for (id, _) in requested {
         let mut tx = db.begin().await?;
         sqlx::query(
             "DELETE FROM outbox WHERE event_id = (SELECT event_id FROM dead_letters WHERE id = $1)",

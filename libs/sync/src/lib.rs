@@ -586,28 +586,20 @@ async fn fail_work<T: SyncedTool>(
         return Ok(());
     }
     tracing::error!(error = %error, context = T::CONTEXT, item = %w.id, connection = %w.connection_id, attempts, "copy parked: its connection is FAILED until an operator replays it (`connectability dead-letters`)");
+    let parked = connectability_events::Envelope {
+        id: w.id.clone(),
+        source: "connectability/sync".into(),
+        event_type: "connectability.sync.v1.CopyWork".into(),
+        subject: format!("connections/{}", w.connection_id),
+        time_ms: w.event_ms,
+        traceparent: w.traceparent.clone(),
+        data: w.record_ids.join(",").into_bytes(),
+    };
     let consumer = parked_work_consumer(T::CONTEXT);
-    sqlx::query(
-        "INSERT INTO dead_letters (id, consumer, event_id, event_type, source, subject, time_ms,
-            traceparent, data, error, attempts, created_ms)
-         VALUES ($1, $2, $3, 'connectability.sync.v1.CopyWork', 'connectability/sync', $4, $5, $6, $7, $8, $9, $10)
-         ON CONFLICT (consumer, event_id) DO UPDATE SET error = $8, attempts = $9, replay_requested_ms = NULL",
+    connectability_store::inbox::record_dead_letter(
+        &mut conn, &consumer, &parked, &error, attempts,
     )
-    .bind(uuid::Uuid::now_v7().to_string())
-    .bind(&consumer)
-    .bind(&w.id)
-    .bind(format!("connections/{}", w.connection_id))
-    .bind(w.event_ms)
-    .bind(w.traceparent.clone())
-    .bind(w.record_ids.join(",").into_bytes())
-    .bind(&error)
-    .bind(attempts)
-    .bind(now)
-    .execute(&mut *conn)
     .await?;
-    connectability_store::metrics::DEAD_LETTERED
-        .with_label_values(&[consumer.as_str()])
-        .inc();
     Ok(())
 }
 
@@ -615,12 +607,7 @@ async fn fail_work<T: SyncedTool>(
 pub async fn replay_parked_work<T: SyncedTool>(tool: &T) -> anyhow::Result<()> {
     let db = &tool.engine().db;
     let consumer = parked_work_consumer(T::CONTEXT);
-    let letters: Vec<(String, String)> = sqlx::query_as(
-        "SELECT id, event_id FROM dead_letters WHERE consumer = $1 AND replay_requested_ms IS NOT NULL",
-    )
-    .bind(&consumer)
-    .fetch_all(db.pool())
-    .await?;
+    let letters = connectability_store::inbox::replays_requested(db, &consumer).await?;
     for (letter, item) in letters {
         let mut tx = db.begin().await?;
         // An item gone meanwhile (its connection was undone) just drops the letter.

@@ -281,25 +281,17 @@ pub async fn dead_letter_email(
     attempts: i64,
     now_ms: i64,
 ) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO dead_letters (id, consumer, event_id, event_type, source, subject, time_ms,
-            traceparent, data, error, attempts, created_ms)
-         VALUES ($1, $2, $3, 'connectability.notifications.v1.Email', 'connectability/notification',
-            $4, $5, $6, $7, $8, $9, $5)
-         ON CONFLICT (consumer, event_id) DO UPDATE SET error = $8, attempts = $9, replay_requested_ms = NULL",
-    )
-    .bind(uuid::Uuid::now_v7().to_string())
-    .bind(PARKED_EMAILS)
-    .bind(&email.id)
-    .bind(format!("emails/{}", email.id))
-    .bind(now_ms)
-    .bind(email.traceparent.clone())
-    .bind(email.to_address.clone().into_bytes())
-    .bind(error)
-    .bind(attempts)
-    .execute(conn)
-    .await?;
-    Ok(())
+    let parked = connectability_store::Envelope {
+        id: email.id.clone(),
+        source: "connectability/notification".into(),
+        event_type: "connectability.notifications.v1.Email".into(),
+        subject: format!("emails/{}", email.id),
+        time_ms: now_ms,
+        traceparent: email.traceparent.clone(),
+        data: email.to_address.clone().into_bytes(),
+    };
+    connectability_store::inbox::record_dead_letter(conn, PARKED_EMAILS, &parked, error, attempts)
+        .await
 }
 
 /// The `dead_letters.consumer` of parked emails.
@@ -307,12 +299,7 @@ pub const PARKED_EMAILS: &str = "email";
 
 /// Takes back the parked emails an operator asked to replay: due now, with a fresh count.
 pub async fn unpark_requested_emails(db: &connectability_store::Db, now_ms: i64) -> Result<()> {
-    let letters: Vec<(String, String)> = sqlx::query_as(
-        "SELECT id, event_id FROM dead_letters WHERE consumer = $1 AND replay_requested_ms IS NOT NULL",
-    )
-    .bind(PARKED_EMAILS)
-    .fetch_all(db.pool())
-    .await?;
+    let letters = connectability_store::inbox::replays_requested(db, PARKED_EMAILS).await?;
     for (letter, email) in letters {
         let mut tx = db.begin().await?;
         sqlx::query(

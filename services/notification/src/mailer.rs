@@ -175,9 +175,6 @@ impl Outgoing {
                         db::email_failed(&mut tx, &email.id, &error, next, Some(now)).await?;
                         db::dead_letter_email(&mut tx, &email, &error, attempts, now).await?;
                         tx.commit().await?;
-                        connectability_store::metrics::DEAD_LETTERED
-                            .with_label_values(&[db::PARKED_EMAILS])
-                            .inc();
                     }
                 }
             }
