@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 use sqlx::{Row, any::AnyRow};
 use tonic::{Status, Streaming};
 
-use crate::{Blobs, key};
+use crate::{Blobs, copy_key, key};
 use object_store::ObjectStoreExt as _;
 
 /// Chunk size of downloads.
@@ -74,7 +74,7 @@ impl FileRow {
     }
 
     /// Connection `connection_id`'s copy of this file in another project: same bytes, the
-    /// downstream company's prefix.
+    /// downstream company's prefix, at the connection's key for this file ([`copy_key`]).
     pub fn copied_to(
         &self,
         id: String,
@@ -84,7 +84,7 @@ impl FileRow {
         now_ms: i64,
     ) -> Self {
         Self {
-            object_key: key(company_id, project_id, &id),
+            object_key: copy_key(company_id, project_id, connection_id, &self.id),
             id,
             project_id: project_id.to_string(),
             company_id: company_id.to_string(),

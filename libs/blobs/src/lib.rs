@@ -11,8 +11,11 @@ use anyhow::Context as _;
 use bytes::Bytes;
 use futures::{StreamExt, stream::BoxStream};
 use object_store::{
-    ObjectStore, ObjectStoreExt, PutPayload, aws::AmazonS3Builder, local::LocalFileSystem,
-    path::Path, prefix::PrefixStore,
+    ObjectStore, ObjectStoreExt, PutPayload,
+    aws::{AmazonS3Builder, AmazonS3ConfigKey},
+    local::LocalFileSystem,
+    path::Path,
+    prefix::PrefixStore,
 };
 
 /// Object copies in flight at once in [`Blobs::copy_many`].
@@ -21,6 +24,8 @@ pub const COPY_CONCURRENCY: usize = 16;
 #[derive(Clone, Debug)]
 pub struct Blobs {
     store: Arc<dyn ObjectStore>,
+    /// A local folder, where a copy is a hard link (see [`Blobs::copy`]).
+    local: bool,
 }
 
 /// The key of a file: `<company>/<project>/<file id>`.
@@ -28,8 +33,39 @@ pub fn key(company_id: &str, project_id: &str, file_id: &str) -> String {
     format!("{company_id}/{project_id}/{file_id}")
 }
 
+/// Where connection `connection_id` keeps its copies in the downstream project:
+/// `<company>/<project>/copies/<connection id>/`. Everything under it belongs to that
+/// connection, so stopping it can sweep what an interrupted copy left (see [`copy_key`]).
+pub fn copies_prefix(company_id: &str, project_id: &str, connection_id: &str) -> String {
+    format!("{company_id}/{project_id}/copies/{connection_id}/")
+}
+
+/// The key of connection `connection_id`'s copy of upstream file `origin_file_id`: derived,
+/// not generated, so an attempt that copied the bytes and then rolled back leaves nothing a
+/// retry does not reuse (it copies onto the same key), and copy rows of one origin file in
+/// one connection share one object. Files never change, so the shared bytes are right for
+/// every row.
+pub fn copy_key(
+    company_id: &str,
+    project_id: &str,
+    connection_id: &str,
+    origin_file_id: &str,
+) -> String {
+    format!(
+        "{}{origin_file_id}",
+        copies_prefix(company_id, project_id, connection_id)
+    )
+}
+
 impl Blobs {
     pub fn from_url(url: &str) -> anyhow::Result<Self> {
+        Self::from_url_with(url, &[])
+    }
+
+    /// [`Blobs::from_url`] with S3 settings given here rather than in `AWS_*` variables
+    /// (`("aws_endpoint", "http://127.0.0.1:9000")`, …), as a test names its own store.
+    pub fn from_url_with(url: &str, s3_settings: &[(&str, &str)]) -> anyhow::Result<Self> {
+        let local = url.starts_with("file://");
         let store: Arc<dyn ObjectStore> = if let Some(path) = url.strip_prefix("file://") {
             std::fs::create_dir_all(path).with_context(|| format!("creating {path}"))?;
             Arc::new(
@@ -40,10 +76,14 @@ impl Blobs {
             // S3 speaks HTTPS through rustls with the workspace's one provider.
             let _ = rustls::crypto::ring::default_provider().install_default();
             let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-            let s3 = AmazonS3Builder::from_env()
-                .with_bucket_name(bucket)
-                .build()
-                .context("BLOBS_URL s3 store")?;
+            let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
+            for (key, value) in s3_settings {
+                let key = key
+                    .parse::<AmazonS3ConfigKey>()
+                    .with_context(|| format!("S3 setting {key}"))?;
+                builder = builder.with_config(key, *value);
+            }
+            let s3 = builder.build().context("BLOBS_URL s3 store")?;
             if prefix.is_empty() {
                 Arc::new(s3)
             } else {
@@ -52,7 +92,7 @@ impl Blobs {
         } else {
             anyhow::bail!("BLOBS_URL must be file://PATH or s3://BUCKET/PREFIX, got `{url}`");
         };
-        Ok(Self { store })
+        Ok(Self { store, local })
     }
 
     pub async fn put(&self, key: &str, bytes: Bytes) -> anyhow::Result<()> {
@@ -75,17 +115,32 @@ impl Blobs {
     }
 
     /// Copies within the store (a hard link on a local folder: O(1), no second copy of bytes).
+    /// Copying onto a key that exists is a success: keys of copies are derived
+    /// ([`copy_key`]) and files never change, so it already holds these bytes.
     pub async fn copy(&self, from: &str, to: &str) -> anyhow::Result<()> {
-        self.store.copy(&Path::from(from), &Path::from(to)).await?;
-        Ok(())
+        let (from, to) = (Path::from(from), Path::from(to));
+        if !self.local {
+            self.store.copy(&from, &to).await?;
+            return Ok(());
+        }
+        // A local copy links a staged name and renames it over the target; when the target
+        // is already a link to the same file, rename does nothing and the staged name stays
+        // behind, unlisted. Linking only where nothing is keeps the folder exact.
+        match self.store.copy_if_not_exists(&from, &to).await {
+            Ok(()) | Err(object_store::Error::AlreadyExists { .. }) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Copies many objects, [`COPY_CONCURRENCY`] at a time: each copy is a blocking
     /// filesystem call (or a request to S3), so overlapping them is what makes a batch fast.
+    /// A destination named twice is copied once (copies of one origin share a key).
     pub async fn copy_many(&self, pairs: &[(String, String)]) -> anyhow::Result<()> {
+        let mut seen = std::collections::HashSet::new();
         // Owned jobs, so the future stays `Send` for any caller's lifetimes.
         let jobs: Vec<_> = pairs
             .iter()
+            .filter(|(_, to)| seen.insert(to.as_str()))
             .map(|(from, to)| {
                 let (blobs, from, to) = (self.clone(), from.clone(), to.clone());
                 async move { blobs.copy(&from, &to).await }
@@ -103,6 +158,18 @@ impl Blobs {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// Every key under `prefix` (which should end with `/`), as the store lists them.
+    pub fn list(&self, prefix: &str) -> BoxStream<'static, anyhow::Result<String>> {
+        let prefix = Path::from(prefix.trim_end_matches('/'));
+        self.store
+            .list(Some(&prefix))
+            .map(|meta| {
+                meta.map(|m| m.location.to_string())
+                    .map_err(anyhow::Error::from)
+            })
+            .boxed()
     }
 
     pub async fn exists(&self, key: &str) -> anyhow::Result<bool> {
@@ -137,6 +204,25 @@ mod tests {
             .await
             .unwrap();
         blobs.copy(&a, &b).await.unwrap();
+        // A copy onto a key that holds the copy already succeeds and leaves nothing extra.
+        blobs.copy(&a, &b).await.unwrap();
+        let mut files = Vec::new();
+        let mut dirs = vec![dir.join("co_b")];
+        while let Some(d) = dirs.pop() {
+            for e in std::fs::read_dir(d).unwrap() {
+                let p = e.unwrap().path();
+                if p.is_dir() {
+                    dirs.push(p)
+                } else {
+                    files.push(p)
+                }
+            }
+        }
+        assert_eq!(
+            files,
+            vec![dir.join("co_b/prj_b/fil_2")],
+            "no staged link left"
+        );
         let mut got = Vec::new();
         let mut stream = blobs.get(&b).await.unwrap();
         while let Some(chunk) = stream.next().await {

@@ -2,14 +2,16 @@
 //! under the downstream company's prefix, a row marked with the connection), and undoing a
 //! connection removes every file it ever copied, whichever copy row still names it.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
-use connectability_blobs::{Blobs, files::FileRow};
+use connectability_blobs::{Blobs, copies_prefix, files::FileRow};
 use connectability_platform::input::Id;
 use connectability_store::{
-    Tx,
+    Tx, placeholders,
     table::{Table, by_ids, fetch, select},
 };
+use futures::StreamExt;
+use sqlx::Row;
 
 use crate::SyncRow;
 
@@ -69,22 +71,79 @@ impl CopiedFiles {
     }
 }
 
-/// C12: removes every file connection `connection_id` copied (rows and bytes), including
-/// files of copies that were replaced since (an RFI closed again gets new files).
-pub async fn withdraw(tx: &mut Tx, blobs: &Blobs, connection_id: &str) -> anyhow::Result<()> {
+/// C12: removes every file connection `s` copied (rows and bytes), including files of
+/// copies that were replaced since (an RFI closed again gets new files), and anything an
+/// interrupted copy left under the connection's prefix.
+pub async fn withdraw(tx: &mut Tx, blobs: &Blobs, s: &SyncRow) -> anyhow::Result<()> {
     let files: Vec<FileRow> = fetch(
         tx,
         format!("{} WHERE connection_id = $1", select::<FileRow>()),
-        &[connection_id],
+        &[s.connection_id.as_str()],
         FileRow::read,
     )
     .await?;
     sqlx::query("DELETE FROM files WHERE connection_id = $1")
-        .bind(connection_id)
+        .bind(&s.connection_id)
         .execute(&mut **tx)
         .await?;
+    // Copies made before keys were derived (`copy_key`) live outside the prefix.
     for f in files {
         blobs.delete(&f.object_key).await?;
     }
+    sweep(tx, blobs, s).await?;
     Ok(())
+}
+
+/// Keys checked against the files table per statement while sweeping.
+const SWEEP_BATCH: usize = 500;
+
+/// Deletes the objects under connection `s`'s copies prefix that no file row names: bytes
+/// an attempt copied before it rolled back (a killed replica, a lost claim) and that no
+/// retry will reuse because the connection stopped first. Run once the connection is
+/// stopped, under its locked row, so no copy can add to the prefix meanwhile. Answers how
+/// many objects went.
+pub async fn sweep(tx: &mut Tx, blobs: &Blobs, s: &SyncRow) -> anyhow::Result<u64> {
+    let prefix = copies_prefix(
+        &s.downstream_company_id,
+        &s.downstream_project_id,
+        &s.connection_id,
+    );
+    // Listed in pages and checked a batch at a time: a connection may hold 100,000 files.
+    let mut keys = blobs.list(&prefix);
+    let mut batch = Vec::with_capacity(SWEEP_BATCH);
+    let mut swept = 0;
+    loop {
+        let next = keys.next().await.transpose()?;
+        let done = next.is_none();
+        batch.extend(next);
+        if batch.len() == SWEEP_BATCH || (done && !batch.is_empty()) {
+            swept += sweep_unnamed(tx, blobs, &batch).await?;
+            batch.clear();
+        }
+        if done {
+            break;
+        }
+    }
+    if swept > 0 {
+        tracing::info!(connection = %s.connection_id, swept, "swept copies no row names");
+    }
+    Ok(swept)
+}
+
+async fn sweep_unnamed(tx: &mut Tx, blobs: &Blobs, keys: &[String]) -> anyhow::Result<u64> {
+    let sql = format!(
+        "SELECT object_key FROM files WHERE object_key IN ({})",
+        placeholders(1, keys.len())
+    );
+    let binds: Vec<&str> = keys.iter().map(String::as_str).collect();
+    let named: HashSet<String> = fetch(tx, sql, &binds, |r| r.try_get("object_key"))
+        .await?
+        .into_iter()
+        .collect();
+    let mut swept = 0;
+    for key in keys.iter().filter(|k| !named.contains(*k)) {
+        blobs.delete(key).await?;
+        swept += 1;
+    }
+    Ok(swept)
 }

@@ -63,6 +63,10 @@ pub struct Copied {
     pub records: i64,
     /// Names of records whose copies were deleted because the upstream deleted them.
     pub deleted: Vec<String>,
+    /// Items of the changed records the downstream already held: with `items` at 0, the
+    /// change was copied ahead, by the reconcile of an earlier change to the same records
+    /// (which copies everything they have), and still happened for this downstream.
+    pub held: i64,
 }
 
 /// Which upstream records a tool event changed.
@@ -350,17 +354,20 @@ pub async fn apply_connection_event<T: SyncedTool>(
             start(tool, tx, &c, version).await?;
         }
         "ConnectionDisconnected" => {
-            // Nothing more is applied; copies stay.
-            db::stop_sync(tx, &row_of(&c, SyncState::Stopped, now, version)).await?;
+            // Nothing more is applied; copies stay, and bytes no copy names go.
+            let stopped = row_of(&c, SyncState::Stopped, now, version);
+            db::stop_sync(tx, &stopped).await?;
             if let Some(table) = T::MARKS_DISCONNECTED {
                 db::mark_disconnected(tx, table, &c.id, now).await?;
             }
+            files::sweep(tx, &tool.engine().blobs, &stopped).await?;
         }
         "ConnectionUndone" => {
             // C12: an undone connection leaves no copies behind.
-            db::stop_sync(tx, &row_of(&c, SyncState::Stopped, now, version)).await?;
+            let stopped = row_of(&c, SyncState::Stopped, now, version);
+            db::stop_sync(tx, &stopped).await?;
             db::withdraw_copies(tx, T::WITHDRAW, &c.id).await?;
-            files::withdraw(tx, &tool.engine().blobs, &c.id).await?;
+            files::withdraw(tx, &tool.engine().blobs, &stopped).await?;
         }
         _ => {}
     }

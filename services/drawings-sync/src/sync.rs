@@ -6,7 +6,7 @@
 use std::collections::{HashMap, HashSet};
 
 use async_trait::async_trait;
-use connectability_blobs::{Blobs, key};
+use connectability_blobs::Blobs;
 use connectability_events::Envelope;
 use connectability_platform::{events::decode, input::Id};
 use connectability_proto::{connections::v1::Feature, drawings::v1 as pb};
@@ -277,6 +277,7 @@ pub async fn reconcile_many(
         let copied = revision_copies.get(&s.connection_id);
         for r in &published {
             if copied.is_some_and(|c| c.contains_key(&r.id)) {
+                out.held += 1;
                 continue;
             }
             let Some(drawing) = copies.get(&r.drawing_id).filter(|c| c.deleted_ms.is_none()) else {
@@ -286,17 +287,15 @@ pub async fn reconcile_many(
                 continue;
             };
             let file_id = Id::generate(FILE).to_string();
-            let object_key = key(&s.downstream_company_id, &s.downstream_project_id, &file_id);
-            blob_copies.push((file.object_key.clone(), object_key.clone()));
-            new_files.push(FileRow {
-                id: file_id.clone(),
-                project_id: s.downstream_project_id.clone(),
-                company_id: s.downstream_company_id.clone(),
-                object_key,
-                create_ms: now,
-                connection_id: s.connection_id.clone(),
-                ..file.clone()
-            });
+            let copy = file.copied_to(
+                file_id.clone(),
+                &s.downstream_project_id,
+                &s.downstream_company_id,
+                &s.connection_id,
+                now,
+            );
+            blob_copies.push((file.object_key.clone(), copy.object_key.clone()));
+            new_files.push(copy);
             new_revisions.push(RevisionRow {
                 id: Id::generate(REVISION).to_string(),
                 drawing_id: drawing.id.clone(),
@@ -398,11 +397,18 @@ impl SyncedTool for DrawingSync {
     /// N6: one message per publish per downstream; N7: one per delete.
     fn announce(&self, s: &SyncRow, change: &Change, copied: &Copied, live: bool) -> Vec<Envelope> {
         let mut out = Vec::new();
+        // A publish whose revisions an earlier publish's copy already brought (that copy
+        // takes every published revision of its drawings) still gets its message, counting a
+        // revision per drawing it published.
+        let revisions = match copied.items {
+            0 if copied.held > 0 => change.record_ids.len() as i64,
+            n => n,
+        };
         if let Some(publish_id) = &change.action_id
-            && copied.items > 0
+            && revisions > 0
             && live
         {
-            out.push(events::drawings_copied(s, publish_id, copied.items));
+            out.push(events::drawings_copied(s, publish_id, revisions));
         }
         if !copied.deleted.is_empty() {
             out.push(events::drawings_deleted_upstream(s, &copied.deleted));

@@ -8,6 +8,8 @@
 //! `TEST_DATABASE_URL` (default `postgres://postgres@127.0.0.1:5432/postgres`) and
 //! `TEST_NATS_URL` (default `nats://127.0.0.1:4222`) say where they are.
 
+pub mod s3;
+
 use std::{future::Future, net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 
 use connectability::catalog;
@@ -382,6 +384,9 @@ pub struct Options {
     pub smtp_url: Option<String>,
     /// Copy retries; by default [`FAST_WORK_RETRY`].
     pub work_retry: Option<connectability_sync::WorkRetry>,
+    /// Where files go; by default a folder in the test's temp folder. An S3 store:
+    /// [`s3::S3Store::blobs`].
+    pub blobs: Option<connectability_blobs::Blobs>,
 }
 
 /// Tests' copy retries: as many attempts as in production, with short waits (a failing
@@ -454,11 +459,13 @@ impl TestApp {
         // cache (tests change levels and look at once).
         let process = catalog::InProcess {
             bus: env.bus.clone(),
-            blobs: connectability_blobs::Blobs::from_url(&format!(
-                "file://{}",
-                env.dir.join("blobs").display()
-            ))
-            .expect("blobs folder"),
+            blobs: options.blobs.clone().unwrap_or_else(|| {
+                connectability_blobs::Blobs::from_url(&format!(
+                    "file://{}",
+                    env.dir.join("blobs").display()
+                ))
+                .expect("blobs folder")
+            }),
             peers: lazy_channel(addr),
             issuer: Issuer::hs256(DEV_ONLY_HS256_SECRET.as_bytes()),
             clock: Arc::new(clock.clone()),
@@ -505,6 +512,20 @@ impl TestApp {
             stop,
             server,
         }
+    }
+
+    /// How many files the app's local store holds under `company/project` (a local folder
+    /// keeps the emptied `copies/<connection>/` folders, so those are not counted).
+    pub fn stored_files(&self, company: &str, project: &str) -> usize {
+        fn files_under(dir: &std::path::Path) -> usize {
+            std::fs::read_dir(dir).map_or(0, |d| {
+                d.filter_map(Result::ok)
+                    .map(|e| e.path())
+                    .map(|p| if p.is_dir() { files_under(&p) } else { 1 })
+                    .sum()
+            })
+        }
+        files_under(&self.env.dir.join("blobs").join(company).join(project))
     }
 
     pub fn db(&self, service: Service) -> &Db {

@@ -266,7 +266,83 @@ async fn a_backfill_claimed_by_another_replica_is_left_to_it(backend: Backend) {
     assert_eq!(claims, 0, "a finished backfill's claim is released");
 }
 
+/// N6 when one publish's copy brings a later one's revisions: a publish's copy takes every
+/// published revision of its drawings, so when copies lag (slow storage, a stalled worker)
+/// the first publish of a sheet can copy the revision a second publish added, and the second
+/// copy finds nothing new. Each publish still gets its one message per downstream. (Copies
+/// are held back by a trigger until both publishes are queued.)
+async fn n06_a_publish_copied_ahead_by_an_earlier_one_still_gets_its_message(backend: Backend) {
+    let mut world = Fanout::new(backend, 1, 2048).await.unwrap();
+    let db = world.db();
+    let hold = match db.backend() {
+        Db::Postgres => vec![
+            "CREATE FUNCTION hold_copies() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN
+               IF NEW.connection_id <> '' THEN RAISE EXCEPTION 'held'; END IF;
+               RETURN NEW; END $$",
+            "CREATE TRIGGER hold_copies BEFORE INSERT ON revisions FOR EACH ROW EXECUTE FUNCTION hold_copies()",
+        ],
+        Db::Sqlite => vec![
+            "CREATE TRIGGER hold_copies BEFORE INSERT ON revisions WHEN NEW.connection_id <> ''
+               BEGIN SELECT RAISE(ABORT, 'held'); END",
+        ],
+    };
+    for sql in hold {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+            .execute(db.pool())
+            .await
+            .unwrap();
+    }
+    let first = world.revisions(1).await.unwrap();
+    world.publish(first).await.unwrap();
+    let second = world
+        .app
+        .drawings(&world.app.user_token(&world.gina))
+        .create_drawing_revision(world.revision_request(0, "1"))
+        .await
+        .unwrap()
+        .into_inner()
+        .id;
+    world.publish(vec![second]).await.unwrap();
+    wait_until(&db, "SELECT COUNT(*) FROM sync_work", 2)
+        .await
+        .unwrap();
+    sqlx::raw_sql("DROP TRIGGER hold_copies ON revisions")
+        .execute(db.pool())
+        .await
+        .or(sqlx::raw_sql("DROP TRIGGER hold_copies")
+            .execute(db.pool())
+            .await)
+        .unwrap();
+    wait_until(
+        &db,
+        "SELECT COUNT(*) FROM revisions WHERE connection_id <> ''",
+        2,
+    )
+    .await
+    .unwrap();
+    eventually("the copy queue drained", WAIT, || async {
+        let left: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM sync_work")
+            .fetch_one(db.pool())
+            .await
+            .unwrap();
+        (left == 0).then_some(())
+    })
+    .await;
+    let announced: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM outbox WHERE event_type = 'connectability.drawings.v1.DrawingsCopied'",
+    )
+    .fetch_one(db.pool())
+    .await
+    .unwrap();
+    assert_eq!(
+        announced, 2,
+        "one DrawingsCopied per publish for the downstream"
+    );
+    let _ = &mut world;
+}
+
 on_both_backends!(
+    n06_a_publish_copied_ahead_by_an_earlier_one_still_gets_its_message,
     a_backfill_claimed_by_another_replica_is_left_to_it,
     a_publish_is_bounded_answered_once_per_revision_and_never_stops_the_outbox,
     a_copy_that_always_fails_is_parked_and_replayed_while_others_stay_in_sync,

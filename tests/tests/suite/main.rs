@@ -39,6 +39,7 @@ mod hostile;
 mod limits;
 mod metrics;
 mod notifications;
+mod object_store;
 mod platform;
 mod rfis;
 mod submittals;

@@ -670,14 +670,7 @@ async fn r03_copies_carry_every_listed_field_both_pdfs_and_official_responses_on
         assert_eq!(ub, db);
     }
     // Under the downstream company's own storage prefix.
-    let prefix = w
-        .app
-        .env
-        .dir
-        .join("blobs")
-        .join(&w.sub_company)
-        .join(&w.sub_project);
-    assert_eq!(std::fs::read_dir(&prefix).unwrap().count(), 4, "{prefix:?}");
+    assert_eq!(w.app.stored_files(&w.sub_company, &w.sub_project), 4);
     // The upstream company cannot read the copies' files.
     let outsider = w
         .rfis(&w.gc_admin)
@@ -1109,14 +1102,8 @@ async fn an_undone_rfi_connection_leaves_no_copies(backend: Backend) {
         w.copies().await.is_empty().then_some(())
     })
     .await;
-    let prefix = w.app.env.dir.join("blobs").join(&w.sub_company);
-    let left = std::fs::read_dir(&prefix)
-        .map(|d| {
-            d.flat_map(|p| std::fs::read_dir(p.unwrap().path()).unwrap())
-                .count()
-        })
-        .unwrap_or(0);
-    assert_eq!(left, 0, "no copied files left under {prefix:?}");
+    let left = w.app.stored_files(&w.sub_company, &w.sub_project);
+    assert_eq!(left, 0, "no copied files left");
     w.app.stop().await;
 }
 

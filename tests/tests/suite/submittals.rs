@@ -572,14 +572,7 @@ async fn s04_only_the_attachments_selected_in_a_distribution_are_copied(backend:
         ]
     );
     // Nothing else reached Ridgeline's storage: two attachments and the cover sheet.
-    let prefix = w
-        .app
-        .env
-        .dir
-        .join("blobs")
-        .join(&w.sub_company)
-        .join(&w.sub_project);
-    assert_eq!(std::fs::read_dir(&prefix).unwrap().count(), 3, "{prefix:?}");
+    assert_eq!(w.app.stored_files(&w.sub_company, &w.sub_project), 3);
     w.app.stop().await;
 }
 
@@ -866,15 +859,8 @@ async fn an_undone_submittal_connection_leaves_no_copies(backend: Backend) {
         w.copies().await.is_empty().then_some(())
     })
     .await;
-    let prefix = w
-        .app
-        .env
-        .dir
-        .join("blobs")
-        .join(&w.sub_company)
-        .join(&w.sub_project);
-    let left = std::fs::read_dir(&prefix).map(|d| d.count()).unwrap_or(0);
-    assert_eq!(left, 0, "no copied files left under {prefix:?}");
+    let left = w.app.stored_files(&w.sub_company, &w.sub_project);
+    assert_eq!(left, 0, "no copied files left");
     w.app.stop().await;
 }
 

@@ -249,8 +249,7 @@ impl World {
 
     /// Objects stored under the subcontractor's prefix for `project`.
     fn stored_objects(&self, project: &str) -> usize {
-        let dir = self.app.env.dir.join("blobs").join(&self.sub).join(project);
-        std::fs::read_dir(dir).map_or(0, |d| d.count())
+        self.app.stored_files(&self.sub, project)
     }
 }
 
