@@ -133,7 +133,9 @@ impl ToolApi {
 
     /// A viewer of the project a record lives in. A caller who may not see that project
     /// gets the record's own NOT_FOUND (`missing`), so ids of other companies' records
-    /// reveal nothing; one who sees it without READ_ONLY gets PERMISSION_DENIED.
+    /// reveal nothing; one who sees it without READ_ONLY gets PERMISSION_DENIED; a directory
+    /// that cannot answer stays UNAVAILABLE (a NOT_FOUND then would tell a client to stop
+    /// retrying a record that exists: the fault suite's RFI closes met it).
     pub async fn viewer_of_record(
         &self,
         caller: &Caller,
@@ -142,10 +144,16 @@ impl ToolApi {
     ) -> Result<Member, Status> {
         self.viewer(caller, project_id)
             .await
-            .map_err(|e| match e.code() {
-                tonic::Code::PermissionDenied => e,
-                _ => missing(),
-            })
+            .map_err(|e| record_access_error(e, missing))
+    }
+}
+
+/// The answer for a record when its project's access check failed with `e`: only "no such
+/// project for you" becomes the record's NOT_FOUND.
+fn record_access_error(e: Status, missing: impl Fn() -> Status) -> Status {
+    match e.code() {
+        tonic::Code::NotFound => missing(),
+        _ => e,
     }
 }
 
@@ -217,4 +225,25 @@ impl ToolApi {
 /// A database error as the client sees it: INTERNAL, details in the log.
 pub fn db_err(e: sqlx::Error) -> Status {
     internal(e)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_an_unseen_project_hides_a_record_and_an_outage_stays_retryable() {
+        let missing = || Status::not_found("RFI `rfi_1` not found");
+        let hidden = record_access_error(Status::not_found("project"), missing);
+        assert_eq!(hidden.message(), "RFI `rfi_1` not found");
+        for code in [
+            tonic::Code::PermissionDenied,
+            tonic::Code::Unavailable,
+            tonic::Code::DeadlineExceeded,
+            tonic::Code::Internal,
+        ] {
+            let e = record_access_error(Status::new(code, "directory"), missing);
+            assert_eq!(e.code(), code, "{e:?}");
+        }
+    }
 }

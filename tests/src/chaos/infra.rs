@@ -139,6 +139,15 @@ impl Postgres {
     }
 }
 
+/// A run that fails midway stops its cluster too (stopping a stopped one does nothing).
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        if self.data.join("postmaster.pid").exists() {
+            self.stop();
+        }
+    }
+}
+
 /// The NATS configuration the project ships: a user per service, with permissions.
 pub const NATS_CONF: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/nats/nats.conf");
 

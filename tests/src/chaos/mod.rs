@@ -24,6 +24,8 @@ use connectability_proto::{
     },
     directory::v1::{self as pb, directory_service_client::DirectoryServiceClient},
     drawings::v1::{self as dpb, drawing_service_client::DrawingServiceClient},
+    rfis::v1::{self as rpb, RfiStatus, rfi_service_client::RfiServiceClient},
+    submittals::v1::{self as spb, submittal_service_client::SubmittalServiceClient},
 };
 use connectability_testkit::s3::{S3Store, unnamed};
 use futures::StreamExt as _;
@@ -52,6 +54,10 @@ pub struct Plan {
     pub kills: usize,
     /// Added to every request to the S3-protocol store (the round trip to a real bucket).
     pub s3_delay: Duration,
+    /// RFIs closed under the faults (every third reopened and closed again), each linking a
+    /// drawing; submittals distributed, revised and distributed again.
+    pub rfis: usize,
+    pub submittals: usize,
 }
 
 impl Plan {
@@ -65,6 +71,8 @@ impl Plan {
             revised: 20,
             kills: 24,
             s3_delay: Duration::from_millis(50),
+            rfis: 12,
+            submittals: 8,
         }
     }
 
@@ -78,6 +86,8 @@ impl Plan {
             revised: 50,
             kills: 100,
             s3_delay: Duration::from_millis(50),
+            rfis: 40,
+            submittals: 20,
         }
     }
 }
@@ -198,6 +208,8 @@ struct Api {
     directory: Channel,
     connections: Channel,
     drawings: [Channel; 2],
+    rfis: [Channel; 2],
+    submittals: [Channel; 2],
 }
 
 impl Api {
@@ -220,6 +232,18 @@ impl Api {
             BearerToken::new(&self.issuer.user(user)),
         )
         .max_decoding_message_size(16 << 20)
+    }
+    fn rfis(&self, user: &str, attempt: usize) -> RfiServiceClient<Authed> {
+        RfiServiceClient::with_interceptor(
+            self.rfis[attempt % 2].clone(),
+            BearerToken::new(&self.issuer.user(user)),
+        )
+    }
+    fn submittals(&self, user: &str, attempt: usize) -> SubmittalServiceClient<Authed> {
+        SubmittalServiceClient::with_interceptor(
+            self.submittals[attempt % 2].clone(),
+            BearerToken::new(&self.issuer.user(user)),
+        )
     }
 }
 
@@ -284,6 +308,11 @@ struct World {
     /// Revision ids: first revisions in publish batches, then the second revisions.
     batches: Vec<Vec<String>>,
     revised: Vec<String>,
+    /// Open RFIs, each linking a first revision of the first publish.
+    rfis: Vec<String>,
+    /// Submittals at revision 0 with raj (Sub) on the distribution list, and their
+    /// attachment for revision 0 and for revision 1.
+    submittals: Vec<(String, String, String)>,
 }
 
 async fn build_world(api: &Api, plan: &Plan) -> anyhow::Result<World> {
@@ -394,7 +423,7 @@ async fn build_world(api: &Api, plan: &Plan) -> anyhow::Result<World> {
 
     // The stable connections, all in sync before the faults start.
     for (i, down) in stable.iter().enumerate() {
-        request(api, &raj, down, &up, &rid("stable", i)).await?;
+        request(api, &raj, down, &up, &rid("stable", i), ALL_FEATURES).await?;
     }
 
     // Every revision exists (unpublished) before the faults: creating one is not idempotent,
@@ -444,9 +473,7 @@ async fn build_world(api: &Api, plan: &Plan) -> anyhow::Result<World> {
                         )),
                     },
                     dpb::UploadFileRequest {
-                        part: Some(dpb::upload_file_request::Part::Chunk(
-                            format!("%PDF-1.4\n% chaos sheet {sheet}\n").into_bytes(),
-                        )),
+                        part: Some(dpb::upload_file_request::Part::Chunk(sheet_pdf(sheet))),
                     },
                 ];
                 call!(
@@ -502,6 +529,80 @@ async fn build_world(api: &Api, plan: &Plan) -> anyhow::Result<World> {
                 .id,
         );
     }
+    // RFIs and submittals exist before the faults (creating one takes a request id, but
+    // uploads do not); closing, reopening, distributing and revising happen under them.
+    let mut rfis = Vec::new();
+    for i in 0..plan.rfis {
+        let r = rpb::CreateRfiRequest {
+            project_id: up.clone(),
+            subject: format!("RFI {i}"),
+            question: format!("Which detail applies at grid {i}?"),
+            responsible_contractor: "Sub".into(),
+            date_initiated: "2026-03-02".into(),
+            due_date: "2026-03-16".into(),
+            drawing_revision_ids: vec![first[i % first.len().min(plan.batch)].clone()],
+            request_id: rid("rfi", i),
+            ..Default::default()
+        };
+        let rfi = retry("CreateRfi", |a| {
+            call!(api.rfis(&gina, a), create_rfi, r.clone())
+        })
+        .await?;
+        rfis.push(rfi.into_inner().id);
+    }
+    let mut submittals = Vec::new();
+    for i in 0..plan.submittals {
+        let mut files = Vec::new();
+        for revision in 0..2 {
+            let parts = vec![
+                spb::UploadFileRequest {
+                    part: Some(spb::upload_file_request::Part::Header(
+                        spb::upload_file_request::Header {
+                            project_id: up.clone(),
+                            filename: format!("submittal-{i}-r{revision}.pdf"),
+                            content_type: "application/pdf".into(),
+                        },
+                    )),
+                },
+                spb::UploadFileRequest {
+                    part: Some(spb::upload_file_request::Part::Chunk(
+                        connectability_pdf::text_document(
+                            &format!("Submittal {i} revision {revision}"),
+                            &[],
+                        )?,
+                    )),
+                },
+            ];
+            let file = retry("UploadFile", |a| {
+                call!(
+                    api.submittals(&gina, a),
+                    upload_file,
+                    tokio_stream::iter(parts.clone())
+                )
+            })
+            .await?;
+            files.push(file.into_inner().id);
+        }
+        let r = spb::CreateSubmittalRequest {
+            project_id: up.clone(),
+            title: format!("Submittal {i}"),
+            specification_section: "05 12 00".into(),
+            r#type: "Shop Drawing".into(),
+            distribution_ids: vec![raj.clone()],
+            attachment_file_ids: vec![files[0].clone()],
+            request_id: rid("submittal", i),
+            ..Default::default()
+        };
+        let submittal = retry("CreateSubmittal", |a| {
+            call!(api.submittals(&gina, a), create_submittal, r.clone())
+        })
+        .await?;
+        submittals.push((
+            submittal.into_inner().id,
+            files[0].clone(),
+            files[1].clone(),
+        ));
+    }
     Ok(World {
         gina,
         raj,
@@ -512,8 +613,113 @@ async fn build_world(api: &Api, plan: &Plan) -> anyhow::Result<World> {
         churn,
         batches: first.chunks(plan.batch).map(<[String]>::to_vec).collect(),
         revised,
+        rfis,
+        submittals,
     })
 }
+
+/// Sheet `sheet`'s PDF (a real one: closing an RFI renders the drawings it links).
+fn sheet_pdf(sheet: usize) -> Vec<u8> {
+    connectability_pdf::text_document(
+        &format!("Sheet {sheet}"),
+        &[connectability_pdf::Line::Text(format!("A-{sheet:05}"))],
+    )
+    .expect("a one-page PDF")
+}
+
+/// Closes (`close`) or reopens an RFI; a refusal is fine once it is in that state (the
+/// answer to an earlier try was lost).
+async fn rfi_step(api: &Api, user: &str, id: &str, close: bool) -> anyhow::Result<()> {
+    let r = rpb::CloseRfiRequest { id: id.into() };
+    let result = if close {
+        retry("CloseRfi", |a| {
+            call!(api.rfis(user, a), close_rfi, r.clone())
+        })
+        .await
+        .map(drop)
+    } else {
+        let r = rpb::ReopenRfiRequest { id: id.into() };
+        retry("ReopenRfi", |a| {
+            call!(api.rfis(user, a), reopen_rfi, r.clone())
+        })
+        .await
+        .map(drop)
+    };
+    let g = rpb::GetRfiRequest { id: id.into() };
+    let now = retry("GetRfi", |a| call!(api.rfis(user, a), get_rfi, g.clone()))
+        .await?
+        .into_inner()
+        .status();
+    let want = if close {
+        RfiStatus::Closed
+    } else {
+        RfiStatus::Reopened
+    };
+    if now != want {
+        result?;
+        bail!("RFI {id} is {now:?}, not {want:?}");
+    }
+    Ok(())
+}
+
+/// Distributes a submittal's latest revision with `attachment` selected. Not idempotent:
+/// a retry after a lost answer distributes again, which the copies must mirror too.
+async fn distribute(api: &Api, user: &str, id: &str, attachment: &str) -> anyhow::Result<()> {
+    let r = spb::DistributeSubmittalRequest {
+        submittal_id: id.into(),
+        message: "For your records".into(),
+        attachment_file_ids: vec![attachment.into()],
+        ..Default::default()
+    };
+    retry("DistributeSubmittal", |a| {
+        call!(api.submittals(user, a), distribute_submittal, r.clone())
+    })
+    .await?;
+    Ok(())
+}
+
+/// The RFI and submittal work, beside the publishes: every RFI closed (every third
+/// reopened and closed again), every submittal distributed, revised and distributed again.
+/// Starts once the first publish is in (the RFIs link its revisions).
+async fn tools_workload(
+    api: &Api,
+    w: &World,
+    first_published: &std::sync::atomic::AtomicBool,
+) -> anyhow::Result<()> {
+    while !first_published.load(std::sync::atomic::Ordering::SeqCst) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for i in 0..w.rfis.len().max(w.submittals.len()) {
+        if let Some(rfi) = w.rfis.get(i) {
+            rfi_step(api, &w.gina, rfi, true).await?;
+            if i % 3 == 0 {
+                rfi_step(api, &w.gina, rfi, false).await?;
+                rfi_step(api, &w.gina, rfi, true).await?;
+            }
+        }
+        if let Some((id, first, second)) = w.submittals.get(i) {
+            distribute(api, &w.gina, id, first).await?;
+            let r = spb::CreateSubmittalRevisionRequest {
+                submittal_id: id.clone(),
+                attachment_file_ids: vec![second.clone()],
+            };
+            retry("CreateSubmittalRevision", |a| {
+                call!(
+                    api.submittals(&w.gina, a),
+                    create_submittal_revision,
+                    r.clone()
+                )
+            })
+            .await?;
+            distribute(api, &w.gina, id, second).await?;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(())
+}
+
+/// Every tool: the stable and churned connections copy drawings, RFIs and submittals.
+const ALL_FEATURES: &[Feature] = &[Feature::Drawings, Feature::Rfis, Feature::Submittals];
 
 async fn request(
     api: &Api,
@@ -521,12 +727,13 @@ async fn request(
     down: &str,
     up: &str,
     request_id: &str,
+    features: &[Feature],
 ) -> anyhow::Result<cpb::Connection> {
     let cm = api.connections(user);
     let r = cpb::RequestConnectionRequest {
         downstream_project_id: down.into(),
         upstream_project_id: up.into(),
-        features: vec![Feature::Drawings as i32],
+        features: features.iter().map(|f| *f as i32).collect(),
         request_id: request_id.into(),
     };
     Ok(retry("RequestConnection", |_| {
@@ -576,7 +783,11 @@ struct Churn {
 }
 
 /// Publishes every batch (and the second revisions) while churning connections.
-async fn drive(api: &Api, w: &World) -> anyhow::Result<(Churn, usize)> {
+async fn drive(
+    api: &Api,
+    w: &World,
+    first_published: &std::sync::atomic::AtomicBool,
+) -> anyhow::Result<(Churn, usize)> {
     let mut churn = (None, None, None);
     let mut publishes = 0;
     let mut all: Vec<&Vec<String>> = w.batches.iter().collect();
@@ -598,17 +809,25 @@ async fn drive(api: &Api, w: &World) -> anyhow::Result<(Churn, usize)> {
         })
         .await?;
         publishes += 1;
+        first_published.store(true, std::sync::atomic::Ordering::SeqCst);
         match b {
             1 => {
                 churn.0 = Some(
-                    request(api, &w.raj, &w.churn[0], &w.up, "chaos-undone")
-                        .await?
-                        .id,
+                    request(
+                        api,
+                        &w.raj,
+                        &w.churn[0],
+                        &w.up,
+                        "chaos-undone",
+                        ALL_FEATURES,
+                    )
+                    .await?
+                    .id,
                 )
             }
             2 => {
                 churn.1 = Some(
-                    request(api, &w.raj, &w.churn[1], &w.up, "chaos-disc")
+                    request(api, &w.raj, &w.churn[1], &w.up, "chaos-disc", ALL_FEATURES)
                         .await?
                         .id,
                 )
@@ -629,7 +848,15 @@ async fn drive(api: &Api, w: &World) -> anyhow::Result<(Churn, usize)> {
                 .await?;
             }
             4 => {
-                let c = request(api, &w.raj, &w.churn[2], &w.keystone_up, "chaos-appr").await?;
+                let c = request(
+                    api,
+                    &w.raj,
+                    &w.churn[2],
+                    &w.keystone_up,
+                    "chaos-appr",
+                    &[Feature::Drawings],
+                )
+                .await?;
                 let id = c.id.clone();
                 transition(
                     api,
@@ -863,6 +1090,14 @@ pub struct Report {
     pub notifications_found: i64,
     /// Stable connections whose drawings notifications are not one per publish.
     pub notifications_wrong: Vec<String>,
+    /// RFI copies closed like their upstream RFI, submittal copies at the last distributed
+    /// revision, distribution copies (over every stable connection), upstream distributions,
+    /// and the connections where any of these is off.
+    pub rfi_copies: i64,
+    pub submittal_copies: i64,
+    pub distribution_copies: i64,
+    pub upstream_distributions: i64,
+    pub tools_wrong: Vec<String>,
     pub emails_rows: i64,
     pub emails_received: u64,
     pub emails_distinct: u64,
@@ -893,6 +1128,7 @@ impl Report {
             && self.orphan_objects.is_empty()
             && self.missing_objects.is_empty()
             && self.notifications_wrong.is_empty()
+            && self.tools_wrong.is_empty()
             && self.disconnected_duplicated == 0
             && self.states_wrong.is_empty()
             && self.notifications_found == self.notifications_expected
@@ -931,6 +1167,23 @@ impl Report {
             plan.sheets + plan.revised,
             self.copies_expected,
             self.copies_found
+        );
+        println!(
+            "| RFIs: closed copies like upstream (every third reopened and closed again) | {} of {} |",
+            self.rfi_copies,
+            plan.rfis * plan.connections
+        );
+        println!(
+            "| submittals: copies at the last distributed revision / distribution copies | {} of {} / {} of {} |",
+            self.submittal_copies,
+            plan.submittals * plan.connections,
+            self.distribution_copies,
+            self.upstream_distributions * plan.connections as i64
+        );
+        println!(
+            "| connections whose RFIs or submittals are off | {} {:?} |",
+            self.tools_wrong.len(),
+            self.tools_wrong
         );
         println!("| lost copies | {} |", self.lost);
         println!("| duplicated copies | {} |", self.duplicated);
@@ -1081,6 +1334,11 @@ pub async fn run(plan: Plan, bin: &Path) -> anyhow::Result<Report> {
                 channel(c.port("drawings-sync#0")),
                 channel(c.port("drawings-sync#1")),
             ],
+            rfis: [channel(c.port("rfi-sync#0")), channel(c.port("rfi-sync#1"))],
+            submittals: [
+                channel(c.port("submittal-sync#0")),
+                channel(c.port("submittal-sync#1")),
+            ],
         }
     };
     let pg_url = cluster.lock().unwrap().pg.url("postgres");
@@ -1114,7 +1372,12 @@ pub async fn run(plan: Plan, bin: &Path) -> anyhow::Result<Report> {
         let (cluster, plan, done) = (cluster.clone(), plan.clone(), work_done.clone());
         std::thread::spawn(move || inject(cluster, plan, done))
     };
-    let driven = drive(&api, &world).await;
+    let first_published = std::sync::atomic::AtomicBool::new(false);
+    let (driven, tools) = tokio::join!(
+        drive(&api, &world, &first_published),
+        tools_workload(&api, &world, &first_published)
+    );
+    let driven = driven.and_then(|d| tools.map(|()| d));
     work_done.store(true, std::sync::atomic::Ordering::SeqCst);
     let faults = tokio::task::spawn_blocking(move || injector.join())
         .await?
@@ -1160,8 +1423,12 @@ pub async fn run(plan: Plan, bin: &Path) -> anyhow::Result<Report> {
                     return false;
                 }
             }
-            count(&pools["drawings_sync"], "SELECT COUNT(*) FROM sync_work").await == 0
-                && count(&pools["notification"], "SELECT COUNT(*) FROM emails WHERE sent_ms IS NULL").await == 0
+            for db in TOOL_DBS {
+                if count(&pools[db], "SELECT COUNT(*) FROM sync_work").await != 0 {
+                    return false;
+                }
+            }
+            count(&pools["notification"], "SELECT COUNT(*) FROM emails WHERE sent_ms IS NULL").await == 0
                 && Nats::backlog(&nats_url, &nats_admin).await.ok() == Some(0)
         }
     })
@@ -1252,23 +1519,78 @@ pub async fn run(plan: Plan, bin: &Path) -> anyhow::Result<Report> {
     .fetch_one(dwg)
     .await?;
     report.disconnected_duplicated = all - distinct;
-    let states: Vec<(String, i64)> =
-        sqlx::query_as("SELECT connection_id, CAST(state AS BIGINT) FROM sync_connections")
-            .fetch_all(dwg)
-            .await?;
-    for (id, state) in states {
-        let want = if id == churn.undone || id == churn.disconnected {
-            3
-        } else {
-            2
-        };
-        if state != want {
-            report
-                .states_wrong
-                .push(format!("{id}: {state}, want {want}"));
+    for db in TOOL_DBS {
+        let states: Vec<(String, i64)> =
+            sqlx::query_as("SELECT connection_id, CAST(state AS BIGINT) FROM sync_connections")
+                .fetch_all(&pools[db])
+                .await?;
+        for (id, state) in states {
+            let want = if id == churn.undone || id == churn.disconnected {
+                3
+            } else {
+                2
+            };
+            if state != want {
+                report
+                    .states_wrong
+                    .push(format!("{db} {id}: {state}, want {want}"));
+            }
         }
     }
     let _ = &churn.approved;
+    // RFIs and submittals, connection by connection, against the upstream's final state.
+    let stable_ids = world.stable_connections(dwg).await?;
+    let rfi_db = &pools["rfi_sync"];
+    let sub_db = &pools["submittal_sync"];
+    let upstream_distributions: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM distributions WHERE connection_id = '' AND project_id = $1",
+    )
+    .bind(&world.up)
+    .fetch_one(sub_db)
+    .await?;
+    for id in &stable_ids {
+        // R1, R4: a copy of every RFI, in the upstream's (closed) status, once.
+        let (rfis, matching): (i64, i64) = sqlx::query_as(
+            "SELECT COUNT(*), COUNT(*) FILTER (WHERE c.status = o.status AND o.status = 2)
+             FROM rfis c JOIN rfis o ON o.id = c.origin_id WHERE c.connection_id = $1",
+        )
+        .bind(id)
+        .fetch_one(rfi_db)
+        .await?;
+        report.rfi_copies += matching;
+        if rfis != plan.rfis as i64 || matching != plan.rfis as i64 {
+            report.tools_wrong.push(format!(
+                "{id}: {rfis} RFI copies, {matching} closed like upstream, want {}",
+                plan.rfis
+            ));
+        }
+        // S2, S5: a copy of every submittal at its last distributed revision, not outdated,
+        // with every distribution.
+        let (subs, current): (i64, i64) = sqlx::query_as(
+            "SELECT COUNT(*), COUNT(*) FILTER (WHERE c.revision = o.distributed_revision AND c.outdated = 0)
+             FROM submittals c JOIN submittals o ON o.id = c.origin_id WHERE c.connection_id = $1",
+        )
+        .bind(id)
+        .fetch_one(sub_db)
+        .await?;
+        let distributions: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM distributions WHERE connection_id = $1")
+                .bind(id)
+                .fetch_one(sub_db)
+                .await?;
+        report.submittal_copies += current;
+        report.distribution_copies += distributions;
+        if subs != plan.submittals as i64
+            || current != plan.submittals as i64
+            || distributions != upstream_distributions
+        {
+            report.tools_wrong.push(format!(
+                "{id}: {subs} submittal copies, {current} current, {distributions} of {upstream_distributions} distributions, want {}",
+                plan.submittals
+            ));
+        }
+    }
+    report.upstream_distributions = upstream_distributions;
     // N6: one drawings notification per publish per stable downstream, connection by
     // connection (a loss in one and an extra in another must not cancel out).
     report.notifications_expected = (publishes * plan.connections) as i64;
