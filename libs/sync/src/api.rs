@@ -157,6 +157,16 @@ fn record_access_error(e: Status, missing: impl Fn() -> Status) -> Status {
     }
 }
 
+/// For a record read on someone's behalf: a project they may not see (NOT_FOUND) or not
+/// read (PERMISSION_DENIED) hides the record (`missing`); any other failure (a directory
+/// that cannot answer) stays as it is, so the caller retries.
+pub fn hide_record(e: Status, missing: impl FnOnce() -> Status) -> Status {
+    match e.code() {
+        tonic::Code::NotFound | tonic::Code::PermissionDenied => missing(),
+        _ => e,
+    }
+}
+
 /// The RPCs every synced tool serves the same way; a tool's handler calls one of these and
 /// adds only its own rule (who may upload; which stored files a viewer may read).
 impl ToolApi {
@@ -189,7 +199,7 @@ impl ToolApi {
         let viewer = self
             .viewer(&caller, &file.project_id)
             .await
-            .map_err(|_| not_found("file", &file.id))?;
+            .map_err(|e| hide_record(e, || not_found("file", &file.id)))?;
         Ok((file, viewer))
     }
 
@@ -245,5 +255,9 @@ mod tests {
             let e = record_access_error(Status::new(code, "directory"), missing);
             assert_eq!(e.code(), code, "{e:?}");
         }
+        let hidden = hide_record(Status::permission_denied("level"), missing);
+        assert_eq!(hidden.code(), tonic::Code::NotFound);
+        let outage = hide_record(Status::unavailable("directory"), missing);
+        assert_eq!(outage.code(), tonic::Code::Unavailable);
     }
 }

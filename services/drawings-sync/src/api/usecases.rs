@@ -3,6 +3,7 @@
 
 use super::*;
 use connectability_platform::requests::{self, EmptyMask};
+use connectability_sync::api::hide_record;
 
 impl DrawingApi {
     pub fn new(base: &Foundation, relay: RelayWaker, limits: Limits) -> Self {
@@ -423,7 +424,7 @@ impl DrawingApi {
         let (_, access) = self
             .viewer(&on_behalf, project.as_str())
             .await
-            .map_err(|_| missing())?;
+            .map_err(|e| hide_record(e, missing))?;
         let mut conn = self.core.read().await?;
         let rev = db::get::<RevisionRow>(&mut conn, revision.as_str())
             .await
@@ -468,7 +469,7 @@ impl DrawingApi {
         let (user, access) = self
             .viewer(caller, &rev.project_id)
             .await
-            .map_err(|_| not_found("revision", revision_id.as_str()))?;
+            .map_err(|e| hide_record(e, || not_found("revision", revision_id.as_str())))?;
         if !rev.published && !domain::is_admin(&access) {
             return Err(not_found("revision", revision_id.as_str()));
         }
