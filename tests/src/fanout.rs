@@ -369,6 +369,24 @@ impl World {
     }
 }
 
+/// Polls until the copy queue (`sync_work`) of `db` is empty (one minute at most).
+pub async fn wait_drained(db: &Db) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let left = sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM sync_work")
+            .fetch_one(db.pool())
+            .await?;
+        if left == 0 {
+            return Ok(());
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the copy queue still holds {left} items"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// Polls `sql` (one COUNT) every 2 ms until it reaches `want` (10 minutes at most).
 pub async fn wait_until(db: &Db, sql: &'static str, want: i64) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(600);

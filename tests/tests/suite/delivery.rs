@@ -7,7 +7,7 @@ use std::time::Duration;
 use connectability_proto::drawings::v1 as dpb;
 use connectability_store::{Backend as Db, inbox};
 use connectability_testkit::{Backend, FAST_WORK_RETRY, Options, eventually};
-use connectability_tests::fanout::{Fanout, wait_until};
+use connectability_tests::fanout::{Fanout, wait_drained, wait_until};
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -320,14 +320,7 @@ async fn n06_a_publish_copied_ahead_by_an_earlier_one_still_gets_its_message(bac
     )
     .await
     .unwrap();
-    eventually("the copy queue drained", WAIT, || async {
-        let left: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM sync_work")
-            .fetch_one(db.pool())
-            .await
-            .unwrap();
-        (left == 0).then_some(())
-    })
-    .await;
+    wait_drained(&db).await.unwrap();
     let announced: i64 = sqlx::query_scalar(
         "SELECT COUNT(*) FROM outbox WHERE event_type = 'connectability.drawings.v1.DrawingsCopied'",
     )
@@ -405,14 +398,7 @@ async fn a_copy_longer_than_its_lease_is_kept_by_the_heartbeat_and_done_once() {
         .await
         .unwrap();
     assert_eq!(attempts, 1, "the copy ran once, never taken over");
-    eventually("the work queue drained", WAIT, || async {
-        let left: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM sync_work")
-            .fetch_one(db.pool())
-            .await
-            .unwrap();
-        (left == 0).then_some(())
-    })
-    .await;
+    wait_drained(&db).await.unwrap();
     assert!(
         inbox::list_dead_letters(&db, None)
             .await

@@ -14,7 +14,7 @@ use connectability_testkit::{
     Backend, FAST_WORK_RETRY, Options, eventually,
     s3::{S3Store, unnamed},
 };
-use connectability_tests::fanout::{Fanout, wait_until};
+use connectability_tests::fanout::{Fanout, wait_drained, wait_until};
 use futures::StreamExt;
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -257,14 +257,7 @@ async fn a_copy_on_slow_storage_outlives_its_lease_and_copies_each_object_once()
     .await
     .unwrap();
     let took = started.elapsed();
-    eventually("the work queue drained", WAIT, || async {
-        let left: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM sync_work")
-            .fetch_one(db.pool())
-            .await
-            .unwrap();
-        (left == 0).then_some(())
-    })
-    .await;
+    wait_drained(&db).await.unwrap();
     assert!(
         took > lease * 3,
         "the copy must outlast its lease for this test to mean anything: {took:?}"
