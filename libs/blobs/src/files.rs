@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 use sqlx::{Row, any::AnyRow};
 use tonic::{Status, Streaming};
 
-use crate::{Blobs, copy_key, key};
+use crate::{Blobs, CopyTarget, key};
 use object_store::ObjectStoreExt as _;
 
 /// Chunk size of downloads.
@@ -73,23 +73,17 @@ impl FileRow {
         }
     }
 
-    /// Connection `connection_id`'s copy of this file in another project: same bytes, the
-    /// downstream company's prefix, at the connection's key for this file ([`copy_key`]).
-    pub fn copied_to(
-        &self,
-        id: String,
-        project_id: &str,
-        company_id: &str,
-        connection_id: &str,
-        now_ms: i64,
-    ) -> Self {
+    /// The copy of this file `to` a downstream project: same bytes, the downstream
+    /// company's prefix, at the key the connection's tool derives for it
+    /// ([`CopyTarget::key`]).
+    pub fn copied_to(&self, id: String, to: &CopyTarget<'_>, now_ms: i64) -> Self {
         Self {
-            object_key: copy_key(company_id, project_id, connection_id, &self.id),
+            object_key: to.key(&self.id),
             id,
-            project_id: project_id.to_string(),
-            company_id: company_id.to_string(),
+            project_id: to.project_id.to_string(),
+            company_id: to.company_id.to_string(),
             create_ms: now_ms,
-            connection_id: connection_id.to_string(),
+            connection_id: to.connection_id.to_string(),
             ..self.clone()
         }
     }

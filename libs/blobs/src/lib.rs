@@ -33,28 +33,36 @@ pub fn key(company_id: &str, project_id: &str, file_id: &str) -> String {
     format!("{company_id}/{project_id}/{file_id}")
 }
 
-/// Where connection `connection_id` keeps its copies in the downstream project:
-/// `<company>/<project>/copies/<connection id>/`. Everything under it belongs to that
-/// connection, so stopping it can sweep what an interrupted copy left (see [`copy_key`]).
-pub fn copies_prefix(company_id: &str, project_id: &str, connection_id: &str) -> String {
-    format!("{company_id}/{project_id}/copies/{connection_id}/")
+/// Where one tool keeps what it copies over one connection into the downstream project.
+/// Each tool has its own database and `files` table, so each has its own prefix
+/// ([`CopyTarget::prefix`]): stopping a connection sweeps, per tool, what that tool's rows
+/// do not name, and must never see another tool's copies.
+#[derive(Debug, Clone, Copy)]
+pub struct CopyTarget<'a> {
+    pub company_id: &'a str,
+    pub project_id: &'a str,
+    pub connection_id: &'a str,
+    /// The tool's name (`drawings`, `rfis`, `submittals`).
+    pub tool: &'a str,
 }
 
-/// The key of connection `connection_id`'s copy of upstream file `origin_file_id`: derived,
-/// not generated, so an attempt that copied the bytes and then rolled back leaves nothing a
-/// retry does not reuse (it copies onto the same key), and copy rows of one origin file in
-/// one connection share one object. Files never change, so the shared bytes are right for
-/// every row.
-pub fn copy_key(
-    company_id: &str,
-    project_id: &str,
-    connection_id: &str,
-    origin_file_id: &str,
-) -> String {
-    format!(
-        "{}{origin_file_id}",
-        copies_prefix(company_id, project_id, connection_id)
-    )
+impl CopyTarget<'_> {
+    /// `<company>/<project>/copies/<connection id>/<tool>/`: everything under it belongs to
+    /// this tool's copies over the connection (see [`CopyTarget::key`]).
+    pub fn prefix(&self) -> String {
+        format!(
+            "{}/{}/copies/{}/{}/",
+            self.company_id, self.project_id, self.connection_id, self.tool
+        )
+    }
+
+    /// The key of the copy of upstream file `origin_file_id`: derived, not generated, so an
+    /// attempt that copied the bytes and then rolled back leaves nothing a retry does not
+    /// reuse (it copies onto the same key), and copy rows of one origin file share one
+    /// object. Files never change, so the shared bytes are right for every row.
+    pub fn key(&self, origin_file_id: &str) -> String {
+        format!("{}{origin_file_id}", self.prefix())
+    }
 }
 
 impl Blobs {
@@ -116,7 +124,7 @@ impl Blobs {
 
     /// Copies within the store (a hard link on a local folder: O(1), no second copy of bytes).
     /// Copying onto a key that exists is a success: keys of copies are derived
-    /// ([`copy_key`]) and files never change, so it already holds these bytes.
+    /// ([`CopyTarget::key`]) and files never change, so it already holds these bytes.
     pub async fn copy(&self, from: &str, to: &str) -> anyhow::Result<()> {
         let (from, to) = (Path::from(from), Path::from(to));
         if !self.local {

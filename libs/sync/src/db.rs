@@ -110,6 +110,16 @@ pub struct SyncRow {
 }
 
 impl SyncRow {
+    /// Where `tool`'s copies over this connection go in the downstream project.
+    pub fn copy_target<'a>(&'a self, tool: &'a str) -> connectability_blobs::CopyTarget<'a> {
+        connectability_blobs::CopyTarget {
+            company_id: &self.downstream_company_id,
+            project_id: &self.downstream_project_id,
+            connection_id: &self.connection_id,
+            tool,
+        }
+    }
+
     fn read(r: &AnyRow) -> Result<Self> {
         Ok(Self {
             connection_id: r.try_get("connection_id")?,

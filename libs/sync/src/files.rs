@@ -4,7 +4,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use connectability_blobs::{Blobs, copies_prefix, files::FileRow};
+use connectability_blobs::{Blobs, CopyTarget, files::FileRow};
 use connectability_platform::input::Id;
 use connectability_store::{
     Tx, placeholders,
@@ -12,8 +12,6 @@ use connectability_store::{
 };
 use futures::StreamExt;
 use sqlx::Row;
-
-use crate::SyncRow;
 
 /// Upstream-to-downstream file ids of what one reconcile copied, and the new rows.
 #[derive(Debug, Default)]
@@ -35,14 +33,14 @@ impl CopiedFiles {
             .collect()
     }
 
-    /// Copies `file_ids` (files of `s`'s upstream project; empty ids and ids already copied
-    /// by this reconcile skipped) as files of the downstream project, new ids with `prefix`.
-    /// The bytes are copied now; the rows are written by the caller with its copies.
+    /// Copies `file_ids` (files of the connection's upstream project; empty ids and ids
+    /// already copied by this reconcile skipped) `to` the downstream project, new ids with
+    /// `prefix`. The bytes are copied now; the rows are written by the caller with its copies.
     pub async fn copy(
         &mut self,
         tx: &mut Tx,
         blobs: &Blobs,
-        s: &SyncRow,
+        to: &CopyTarget<'_>,
         file_ids: &[String],
         prefix: &str,
         now_ms: i64,
@@ -56,13 +54,7 @@ impl CopiedFiles {
         todo.dedup();
         let mut pairs = Vec::new();
         for f in by_ids::<FileRow>(tx, &todo).await? {
-            let copy = f.copied_to(
-                Id::generate(prefix).to_string(),
-                &s.downstream_project_id,
-                &s.downstream_company_id,
-                &s.connection_id,
-                now_ms,
-            );
+            let copy = f.copied_to(Id::generate(prefix).to_string(), to, now_ms);
             pairs.push((f.object_key.clone(), copy.object_key.clone()));
             self.map.insert(f.id.clone(), copy.id.clone());
             self.rows.push(copy);
@@ -71,43 +63,40 @@ impl CopiedFiles {
     }
 }
 
-/// C12: removes every file connection `s` copied (rows and bytes), including files of
-/// copies that were replaced since (an RFI closed again gets new files), and anything an
-/// interrupted copy left under the connection's prefix.
-pub async fn withdraw(tx: &mut Tx, blobs: &Blobs, s: &SyncRow) -> anyhow::Result<()> {
+/// C12: removes every file the tool copied over the connection (rows and bytes), including
+/// files of copies that were replaced since (an RFI closed again gets new files), and
+/// anything an interrupted copy left under the tool's prefix of the connection.
+pub async fn withdraw(tx: &mut Tx, blobs: &Blobs, to: &CopyTarget<'_>) -> anyhow::Result<()> {
     let files: Vec<FileRow> = fetch(
         tx,
         format!("{} WHERE connection_id = $1", select::<FileRow>()),
-        &[s.connection_id.as_str()],
+        &[to.connection_id],
         FileRow::read,
     )
     .await?;
     sqlx::query("DELETE FROM files WHERE connection_id = $1")
-        .bind(&s.connection_id)
+        .bind(to.connection_id)
         .execute(&mut **tx)
         .await?;
-    // Copies made before keys were derived (`copy_key`) live outside the prefix.
+    // Copies made before keys were derived (`CopyTarget::key`) live outside the prefix.
     for f in files {
         blobs.delete(&f.object_key).await?;
     }
-    sweep(tx, blobs, s).await?;
+    sweep(tx, blobs, to).await?;
     Ok(())
 }
 
 /// Keys checked against the files table per statement while sweeping.
 const SWEEP_BATCH: usize = 500;
 
-/// Deletes the objects under connection `s`'s copies prefix that no file row names: bytes
-/// an attempt copied before it rolled back (a killed replica, a lost claim) and that no
-/// retry will reuse because the connection stopped first. Run once the connection is
-/// stopped, under its locked row, so no copy can add to the prefix meanwhile. Answers how
-/// many objects went.
-pub async fn sweep(tx: &mut Tx, blobs: &Blobs, s: &SyncRow) -> anyhow::Result<u64> {
-    let prefix = copies_prefix(
-        &s.downstream_company_id,
-        &s.downstream_project_id,
-        &s.connection_id,
-    );
+/// Deletes the objects under the tool's copies prefix of the connection that no file row
+/// of the tool names: bytes an attempt copied before it rolled back (a killed replica, a
+/// lost claim) and that no retry will reuse because the connection stopped first. Run once
+/// the connection is stopped, under its locked row, so no copy can add to the prefix
+/// meanwhile. Only the tool's own prefix: another tool's copies are named by rows in its
+/// own database, which this one cannot see. Answers how many objects went.
+pub async fn sweep(tx: &mut Tx, blobs: &Blobs, to: &CopyTarget<'_>) -> anyhow::Result<u64> {
+    let prefix = to.prefix();
     // Listed in pages and checked a batch at a time: a connection may hold 100,000 files.
     let mut keys = blobs.list(&prefix);
     let mut batch = Vec::with_capacity(SWEEP_BATCH);
@@ -125,7 +114,7 @@ pub async fn sweep(tx: &mut Tx, blobs: &Blobs, s: &SyncRow) -> anyhow::Result<u6
         }
     }
     if swept > 0 {
-        tracing::info!(connection = %s.connection_id, swept, "swept copies no row names");
+        tracing::info!(connection = %to.connection_id, tool = to.tool, swept, "swept copies no row names");
     }
     Ok(swept)
 }

@@ -161,7 +161,8 @@ pub fn parked_work_consumer(context: &str) -> String {
 pub trait SyncedTool: Send + Sync + 'static {
     /// The connection feature that carries this tool.
     const FEATURE: Feature;
-    /// The events context of the tool's own events (`drawings`, `rfis`).
+    /// The events context of the tool's own events (`drawings`, `rfis`), and the tool's part
+    /// of its copies' object keys ([`connectability_blobs::CopyTarget`]).
     const CONTEXT: &'static str;
 
     fn engine(&self) -> &Engine;
@@ -360,14 +361,14 @@ pub async fn apply_connection_event<T: SyncedTool>(
             if let Some(table) = T::MARKS_DISCONNECTED {
                 db::mark_disconnected(tx, table, &c.id, now).await?;
             }
-            files::sweep(tx, &tool.engine().blobs, &stopped).await?;
+            files::sweep(tx, &tool.engine().blobs, &stopped.copy_target(T::CONTEXT)).await?;
         }
         "ConnectionUndone" => {
             // C12: an undone connection leaves no copies behind.
             let stopped = row_of(&c, SyncState::Stopped, now, version);
             db::stop_sync(tx, &stopped).await?;
             db::withdraw_copies(tx, T::WITHDRAW, &c.id).await?;
-            files::withdraw(tx, &tool.engine().blobs, &stopped).await?;
+            files::withdraw(tx, &tool.engine().blobs, &stopped.copy_target(T::CONTEXT)).await?;
         }
         _ => {}
     }

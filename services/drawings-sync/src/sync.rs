@@ -287,13 +287,7 @@ pub async fn reconcile_many(
                 continue;
             };
             let file_id = Id::generate(FILE).to_string();
-            let copy = file.copied_to(
-                file_id.clone(),
-                &s.downstream_project_id,
-                &s.downstream_company_id,
-                &s.connection_id,
-                now,
-            );
+            let copy = file.copied_to(file_id.clone(), &s.copy_target(DrawingSync::CONTEXT), now);
             blob_copies.push((file.object_key.clone(), copy.object_key.clone()));
             new_files.push(copy);
             new_revisions.push(RevisionRow {

@@ -48,7 +48,16 @@ async fn copy_content(
         files.extend(r.file_ids.iter().cloned());
     }
     let mut copied = CopiedFiles::default();
-    copied.copy(tx, blobs, s, &files, FILE, now).await?;
+    copied
+        .copy(
+            tx,
+            blobs,
+            &s.copy_target(RfiSync::CONTEXT),
+            &files,
+            FILE,
+            now,
+        )
+        .await?;
     let copy = RfiRow {
         id: copy_id.to_string(),
         project_id: s.downstream_project_id.clone(),

@@ -51,7 +51,16 @@ async fn copy_distributions(
         wanted.push(d.cover_file_id.clone());
     }
     let mut files = CopiedFiles::default();
-    files.copy(tx, blobs, s, &wanted, FILE, now).await?;
+    files
+        .copy(
+            tx,
+            blobs,
+            &s.copy_target(SubmittalSync::CONTEXT),
+            &wanted,
+            FILE,
+            now,
+        )
+        .await?;
     let rows = todo
         .iter()
         .map(|d| DistributionRow {

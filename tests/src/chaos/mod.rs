@@ -1212,9 +1212,10 @@ impl Report {
             plan.s3_delay.as_millis()
         );
         println!(
-            "| objects without a row (orphans) / rows without their object | {} / {} |",
+            "| objects without a row (orphans) / rows without their object | {} / {}{} |",
             self.orphan_objects.len(),
-            self.missing_objects.len()
+            self.missing_objects.len(),
+            first_keys(&self.orphan_objects, &self.missing_objects)
         );
         println!(
             "| duplicated copies of the disconnected connection | {} |",
@@ -1763,4 +1764,17 @@ where
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// A few keys of each kind, so a failed run names where to look.
+fn first_keys(orphans: &[String], missing: &[String]) -> String {
+    if orphans.is_empty() && missing.is_empty() {
+        return String::new();
+    }
+    let first = |keys: &[String]| keys.iter().take(3).cloned().collect::<Vec<_>>();
+    format!(
+        "; e.g. orphans {:?}, missing {:?}",
+        first(orphans),
+        first(missing)
+    )
 }

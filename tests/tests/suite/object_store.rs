@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use connectability_blobs::{copies_prefix, copy_key};
+use connectability_blobs::CopyTarget;
 use connectability_proto::{
     connections::v1 as cpb, drawings::v1 as dpb, drawings::v1::upload_file_request::Part,
 };
@@ -52,8 +52,18 @@ async fn download(world: &Fanout, user: &str, file_id: &str) -> Vec<u8> {
     bytes
 }
 
-/// C12 on S3: copies land under the downstream company at `copy_key(connection, origin
-/// file)` (every revision of one file shares the connection's one object) and read back
+/// Where the drawings tool copies over `connection` into project `project` of `company`.
+fn target<'a>(company: &'a str, project: &'a str, connection: &'a str) -> CopyTarget<'a> {
+    CopyTarget {
+        company_id: company,
+        project_id: project,
+        connection_id: connection,
+        tool: "drawings",
+    }
+}
+
+/// C12 on S3: copies land under the downstream company at the drawings tool's key for the
+/// connection and origin file (`CopyTarget::key`; every revision of one file shares the connection's one object) and read back
 /// byte for byte; bytes an interrupted attempt left under a connection's prefix (copied,
 /// then rolled back, never retried) are swept when the connection is disconnected, while
 /// its copies stay, and everything under the prefix goes when it is undone. At the end no
@@ -94,7 +104,7 @@ async fn c12_s3_copies_at_derived_keys_leave_no_object_without_a_row(backend: Ba
             .find(|(_, c)| c == connection)
             .unwrap()
             .0;
-        assert_eq!(key, &copy_key(&world.sub, down, connection, &world.file));
+        assert_eq!(key, &target(&world.sub, down, connection).key(&world.file));
     }
     let original = download(&world, &world.gina, &world.file).await;
     assert!(original.starts_with(b"%PDF-1.4"));
@@ -113,7 +123,7 @@ async fn c12_s3_copies_at_derived_keys_leave_no_object_without_a_row(backend: Ba
     for (down, conn) in [(&down0, &conn0), (&down1, &conn1)] {
         blobs
             .put(
-                &copy_key(&world.sub, down, conn, "fil_rolled_back"),
+                &target(&world.sub, down, conn).key("fil_rolled_back"),
                 bytes::Bytes::from_static(b"%PDF-1.4 rolled back"),
             )
             .await
@@ -133,7 +143,7 @@ async fn c12_s3_copies_at_derived_keys_leave_no_object_without_a_row(backend: Ba
         .await
         .unwrap();
     let under =
-        |down: &str, conn: &str| format!("{prefix}/{}", copies_prefix(&world.sub, down, conn));
+        |down: &str, conn: &str| format!("{prefix}/{}", target(&world.sub, down, conn).prefix());
     let (under0, under1) = (under(&down0, &conn0), under(&down1, &conn1));
     eventually(
         "the disconnected connection's stray bytes swept",

@@ -293,14 +293,22 @@ async fn backfill_counts_and_live_copies<T: Tool>(backend: Backend) {
 }
 
 /// Disconnect keeps the copies and copies nothing new: a second live connection receiving
-/// the later change is the barrier that shows it would have arrived.
+/// the later change is the barrier that shows it would have arrived. The disconnected
+/// connection carries every tool, so each tool's sweep of what an interrupted copy left runs
+/// beside copies of this tool it must not touch (each tool's rows live in its own database).
 async fn disconnect_keeps_copies_and_copies_nothing_new<T: Tool>(backend: Backend) {
     let w = world(backend).await;
     T::share(&w, "before").await;
-    let c = w.request(&w.down, &[T::FEATURE]).await;
+    let c = w
+        .request(&w.down, &[F::Drawings, F::Rfis, F::Submittals])
+        .await;
     let c2 = w.request(&w.down2, &[T::FEATURE]).await;
-    w.in_sync::<T>(&c.id, 1).await;
+    let items = |f: F| i64::from(f == T::FEATURE);
+    w.in_sync::<Drawings>(&c.id, items(F::Drawings)).await;
+    w.in_sync::<Rfis>(&c.id, items(F::Rfis)).await;
+    w.in_sync::<Submittals>(&c.id, items(F::Submittals)).await;
     w.in_sync::<T>(&c2.id, 1).await;
+    let stored = w.stored_objects(&w.down);
     w.app
         .connections(&w.token(&w.raj))
         .disconnect_connection(cpb::DisconnectConnectionRequest {
@@ -309,13 +317,19 @@ async fn disconnect_keeps_copies_and_copies_nothing_new<T: Tool>(backend: Backen
         })
         .await
         .unwrap();
-    eventually("the disconnect applied", WAIT, || async {
-        match T::status(&w, &c.id).await {
-            Some((false, ..)) => Some(()),
-            _ => None,
-        }
+    eventually("the disconnect applied by every tool", WAIT, || async {
+        let stopped = |s: Option<(bool, i64, i64)>| matches!(s, Some((false, ..)));
+        (stopped(Drawings::status(&w, &c.id).await)
+            && stopped(Rfis::status(&w, &c.id).await)
+            && stopped(Submittals::status(&w, &c.id).await))
+        .then_some(())
     })
     .await;
+    assert_eq!(
+        w.stored_objects(&w.down),
+        stored,
+        "no tool's sweep takes an object a copy names"
+    );
     T::share(&w, "after").await;
     w.copies_until::<T>(&w.down2, 2).await;
     let kept = T::copies(&w, &w.down).await;
