@@ -6,6 +6,7 @@
 //! downstream holds exactly the copies it should and every notification and email exists once.
 
 pub mod infra;
+mod queues;
 pub mod smtp;
 
 use std::{
@@ -58,6 +59,14 @@ pub struct Plan {
     /// drawing; submittals distributed, revised and distributed again.
     pub rfis: usize,
     pub submittals: usize,
+    /// Revisions (each with its own file) published at once to one connection after the
+    /// faults, the delay per request meanwhile, and the least time their one copy item must
+    /// take (several copy leases). At 50 ms an item cannot take 30 s: 16 copies run at once
+    /// and a publish holds at most 5,000 revisions (about 16 s at best, 4.4 s measured for
+    /// 1,000), so the phase slows the store to 200 ms, where 2,500 copies take at least 31 s.
+    pub slow_sheets: usize,
+    pub slow_delay: Duration,
+    pub slow_at_least: Duration,
 }
 
 impl Plan {
@@ -73,6 +82,9 @@ impl Plan {
             s3_delay: Duration::from_millis(50),
             rfis: 12,
             submittals: 8,
+            slow_sheets: 2500,
+            slow_delay: Duration::from_millis(200),
+            slow_at_least: Duration::from_secs(30),
         }
     }
 
@@ -88,6 +100,9 @@ impl Plan {
             s3_delay: Duration::from_millis(50),
             rfis: 40,
             submittals: 20,
+            slow_sheets: 4000,
+            slow_delay: Duration::from_millis(200),
+            slow_at_least: Duration::from_secs(45),
         }
     }
 }
@@ -305,6 +320,13 @@ struct World {
     stable: Vec<String>,
     /// Downstream projects for churn: undone, disconnected, approved.
     churn: [String; 3],
+    /// A downstream of `up` whose every drawings copy fails until it is replayed.
+    poisoned: String,
+    /// A second upstream of the GC, its one downstream, and its revisions (each with its
+    /// own file), published at once on slow storage after the faults.
+    annex: String,
+    slow: String,
+    slow_revisions: Vec<String>,
     /// Revision ids: first revisions in publish batches, then the second revisions.
     batches: Vec<Vec<String>>,
     revised: Vec<String>,
@@ -386,16 +408,22 @@ async fn build_world(api: &Api, plan: &Plan) -> anyhow::Result<World> {
         project(&sub, "Tower - disconnected".into()).await?,
         project(&sub, "HQ - approved".into()).await?,
     ];
+    let poisoned = project(&sub, "Tower - poisoned".into()).await?;
+    let annex = project(&gc, "Annex".into()).await?;
+    let slow = project(&sub, "Annex - slow storage".into()).await?;
     let mut members = vec![
         (up.clone(), gina.clone()),
         (up.clone(), raj.clone()),
         (keystone_up.clone(), kim.clone()),
         (keystone_up.clone(), raj.clone()),
+        (annex.clone(), gina.clone()),
+        (annex.clone(), raj.clone()),
     ];
     members.extend(
         stable
             .iter()
             .chain(&churn)
+            .chain([&poisoned, &slow])
             .map(|p| (p.clone(), raj.clone())),
     );
     for (i, (project, user)) in members.into_iter().enumerate() {
@@ -425,40 +453,50 @@ async fn build_world(api: &Api, plan: &Plan) -> anyhow::Result<World> {
     for (i, down) in stable.iter().enumerate() {
         request(api, &raj, down, &up, &rid("stable", i), ALL_FEATURES).await?;
     }
+    let drawings = &[Feature::Drawings];
+    request(api, &raj, &poisoned, &up, "chaos-poisoned", drawings).await?;
+    request(api, &raj, &slow, &annex, "chaos-slow", drawings).await?;
 
     // Every revision exists (unpublished) before the faults: creating one is not idempotent,
     // publishing is.
-    let area = retry("CreateDrawingArea", |a| {
-        call!(
-            api.drawings(&gina, a),
-            create_drawing_area,
-            dpb::CreateDrawingAreaRequest {
-                project_id: up.clone(),
-                name: "Level 1".into(),
-                description: String::new(),
-            }
-        )
-    })
-    .await?
-    .into_inner()
-    .id;
-    let set = retry("CreateDrawingSet", |a| {
-        call!(
-            api.drawings(&gina, a),
-            create_drawing_set,
-            dpb::CreateDrawingSetRequest {
-                project_id: up.clone(),
-                name: "IFC".into(),
-                date: "2026-03-01".into(),
-            }
-        )
-    })
-    .await?
-    .into_inner()
-    .id;
+    let area_and_set = |project: String| {
+        let gina = gina.clone();
+        async move {
+            let area = retry("CreateDrawingArea", |a| {
+                call!(
+                    api.drawings(&gina, a),
+                    create_drawing_area,
+                    dpb::CreateDrawingAreaRequest {
+                        project_id: project.clone(),
+                        name: "Level 1".into(),
+                        description: String::new(),
+                    }
+                )
+            })
+            .await?
+            .into_inner()
+            .id;
+            let set = retry("CreateDrawingSet", |a| {
+                call!(
+                    api.drawings(&gina, a),
+                    create_drawing_set,
+                    dpb::CreateDrawingSetRequest {
+                        project_id: project.clone(),
+                        name: "IFC".into(),
+                        date: "2026-03-01".into(),
+                    }
+                )
+            })
+            .await?
+            .into_inner()
+            .id;
+            anyhow::Ok((area, set))
+        }
+    };
+    let (area, set) = area_and_set(up.clone()).await?;
     // A file per sheet (the second revision of a sheet reuses it): each copy is an object
     // copied on the store, as on a real project.
-    let upload = |sheet: usize| {
+    let upload = |up: &String, sheet: usize| {
         let (api, gina, up) = (api.clone(), gina.clone(), up.clone());
         async move {
             retry("UploadFile", |a| {
@@ -486,27 +524,36 @@ async fn build_world(api: &Api, plan: &Plan) -> anyhow::Result<World> {
             .map(|f| f.into_inner().id)
         }
     };
-    let files: Vec<String> = futures::stream::iter((0..plan.sheets).map(upload))
+    let files: Vec<String> = futures::stream::iter((0..plan.sheets).map(|s| upload(&up, s)))
         .buffered(8)
         .collect::<Vec<_>>()
         .await
         .into_iter()
         .collect::<anyhow::Result<_>>()?;
-    let revision = |sheet: usize, number: &str| dpb::CreateDrawingRevisionRequest {
-        project_id: up.clone(),
-        area_id: area.clone(),
-        set_id: set.clone(),
-        number: format!("A-{sheet:05}"),
-        title: format!("Sheet {sheet}"),
-        discipline_name: "Architectural".into(),
-        discipline_position: 1,
-        revision_number: number.into(),
-        revision_status: "Issued".into(),
-        drawing_date: "2026-02-14".into(),
-        received_date: "2026-02-20".into(),
-        file_id: files[sheet].clone(),
-        custom_fields: Default::default(),
+    let revision_of = |project: &String,
+                       area: &String,
+                       set: &String,
+                       file: &String,
+                       sheet: usize,
+                       number: &str| {
+        dpb::CreateDrawingRevisionRequest {
+            project_id: project.clone(),
+            area_id: area.clone(),
+            set_id: set.clone(),
+            number: format!("A-{sheet:05}"),
+            title: format!("Sheet {sheet}"),
+            discipline_name: "Architectural".into(),
+            discipline_position: 1,
+            revision_number: number.into(),
+            revision_status: "Issued".into(),
+            drawing_date: "2026-02-14".into(),
+            received_date: "2026-02-20".into(),
+            file_id: file.clone(),
+            custom_fields: Default::default(),
+        }
     };
+    let revision =
+        |sheet: usize, number: &str| revision_of(&up, &area, &set, &files[sheet], sheet, number);
     let mut first = Vec::new();
     for sheet in 0..plan.sheets {
         let r = revision(sheet, "0");
@@ -603,6 +650,31 @@ async fn build_world(api: &Api, plan: &Plan) -> anyhow::Result<World> {
             files[1].clone(),
         ));
     }
+    // The slow-storage upstream: every sheet its own file, so its copy is one object each.
+    let (annex_area, annex_set) = area_and_set(annex.clone()).await?;
+    let annex_files: Vec<String> =
+        futures::stream::iter((0..plan.slow_sheets).map(|s| upload(&annex, s)))
+            .buffered(8)
+            .collect::<Vec<_>>()
+            .await
+            .into_iter()
+            .collect::<anyhow::Result<_>>()?;
+    let slow_revisions: Vec<String> =
+        futures::stream::iter(annex_files.iter().enumerate().map(|(sheet, file)| {
+            let r = revision_of(&annex, &annex_area, &annex_set, file, sheet, "0");
+            let mut client = api.drawings(&gina, sheet);
+            async move {
+                client
+                    .create_drawing_revision(r)
+                    .await
+                    .map(|r| r.into_inner().id)
+            }
+        }))
+        .buffered(8)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<Result<_, _>>()?;
     Ok(World {
         gina,
         raj,
@@ -611,6 +683,10 @@ async fn build_world(api: &Api, plan: &Plan) -> anyhow::Result<World> {
         keystone_up,
         stable,
         churn,
+        poisoned,
+        annex,
+        slow,
+        slow_revisions,
         batches: first.chunks(plan.batch).map(<[String]>::to_vec).collect(),
         revised,
         rfis,
@@ -1061,6 +1137,11 @@ pub const WINDOW_SLACK_MS: i64 = 100;
 /// (notification's `EMAIL_LEASE / 2`): a kill in that time also leaves it unmarked.
 pub const MARK_RETRY_MS: i64 = 30_000;
 
+/// `COPY_MAX_ATTEMPTS` of the tool services here: the poisoned connection's item parks after
+/// about 7 s of backoff (1 + 2 + 4 s) instead of the default's nine minutes, while an outage
+/// (not an attempt) still parks nothing.
+const COPY_MAX_ATTEMPTS: &str = "4";
+
 /// The figures the report prints.
 #[derive(Debug, Default)]
 pub struct Report {
@@ -1082,8 +1163,12 @@ pub struct Report {
     pub orphan_objects: Vec<String>,
     pub missing_objects: Vec<String>,
     pub objects: usize,
-    /// Requests the store served during the run, and how many were server-side copies.
+    /// Requests the store served during the faulted run, and how many were server-side
+    /// copies.
     pub s3_requests: (usize, usize),
+    /// The poisoned connection, and the copy item on slow storage.
+    pub poison: queues::PoisonReport,
+    pub slow: queues::SlowReport,
     pub disconnected_duplicated: i64,
     pub states_wrong: Vec<String>,
     pub notifications_expected: i64,
@@ -1136,6 +1221,8 @@ impl Report {
             && self.emails_twice_unexplained == 0
             && self.outbox_unsent == 0
             && self.dead_letters == 0
+            && self.poison.ok()
+            && self.slow.ok()
     }
 
     pub fn print(&self, plan: &Plan) {
@@ -1246,6 +1333,33 @@ impl Report {
             self.excused_ms.0,
             self.excused_ms.1
         );
+        let p = &self.poison;
+        println!(
+            "| poisoned connection (every copy fails): parked / FAILED in its status / in `dead-letters list` / others parked meanwhile | {} / {} ({:?}) / {} / {} {:?} |",
+            p.parked,
+            p.failed,
+            p.failure,
+            p.listed,
+            p.others_parked.len(),
+            p.others_parked
+        );
+        println!(
+            "| poisoned connection: `connectability_dead_letters` (alert ConnectabilityDeadLetters) parked / after replay; copies after replay | {} / {}; {} of {} |",
+            p.alert, p.alert_after, p.copies, p.copies_expected
+        );
+        let w = &self.slow;
+        println!(
+            "| slow storage: one publish of {} revisions (own file each) to one connection, {} ms per request | copied in {:.1} s (at least {} s asked: {}x the 10 s copy lease); {} CopyObject requests for {} objects; {} rows, {} distinct |",
+            w.revisions,
+            plan.slow_delay.as_millis(),
+            w.elapsed.as_secs_f64(),
+            w.at_least.as_secs(),
+            w.at_least.as_secs() / 10,
+            w.copy_requests,
+            w.copied_objects,
+            w.rows,
+            w.distinct_rows
+        );
         println!("| outbox rows unsent | {} |", self.outbox_unsent);
         println!("| dead letters | {} |", self.dead_letters);
         println!(
@@ -1296,6 +1410,8 @@ pub async fn run(plan: Plan, bin: &Path) -> anyhow::Result<Report> {
         }
     }
     let url = |label: &str| format!("http://127.0.0.1:{}", ports[label]);
+    // drawings-sync's replicas serve `/metrics`: the poisoned connection's alert is read there.
+    let mut metrics_ports = Vec::new();
     for (mut p, db) in pending {
         let mut env = vec![
             ("DATABASE_URL".to_string(), pg.url(&db)),
@@ -1315,6 +1431,20 @@ pub async fn run(plan: Plan, bin: &Path) -> anyhow::Result<Report> {
         ];
         env.extend(s3.env());
         env.push(("RUST_LOG".into(), "warn".into()));
+        // A permanent copy failure parks after a few seconds rather than nine minutes.
+        env.push(("COPY_MAX_ATTEMPTS".into(), COPY_MAX_ATTEMPTS.into()));
+        if p.service == "drawings-sync" {
+            // A port just released by the probe may be one handed out above for gRPC.
+            let port = loop {
+                let port = infra::free_port()?;
+                if !ports.values().any(|p| *p == port) && !metrics_ports.contains(&port) {
+                    break port;
+                }
+            };
+            metrics_ports.push(port);
+            env.retain(|(k, _)| k != "METRICS_ADDR");
+            env.push(("METRICS_ADDR".into(), format!("127.0.0.1:{port}")));
+        }
         p.set_env(env);
         procs.push(p);
     }
@@ -1367,6 +1497,31 @@ pub async fn run(plan: Plan, bin: &Path) -> anyhow::Result<Report> {
     )
     .await?;
 
+    // The poisoned connection: every drawings copy into it fails until replayed.
+    let dwg_url = format!("{}/drawings_sync", pg_url.trim_end_matches("/postgres"));
+    let connection_of = |down: String| {
+        let pool = pools["drawings_sync"].clone();
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(60);
+            loop {
+                let id = sqlx::query_scalar::<_, String>(
+                    "SELECT connection_id FROM sync_connections WHERE downstream_project_id = $1",
+                )
+                .bind(&down)
+                .fetch_optional(&pool)
+                .await?;
+                match id {
+                    Some(id) => return anyhow::Ok(id),
+                    None if Instant::now() > deadline => bail!("no sync row for {down}"),
+                    None => tokio::time::sleep(Duration::from_millis(200)).await,
+                }
+            }
+        }
+    };
+    let poisoned = connection_of(world.poisoned.clone()).await?;
+    let slow = connection_of(world.slow.clone()).await?;
+    queues::poison(&pools["drawings_sync"], &poisoned).await?;
+
     eprintln!("chaos: driving work under faults");
     let work_done = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let injector = {
@@ -1396,8 +1551,21 @@ pub async fn run(plan: Plan, bin: &Path) -> anyhow::Result<Report> {
     })
     .await?;
 
+    eprintln!("chaos: the poisoned connection: parked, alerted, replayed");
+    let mut poison = queues::check_and_replay(
+        &api,
+        &world.raj,
+        &pools,
+        &poisoned,
+        bin,
+        &dwg_url,
+        &metrics_ports,
+    )
+    .await?;
+
     eprintln!("chaos: waiting for the system to go idle");
     let per = (plan.sheets + plan.revised) as i64;
+    let poisoned_sql = stable_in(std::slice::from_ref(&poisoned));
     let expected = per * plan.connections as i64;
     let stable_sql = stable_in(&world.stable_connections(&pools["drawings_sync"]).await?);
     let (nats_url, nats_admin) = {
@@ -1407,6 +1575,7 @@ pub async fn run(plan: Plan, bin: &Path) -> anyhow::Result<Report> {
     let idle = wait_for("copies complete and every queue drained", Duration::from_secs(240), || {
         let pools = &pools;
         let stable_sql = stable_sql.clone();
+        let poisoned_sql = poisoned_sql.clone();
         let nats_url = nats_url.clone();
         let nats_admin = nats_admin.clone();
         async move {
@@ -1416,7 +1585,13 @@ pub async fn run(plan: Plan, bin: &Path) -> anyhow::Result<Report> {
             .fetch_one(&pools["drawings_sync"])
             .await
             .unwrap_or(-1);
-            if copies < expected {
+            let replayed: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                "SELECT COUNT(DISTINCT origin_id) FROM revisions WHERE connection_id IN ({poisoned_sql})"
+            )))
+            .fetch_one(&pools["drawings_sync"])
+            .await
+            .unwrap_or(-1);
+            if copies < expected || replayed < per {
                 return false;
             }
             for pool in pools.values() {
@@ -1438,11 +1613,37 @@ pub async fn run(plan: Plan, bin: &Path) -> anyhow::Result<Report> {
     let recovery = last_fault.elapsed();
     // Late duplicates would show up now.
     tokio::time::sleep(Duration::from_secs(2)).await;
+    poison.copies = sqlx::query_scalar("SELECT COUNT(*) FROM revisions WHERE connection_id = $1")
+        .bind(&poisoned)
+        .fetch_one(&pools["drawings_sync"])
+        .await?;
+    poison.copies_expected = per;
+    poison.alert_after = queues::dead_letters_metric(&metrics_ports).await;
+    let requests = s3.proxy.requests();
+    let s3_requests = (requests.len(), requests.iter().filter(|r| r.copy).count());
+
+    eprintln!("chaos: one copy item on slow storage");
+    s3.proxy.set_delay(plan.slow_delay);
+    let slow = queues::slow_copy(
+        &api,
+        &world.gina,
+        &world.annex,
+        &world.slow_revisions,
+        &slow,
+        &s3,
+        &pools["drawings_sync"],
+        plan.slow_at_least,
+    )
+    .await?;
+    s3.proxy.set_delay(plan.s3_delay);
 
     let mut report = Report {
         faults,
         recovery,
         idle,
+        poison,
+        slow,
+        s3_requests,
         copies_expected: expected,
         ..Default::default()
     };
@@ -1511,8 +1712,6 @@ pub async fn run(plan: Plan, bin: &Path) -> anyhow::Result<Report> {
     report.objects = keys.len();
     report.orphan_objects = unnamed(&keys, &named).into_iter().cloned().collect();
     report.missing_objects = unnamed(&named, &keys).into_iter().cloned().collect();
-    let requests = s3.proxy.requests();
-    report.s3_requests = (requests.len(), requests.iter().filter(|r| r.copy).count());
     let (all, distinct): (i64, i64) = sqlx::query_as(
         "SELECT COUNT(*), COUNT(DISTINCT origin_id) FROM revisions WHERE connection_id = $1",
     )
